@@ -1,0 +1,46 @@
+/*
+ * cl: a small blocking client for the Careline protocol, for the command-line clients and
+ * the tests. Every call that waits takes a timeout in milliseconds; nothing waits forever.
+ * Not for use inside dispatchd (it blocks).
+ */
+#ifndef CARELINE_CL_H
+#define CARELINE_CL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "careline.pb-c.h"
+
+typedef Careline__V1__Envelope ClEnvelope;
+typedef struct ClConn ClConn;
+
+/* Connects to host:port (numeric IP or a name resolved here); NULL with err on failure. */
+ClConn *cl_connect(const char *host, int port, int timeout_ms, char *err, size_t errlen);
+void cl_close(ClConn *c);
+int cl_fd(const ClConn *c);
+
+/* Sends one frame (length prefix + packed env). */
+bool cl_send(ClConn *c, const ClEnvelope *env);
+/* Sends bytes as they are (tests of bad framing). */
+bool cl_send_raw(ClConn *c, const void *buf, size_t len);
+
+/* Next frame, or NULL on timeout (err "timeout"), EOF (err "closed") or a bad frame.
+ * Free with cl_free(). */
+ClEnvelope *cl_recv(ClConn *c, int timeout_ms, char *err, size_t errlen);
+void cl_free(ClEnvelope *env);
+
+/* Sends env with a fresh seq and waits for the reply carrying that seq; pushes that arrive
+ * meanwhile (seq 0) go to on_push if given, else are dropped. */
+ClEnvelope *cl_call(ClConn *c, ClEnvelope *env, int timeout_ms, char *err, size_t errlen,
+                    void (*on_push)(ClEnvelope *push, void *arg), void *arg);
+
+/* Hello with the token; returns the reply (HelloOk or Error) or NULL on I/O failure. */
+ClEnvelope *cl_hello(ClConn *c, const char *token, const char *client_name, int timeout_ms,
+                     char *err, size_t errlen);
+
+/* Reads a token for `role` (and station id when > 0) from a tokens file written by
+ * deploy/make-tokens.sh (lines "ROLE STATION_ID TOKEN NAME"). Returns a malloc'd string. */
+char *cl_token_from_file(const char *path, const char *role, long station_id);
+
+#endif

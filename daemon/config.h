@@ -1,0 +1,77 @@
+/*
+ * config: every tunable of dispatchd in one Config struct, described by one table
+ * (name, type, default, bounds, reloadable, meaning). Values come, later winning, from the
+ * defaults, the INI file (`key = value`, '#' comments, an optional [dispatchd] section),
+ * the environment (CARELINE_<KEY>, e.g. CARELINE_LISTEN_PORT) and the command line
+ * (--key=value or --key value; '-' and '_' are interchangeable). An unknown key, a value
+ * out of range or a malformed number is an error naming the key and the source.
+ */
+#ifndef CARELINE_CONFIG_H
+#define CARELINE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "util.h"
+
+#define CONFIG_STR_MAX 512
+
+typedef struct Config {
+    char listen_addr[64];       /* protocol listener address */
+    int listen_port;            /* 0 = ephemeral (tests; see port_file) */
+    char http_addr[64];         /* HTTP (health, metrics, queries) address */
+    int http_port;              /* 0 = ephemeral */
+    char port_file[256];        /* when set: "proto PORT\nhttp PORT\n" written once listening */
+    char server_id[64];         /* this instance's name; empty = hostname-pid */
+    char log_level[16];         /* error | warn | info | debug */
+    char pg_conninfo[CONFIG_STR_MAX]; /* libpq conninfo; use host=IP or a socket dir, no DNS */
+    int pg_pool_size;           /* connections to PostgreSQL */
+    int pg_query_timeout_ms;    /* a query slower than this fails and its link is reset */
+    int pg_max_queue;           /* queries waiting for a connection before OVERLOADED */
+    char redis_host[64];        /* Redis IP address (no DNS) */
+    int redis_port;
+    int redis_op_timeout_ms;    /* a Redis reply later than this resets the link */
+    int redis_max_inflight;     /* Redis commands in flight before OVERLOADED */
+    int max_frame_bytes;        /* largest Envelope accepted (payload bytes) */
+    int max_clients;            /* protocol connections; the listener pauses at the limit */
+    int hello_timeout_ms;       /* a connection must authenticate within this */
+    int idle_timeout_ms;        /* a connection silent this long is closed */
+    int heartbeat_interval_ms;  /* advertised in HelloOk: clients ping at least this often */
+    int obuf_soft_bytes;        /* output above this pauses reading from the peer */
+    int obuf_hard_bytes;        /* output above this closes the connection */
+    int obuf_soft_seconds;      /* output above soft for this long closes the connection */
+    int max_inflight_per_conn;  /* requests awaiting PG/Redis per connection before pausing */
+    int frames_per_wakeup;      /* frames handled per read event before yielding */
+    int http_timeout_ms;        /* HTTP request read/write timeout */
+    int shutdown_timeout_ms;    /* SIGTERM: in-flight work gets this long, then force close */
+} Config;
+
+/* Fills c with the defaults. Never fails (the defaults are tested). */
+void config_defaults(Config *c);
+
+/* Applies one key = value from `source` ("file:LINE", "env", "argv"); on error writes a
+ * sentence into err and returns false. */
+bool config_set(Config *c, const char *key, const char *value, const char *source, char *err,
+                size_t errlen) MUSTCHECK;
+
+/* Loads an INI file over c. */
+bool config_load_file(Config *c, const char *path, char *err, size_t errlen) MUSTCHECK;
+
+/* Applies CARELINE_<KEY> environment variables over c. */
+bool config_load_env(Config *c, char *err, size_t errlen) MUSTCHECK;
+
+/* Cross-field checks (e.g. obuf_soft < obuf_hard). */
+bool config_validate(const Config *c, char *err, size_t errlen) MUSTCHECK;
+
+/* Copies the keys marked reloadable from `from` into `to` (SIGHUP). */
+void config_apply_reloadable(Config *to, const Config *from);
+
+/* Writes every key with its current value, default and meaning, INI-style (for --help and
+ * the example config test). */
+void config_print(const Config *c, FILE *out, bool with_help);
+
+/* true when `key` (after '-' -> '_') names a config key. */
+bool config_has_key(const char *key);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * util: small always-on helpers shared by every module.
+ * Allocation wrappers abort on OOM (the bounded buffers are the real memory control),
+ * ASSERT is never compiled out, clocks are in milliseconds.
+ */
+#ifndef CARELINE_UTIL_H
+#define CARELINE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define MUSTCHECK __attribute__((warn_unused_result))
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Logs file:line and the expression, then aborts. Never compiled out. */
+#define ASSERT(e) ((e) ? (void)0 : util_assert_fail(#e, __FILE__, __LINE__))
+_Noreturn void util_assert_fail(const char *expr, const char *file, int line);
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Monotonic milliseconds, for deadlines and durations. */
+int64_t util_now_ms(void);
+/* Wall-clock milliseconds since the Unix epoch, for timestamps shown to people. */
+int64_t util_wall_ms(void);
+
+/* true when s[0..n) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+bool util_utf8_valid(const char *s, size_t n);
+
+#endif
