@@ -9,6 +9,7 @@
 SHELL := /bin/bash
 .SUFFIXES:
 .DELETE_ON_ERROR:
+.SECONDARY:
 
 SAN ?= 0
 ifeq ($(SAN),1)

@@ -21,7 +21,7 @@ typedef struct {
 int t_main(int argc, char **argv, const TCase *cases);
 
 /* Fails the current case with a message (file:line added). Does not return. */
-_Noreturn void t_fail(const char *file, int line, const char *fmt, ...)
+void t_fail(const char *file, int line, const char *fmt, ...) __attribute__((noreturn))
     __attribute__((format(printf, 3, 4)));
 
 /* The current case's private directory (removed after the case passes). */
