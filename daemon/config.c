@@ -15,7 +15,7 @@
 
 #include "log.h"
 
-typedef enum { CT_INT, CT_STR } ConfType;
+typedef enum { CT_INT, CT_STR, CT_DOUBLE } ConfType;
 
 typedef struct {
     const char *name;
@@ -30,6 +30,8 @@ typedef struct {
 
 #define INT_KEY(n, d, lo, hi, rl, h)                                                            \
     {#n, CT_INT, offsetof(Config, n), sizeof(int), d, lo, hi, rl, h}
+#define DBL_KEY(n, d, lo, hi, rl, h)                                                            \
+    {#n, CT_DOUBLE, offsetof(Config, n), sizeof(double), d, lo, hi, rl, h}
 #define STR_KEY(n, d, rl, h) {#n, CT_STR, offsetof(Config, n), sizeof(((Config *)0)->n), d, 0, 0, rl, h}
 
 static const ConfKey keys[] = {
@@ -76,6 +78,34 @@ static const ConfKey keys[] = {
     INT_KEY(http_timeout_ms, "5000", 100, 600000, false, "HTTP request timeout"),
     INT_KEY(shutdown_timeout_ms, "10000", 0, 600000, true,
             "SIGTERM: in-flight work gets this long before connections are forced closed"),
+    STR_KEY(county_code, "330281", false, "6-digit county code (Yuyao 330281)"),
+    DBL_KEY(circle_minutes, "15", 1, 240, false, "service circle in travel minutes"),
+    DBL_KEY(detour_urban, "1.3", 1, 5, false, "road km per great-circle km, urban areas"),
+    DBL_KEY(detour_rural, "1.4", 1, 5, false, "road km per great-circle km, rural areas"),
+    DBL_KEY(detour_mountain, "1.8", 1, 5, false, "road km per great-circle km, mountain areas"),
+    DBL_KEY(speed_urban_kmh, "20", 1, 200, false, "mean travel speed, urban areas"),
+    DBL_KEY(speed_rural_kmh, "30", 1, 200, false, "mean travel speed, rural areas"),
+    DBL_KEY(speed_mountain_kmh, "20", 1, 200, false, "mean travel speed, mountain areas"),
+    STR_KEY(lunch_window, "11:00-12:30", false, "local time lunch is delivered (HH:MM-HH:MM)"),
+    STR_KEY(dinner_window, "17:00-18:30", false, "local time dinner is delivered (HH:MM-HH:MM)"),
+    INT_KEY(care_window_minutes, "120", 15, 1440, true, "length of a home-care visit's window"),
+    INT_KEY(care_lead_minutes, "30", 0, 1440, true,
+            "earliest start of a home-care visit after the call"),
+    INT_KEY(care_visits_per_caregiver, "4", 1, 50, true,
+            "home-care visits per caregiver per day (a station's care capacity)"),
+    INT_KEY(priority_reserve_pct, "10", 0, 100, true,
+            "share of each capacity held back for priority residents (alone, disabled, 80+)"),
+    INT_KEY(booking_days, "7", 0, 60, true, "how many days ahead a meal may be booked"),
+    INT_KEY(match_candidates, "8", 1, 64, true, "nearest eligible stations tried per request"),
+    INT_KEY(offer_timeout_s, "180", 5, 86400, true,
+            "a station must accept an offered job within this"),
+    INT_KEY(reconcile_interval_ms, "2000", 100, 600000, true,
+            "how often unfinished and waitlisted requests are swept"),
+    INT_KEY(reconcile_age_ms, "3000", 0, 600000, true,
+            "an unfinished request this old is resumed by the sweep"),
+    STR_KEY(fault_point, "", false, "TESTS ONLY: crash at this point (after_begin, "
+                                    "after_enqueue, after_finish); empty = never"),
+    INT_KEY(fault_after, "0", 0, INT_MAX, false, "TESTS ONLY: crash the Nth time fault_point is reached"),
 };
 
 static const ConfKey *key_find(const char *name)
@@ -139,6 +169,18 @@ bool config_set(Config *c, const char *key, const char *value, const char *sourc
                               value);
         }
         snprintf(field, k->size, "%s", value);
+        return true;
+    }
+    if (k->type == CT_DOUBLE) {
+        char *end;
+        errno = 0;
+        double dv = strtod(value, &end);
+        while (isspace((unsigned char)*end))
+            end++;
+        if (errno || end == value || *end || !(dv >= (double)k->min && dv <= (double)k->max))
+            return seterr(err, errlen, "%s: '%s' needs a number within %ld..%ld, not '%s'",
+                          source, k->name, k->min, k->max, value);
+        *(double *)field = dv;
         return true;
     }
     long v;
@@ -233,6 +275,17 @@ bool config_validate(const Config *c, char *err, size_t errlen)
     if (c->obuf_hard_bytes < c->max_frame_bytes + 4)
         return seterr(err, errlen, "obuf_hard_bytes (%d) must hold one full frame (%d)",
                       c->obuf_hard_bytes, c->max_frame_bytes + 4);
+    int h1, m1, h2, m2;
+    const char *win[] = {c->lunch_window, c->dinner_window};
+    for (int i = 0; i < 2; i++) {
+        if (sscanf(win[i], "%d:%d-%d:%d", &h1, &m1, &h2, &m2) != 4 || h1 < 0 || h1 > 23 ||
+            m1 < 0 || m1 > 59 || h2 < 0 || h2 > 23 || m2 < 0 || m2 > 59 ||
+            h1 * 60 + m1 >= h2 * 60 + m2)
+            return seterr(err, errlen, "%s '%s' must be HH:MM-HH:MM with start before end",
+                          i ? "dinner_window" : "lunch_window", win[i]);
+    }
+    if (strlen(c->county_code) != 6 || strspn(c->county_code, "0123456789") != 6)
+        return seterr(err, errlen, "county_code '%s' must be 6 digits", c->county_code);
     if (!c->pg_conninfo[0])
         return seterr(err, errlen, "pg_conninfo must be set");
     return true;
@@ -257,6 +310,8 @@ void config_print(const Config *c, FILE *out, bool with_help)
                     k->def, k->def[0] ? "" : "\"", k->reloadable ? " [reloadable]" : "");
         if (k->type == CT_STR)
             fprintf(out, "%s = %s\n", k->name, field);
+        else if (k->type == CT_DOUBLE)
+            fprintf(out, "%s = %g\n", k->name, *(const double *)field);
         else
             fprintf(out, "%s = %d\n", k->name, *(const int *)field);
         if (with_help)

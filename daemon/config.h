@@ -45,6 +45,24 @@ typedef struct Config {
     int frames_per_wakeup;      /* frames handled per read event before yielding */
     int http_timeout_ms;        /* HTTP request read/write timeout */
     int shutdown_timeout_ms;    /* SIGTERM: in-flight work gets this long, then force close */
+    /* dispatch */
+    char county_code[16];       /* 6-digit county code; Redis keys are tagged with it */
+    double circle_minutes;      /* the service circle ("15-minute circle") */
+    double detour_urban, detour_rural, detour_mountain; /* road km per great-circle km */
+    double speed_urban_kmh, speed_rural_kmh, speed_mountain_kmh; /* mean travel speed */
+    char lunch_window[16];      /* "HH:MM-HH:MM" local: when lunch is delivered */
+    char dinner_window[16];     /* "HH:MM-HH:MM" local: when dinner is delivered */
+    int care_window_minutes;    /* length of a home-care visit's promised window */
+    int care_lead_minutes;      /* earliest start of a home-care visit after the call */
+    int care_visits_per_caregiver; /* home-care visits per caregiver per day (capacity) */
+    int priority_reserve_pct;   /* share of each capacity kept for priority residents */
+    int booking_days;           /* how many days ahead a meal may be booked */
+    int match_candidates;       /* nearest eligible stations tried per request */
+    int offer_timeout_s;        /* a station must accept within this (re-dispatch after) */
+    int reconcile_interval_ms;  /* sweep for unfinished and waitlisted requests */
+    int reconcile_age_ms;       /* a request unfinished this long is resumed by the sweep */
+    char fault_point[32];       /* TESTS ONLY: kill the process at this point (see dispatch.c) */
+    int fault_after;            /* TESTS ONLY: ... on the Nth time it is reached */
 } Config;
 
 /* Fills c with the defaults. Never fails (the defaults are tested). */

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "dispatch.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -261,6 +262,7 @@ bool server_init(Server *s, const Config *cfg, const char *config_path)
         log_error("cannot set up the PostgreSQL pool or the Redis link (see above)");
         return false;
     }
+    s->dispatch = dispatch_new(s);
     if (!listen_proto(s) || !http_start(s))
         return false;
     s->janitor = event_new(s->base, -1, EV_PERSIST, janitor_cb, s);
@@ -287,8 +289,10 @@ void server_free(Server *s)
     http_stop(s);
     if (s->lis)
         evconnlistener_free(s->lis);
+    dispatch_stop(s->dispatch); /* callbacks fired by the frees below must not start work */
     rds_free(s->rds);
     pg_pool_free(s->pg);
+    dispatch_free(s->dispatch);
     s->rds = NULL;
     s->pg = NULL;
     struct event *evs[] = {s->janitor, s->sig_term, s->sig_int, s->sig_hup, s->sig_pipe};

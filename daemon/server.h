@@ -38,6 +38,7 @@ typedef struct Server {
     int64_t shutdown_deadline_ms;
     struct event *reaper;         /* frees CONN_CLOSED conns with refs == 0 */
     Conn *dead;                   /* closed conns waiting for the reaper */
+    struct Dispatch *dispatch;    /* requests, matching, the sweep */
 } Server;
 
 #define JANITOR_HZ 10

@@ -1,0 +1,1236 @@
+/*
+ * dispatch: each submission is a small state machine (Sub) driven by callbacks:
+ * begin (PostgreSQL) -> match (memory) -> reserve + enqueue (one Redis script) -> finish
+ * (PostgreSQL) -> reply. Every step is idempotent, keyed by the request id and the offer's
+ * attempt number, so the sweep (or a second daemon) may redo any step after a crash and the
+ * request is still queued exactly once. Nothing here blocks: every wait is a callback.
+ */
+#include "dispatch.h"
+
+#include <ctype.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "cal.h"
+#include "log.h"
+#include "match.h"
+#include "metrics.h"
+#include "server.h"
+#include "session.h"
+#include "speech.h"
+
+#define S(x) CARELINE__V1__##x
+#define MAX_KEY 128
+#define MAX_NOTE 500
+#define MAX_CANDS 64
+#define SWEEP_BATCH 200
+#define COUNTY_MARGIN_DEG 0.05 /* a location may lie this far outside the villages' box */
+
+/* Reserve capacity at the first candidate that has some left and queue the job there, or
+ * return the reservation an earlier run made for this request and attempt. */
+static const char reserve_lua[] =
+    "local m = redis.call('HGET', KEYS[1], 'job')\n"
+    "if m then return {1, tonumber(redis.call('HGET', KEYS[1], 'station')), tonumber(m)} end\n"
+    "local n = tonumber(ARGV[7])\n"
+    "local prio = ARGV[5] == '1'\n"
+    "local pct = tonumber(ARGV[6])\n"
+    "local held = 0\n"
+    "for i = 1, n do\n"
+    "  local sid = ARGV[6 + 2 * i]\n"
+    "  local limit = tonumber(ARGV[7 + 2 * i])\n"
+    "  local capk = KEYS[2 * i]\n"
+    "  local used = tonumber(redis.call('GET', capk) or '0')\n"
+    "  local allowed = limit\n"
+    "  if not prio then allowed = limit - math.ceil(limit * pct / 100) end\n"
+    "  if used < allowed then\n"
+    "    redis.call('INCR', capk)\n"
+    "    redis.call('EXPIREAT', capk, ARGV[4])\n"
+    "    local eid = redis.call('XADD', KEYS[2 * i + 1], '*', 'job', ARGV[1], 'request', ARGV[2],"
+    " 'attempt', ARGV[3])\n"
+    "    redis.call('HSET', KEYS[1], 'job', ARGV[1], 'station', sid, 'cap', capk, 'stream',"
+    " KEYS[2 * i + 1], 'entry', eid, 'state', 'held')\n"
+    "    redis.call('EXPIREAT', KEYS[1], ARGV[4])\n"
+    "    return {0, tonumber(sid), tonumber(ARGV[1])}\n"
+    "  elseif used < limit then held = 1 end\n"
+    "end\n"
+    "return {2, 0, held}\n";
+
+/* Give a reservation's capacity back once (cancel, or a reservation nobody will use). */
+static const char release_lua[] =
+    "local st = redis.call('HGET', KEYS[1], 'state')\n"
+    "if not st then return 0 end\n"
+    "if st ~= 'held' then return 1 end\n"
+    "local capk = redis.call('HGET', KEYS[1], 'cap')\n"
+    "if tonumber(redis.call('GET', capk) or '0') > 0 then redis.call('DECR', capk) end\n"
+    "redis.call('HSET', KEYS[1], 'state', ARGV[1])\n"
+    "return 2\n";
+
+struct Dispatch {
+    Server *srv;
+    Directory *dir;
+    TravelModel model;
+    RdsScript *reserve, *release;
+    struct event *sweep;       /* periodic, and activated by dispatch_kick */
+    bool sweeping;             /* a sweep batch is in flight */
+    int sweep_left;            /* subs of the current batch not finished */
+    int win[2][2];             /* [lunch|dinner][start|end] local minutes */
+    char prefix[32];           /* "{c330281}:" */
+    int fault_count;
+    bool stopped;              /* dispatch_stop: backends are going away */
+    double lat_min, lat_max, lon_min, lon_max; /* the county's box (from its villages) */
+};
+
+typedef struct Sub {
+    Dispatch *d;
+    Conn *c;                   /* NULL when the sweep drives it */
+    uint64_t seq;
+    /* the request */
+    char key[MAX_KEY + 1];
+    char phone[24];            /* normalised digits, "" when by resident id */
+    int64_t resident_param;
+    int kind, slot, subtype, urgency;
+    char date_raw[16];         /* as sent ("" = today) */
+    CalDay day;
+    char note[MAX_NOTE + 1];
+    bool has_loc;
+    double loc_lat, loc_lon;
+    /* from PostgreSQL */
+    int64_t request_id, job_id;
+    char village[16];
+    double lat, lon;
+    unsigned prio;             /* bit per PriorityFlag */
+    bool duplicate;
+    bool was_waitlisted;
+    /* outcome */
+    int state, reason;
+    int64_t station_id;
+    char station_name[160];
+    double minutes;
+    int64_t ws_ms, we_ms;
+    bool reserved;             /* this run's script call reserved (or found) capacity */
+    char msg[200];
+} Sub;
+
+/* ---- small helpers ---------------------------------------------------------------- */
+
+int dispatch_enum_from_db(const ProtobufCEnumDescriptor *desc, const char *db)
+{
+    char up[64];
+    size_t i = 0;
+    for (; db[i] && i + 1 < sizeof(up); i++)
+        up[i] = (char)toupper((unsigned char)db[i]);
+    up[i] = '\0';
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value_by_name(desc, up);
+    return v ? v->value : 0;
+}
+
+void dispatch_enum_to_db(const ProtobufCEnumDescriptor *desc, int value, char *out, size_t n)
+{
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(desc, value);
+    size_t i = 0;
+    for (; v && v->name[i] && i + 1 < n; i++)
+        out[i] = (char)tolower((unsigned char)v->name[i]);
+    out[i] = '\0';
+}
+
+static const char *db_name(const ProtobufCEnumDescriptor *desc, int value, char buf[64])
+{
+    dispatch_enum_to_db(desc, value, buf, 64);
+    return buf;
+}
+
+static void fault(Dispatch *d, const char *point)
+{
+    const Config *cfg = &d->srv->cfg;
+    if (!cfg->fault_point[0] || strcmp(cfg->fault_point, point) != 0)
+        return;
+    if (++d->fault_count < cfg->fault_after)
+        return;
+    log_warn("fault injection: killing the process at %s (test hook)", point);
+    raise(SIGKILL);
+}
+
+static int sub_minute_now(CalDay *today)
+{
+    int m;
+    *today = cal_day_of(util_wall_ms(), &m);
+    return m;
+}
+
+static void sub_free(Sub *s)
+{
+    Dispatch *d = s->d;
+    if (s->c) {
+        conn_inflight_end(s->c);
+        conn_unref(s->c);
+    } else if (d->sweeping && --d->sweep_left == 0) {
+        d->sweeping = false;
+    }
+    free(s);
+}
+
+/* ---- replies ---------------------------------------------------------------------- */
+
+static void reply_error(Sub *s, int code, const char *field, const char *fmt, ...)
+    PRINTF_LIKE(4, 5);
+static void reply_error(Sub *s, int code, const char *field, const char *fmt, ...)
+{
+    if (!s->c || !conn_alive(s->c))
+        return;
+    char msg[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (!field) {
+        conn_send_error(s->c, s->seq, code, false, "%s", msg);
+        return;
+    }
+    /* INVALID_ARGUMENT names the field, so a gateway can say which input was wrong */
+    Careline__V1__Error err = CARELINE__V1__ERROR__INIT;
+    err.code = (Careline__V1__ErrorCode)code;
+    err.message = msg;
+    err.field = (char *)field;
+    Envelope env = CARELINE__V1__ENVELOPE__INIT;
+    env.seq = s->seq;
+    env.body_case = CARELINE__V1__ENVELOPE__BODY_ERROR;
+    env.error = &err;
+    if (code >= 0 && code < METRICS_ERROR_CODES)
+        metrics.errors[code]++;
+    conn_send(s->c, &env);
+}
+
+static void reply_result(Sub *s)
+{
+    Dispatch *d = s->d;
+    if (!s->c || !conn_alive(s->c))
+        return;
+    Careline__V1__SubmitResult r = CARELINE__V1__SUBMIT_RESULT__INIT;
+    r.request_id = s->request_id;
+    r.state = (Careline__V1__RequestState)s->state;
+    r.reason_code = (Careline__V1__ReasonCode)s->reason;
+    r.reason = s->msg;
+    r.station_id = s->station_id;
+    r.station_name = s->station_name;
+    r.travel_minutes = (uint32_t)(s->minutes + 0.5);
+    r.window_start_ms = s->ws_ms;
+    r.window_end_ms = s->we_ms;
+    r.job_id = s->state == S(REQUEST_STATE__QUEUED) ? s->job_id : 0;
+    r.duplicate = s->duplicate;
+    Careline__V1__PriorityFlag flags[3];
+    for (int f = 1; f <= 3; f++)
+        if (s->prio & (1u << f))
+            flags[r.n_priority++] = (Careline__V1__PriorityFlag)f;
+    r.priority = flags;
+    char speech[512];
+    SpeechArgs sa = {(Careline__V1__RequestState)s->state,
+                     (Careline__V1__ReasonCode)s->reason,
+                     (Careline__V1__ServiceKind)s->kind,
+                     (Careline__V1__MealSlot)s->slot,
+                     (Careline__V1__CareSubtype)s->subtype,
+                     s->station_name,
+                     s->ws_ms,
+                     s->we_ms,
+                     util_wall_ms(),
+                     s->prio != 0,
+                     d->srv->cfg.booking_days};
+    speech_request(&sa, speech, sizeof(speech));
+    r.speech_zh = speech;
+    Envelope env = CARELINE__V1__ENVELOPE__INIT;
+    env.seq = s->seq;
+    env.body_case = CARELINE__V1__ENVELOPE__BODY_SUBMIT_RESULT;
+    env.submit_result = &r;
+    conn_send(s->c, &env);
+}
+
+/* ---- finish: record the outcome ------------------------------------------------------ */
+
+static void release_marker(Dispatch *d, int64_t request_id, int attempt, const char *why);
+
+static void station_name_of(Dispatch *d, int64_t id, char *out, size_t n)
+{
+    const DirSnap *snap = dir_snap(d->dir);
+    const Station *st = snap ? dir_station(snap, id) : NULL;
+    snprintf(out, n, "%s", st ? st->name : "");
+}
+
+static void finish_done(PGresult *res, const char *err, void *arg)
+{
+    Sub *s = arg;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        /* the request stays 'received' in PostgreSQL; the sweep will finish it */
+        log_warn("request %lld: recording the outcome failed: %s", (long long)s->request_id,
+                 res ? PQresultErrorMessage(res) : err);
+        reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
+                    "the request is recorded but its outcome could not be saved yet; it will "
+                    "be completed automatically (ask its status shortly)");
+        sub_free(s);
+        return;
+    }
+    bool changed = PQgetvalue(res, 0, 3)[0] == 't';
+    if (!changed) {
+        /* someone else moved it (another daemon's sweep, or a cancel): report what is true */
+        int now_state = dispatch_enum_from_db(&careline__v1__request_state__descriptor,
+                                              PQgetvalue(res, 0, 0));
+        if (s->reserved && now_state != S(REQUEST_STATE__QUEUED) && s->state ==
+                                                                     S(REQUEST_STATE__QUEUED))
+            release_marker(s->d, s->request_id, 1, "cancelled");
+        if (now_state != s->state) {
+            s->state = now_state;
+            s->station_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+            station_name_of(s->d, s->station_id, s->station_name, sizeof(s->station_name));
+        }
+        s->duplicate = true;
+    } else if (s->state == S(REQUEST_STATE__QUEUED)) {
+        fault(s->d, "after_finish");
+        log_info("request %lld queued at station %lld (job %lld, %.1f min)",
+                 (long long)s->request_id, (long long)s->station_id, (long long)s->job_id,
+                 s->minutes);
+    }
+    reply_result(s);
+    sub_free(s);
+}
+
+static void sub_finish(Sub *s)
+{
+    Dispatch *d = s->d;
+    if (d->stopped) {
+        sub_free(s);
+        return;
+    }
+    if (s->was_waitlisted && s->state == S(REQUEST_STATE__WAITLISTED)) {
+        sub_free(s); /* still no room: nothing new to record */
+        return;
+    }
+    char req[24], job[24], st[24], travel[16], ws[24], we[24], exp[24], b1[64], b2[64];
+    snprintf(req, sizeof(req), "%lld", (long long)s->request_id);
+    snprintf(job, sizeof(job), "%lld", (long long)s->job_id);
+    snprintf(st, sizeof(st), "%lld", (long long)s->station_id);
+    snprintf(travel, sizeof(travel), "%d", (int)(s->minutes + 0.5));
+    snprintf(ws, sizeof(ws), "%lld", (long long)s->ws_ms);
+    snprintf(we, sizeof(we), "%lld", (long long)s->we_ms);
+    snprintf(exp, sizeof(exp), "%lld",
+             (long long)(util_wall_ms() + d->srv->cfg.offer_timeout_s * 1000LL));
+    bool queued = s->state == S(REQUEST_STATE__QUEUED);
+    const char *params[] = {
+        req,
+        queued ? job : NULL,
+        queued ? st : NULL,
+        "1",
+        db_name(&careline__v1__request_state__descriptor, s->state, b1),
+        s->reason ? db_name(&careline__v1__reason_code__descriptor, s->reason, b2) : NULL,
+        s->msg[0] ? s->msg : NULL,
+        queued ? travel : NULL,
+        ws,
+        we,
+        exp,
+        s->c ? "gateway" : "daemon",
+    };
+    if (!pg_query(d->srv->pg,
+                  "SELECT * FROM careline_submit_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+                  "$10, $11, $12)",
+                  12, params, finish_done, s))
+        finish_done(NULL, "too many queries waiting for the database", s);
+}
+
+/* ---- reserve + enqueue ---------------------------------------------------------------- */
+
+static void marker_key(const Dispatch *d, int64_t request_id, int attempt, char *out, size_t n)
+{
+    snprintf(out, n, "%sra:%lld:%d", d->prefix, (long long)request_id, attempt);
+}
+
+static void release_done(redisReply *r, const char *err, void *arg)
+{
+    Dispatch *d = arg;
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        log_warn("releasing a reservation failed: %s", r ? r->str : err);
+    else
+        dispatch_kick(d); /* capacity freed: the waitlist may move */
+}
+
+static void release_marker(Dispatch *d, int64_t request_id, int attempt, const char *why)
+{
+    if (d->stopped)
+        return;
+    char key[96];
+    marker_key(d, request_id, attempt, key, sizeof(key));
+    const char *args[] = {key, why};
+    size_t lens[] = {strlen(key), strlen(why)};
+    if (!rds_eval(d->srv->rds, d->release, release_done, d, 1, 1, args, lens))
+        log_warn("request %lld: cannot release its reservation now (Redis unavailable)",
+                 (long long)request_id);
+}
+
+static void reserve_done(redisReply *r, const char *err, void *arg)
+{
+    Sub *s = arg;
+    Dispatch *d = s->d;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+        log_warn("request %lld: reserving capacity failed: %s", (long long)s->request_id,
+                 r ? (r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply") : err);
+        reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
+                    "the request is recorded but could not be queued yet (Redis unavailable); "
+                    "it will be queued automatically");
+        sub_free(s);
+        return;
+    }
+    fault(d, "after_enqueue");
+    long long status = r->element[0]->integer;
+    if (status == 2) {
+        s->state = S(REQUEST_STATE__WAITLISTED);
+        s->reason = S(REASON_CODE__NO_CAPACITY);
+        snprintf(s->msg, sizeof(s->msg), "every eligible station is full for this slot");
+        sub_finish(s);
+        return;
+    }
+    s->reserved = true;
+    s->station_id = r->element[1]->integer;
+    s->job_id = r->element[2]->integer;
+    s->state = S(REQUEST_STATE__QUEUED);
+    s->reason = 0;
+    s->msg[0] = '\0';
+    const DirSnap *snap = dir_snap(d->dir);
+    const Station *st = snap ? dir_station(snap, s->station_id) : NULL;
+    snprintf(s->station_name, sizeof(s->station_name), "%s", st ? st->name : "");
+    if (st) {
+        const Village *v = dir_village(snap, s->village);
+        GeoAreaKind area = v ? v->area : GEO_RURAL;
+        s->minutes = geo_minutes(&d->model, area, geo_km(s->lat, s->lon, st->lat, st->lon));
+    }
+    sub_finish(s);
+}
+
+/* Day-end of the service date plus one day, as a Unix time for EXPIREAT. */
+static long long expire_at(CalDay day)
+{
+    return (long long)(cal_unix_ms(day + 2, 0) / 1000);
+}
+
+static void sub_reserve(Sub *s, const MatchCand *cands, size_t n)
+{
+    Dispatch *d = s->d;
+    if (d->stopped) {
+        sub_free(s);
+        return;
+    }
+    char day[11];
+    cal_format(s->day, day);
+    const char *slot = s->kind == S(SERVICE_KIND__HOME_CARE)
+                           ? "care"
+                           : (s->slot == S(MEAL_SLOT__DINNER) ? "dinner" : "lunch");
+    /* keys: marker, then (capacity, stream) per candidate; args after them */
+    size_t nkeys = 1 + 2 * n, nargs = 7 + 2 * n;
+    char(*buf)[96] = xcalloc(nkeys + nargs, sizeof(*buf));
+    const char **args = xcalloc(nkeys + nargs, sizeof(char *));
+    size_t *lens = xcalloc(nkeys + nargs, sizeof(size_t));
+    marker_key(d, s->request_id, 1, buf[0], sizeof(buf[0]));
+    for (size_t i = 0; i < n; i++) {
+        snprintf(buf[1 + 2 * i], sizeof(buf[0]), "%scap:%lld:%s:%s", d->prefix,
+                 (long long)cands[i].station_id, day, slot);
+        snprintf(buf[2 + 2 * i], sizeof(buf[0]), "%sst:%lld:jobs", d->prefix,
+                 (long long)cands[i].station_id);
+    }
+    char(*a)[96] = buf + nkeys;
+    snprintf(a[0], 96, "%lld", (long long)s->job_id);
+    snprintf(a[1], 96, "%lld", (long long)s->request_id);
+    snprintf(a[2], 96, "1");
+    snprintf(a[3], 96, "%lld", expire_at(s->day));
+    snprintf(a[4], 96, "%d", s->prio ? 1 : 0);
+    snprintf(a[5], 96, "%d", d->srv->cfg.priority_reserve_pct);
+    snprintf(a[6], 96, "%zu", n);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(a[7 + 2 * i], 96, "%lld", (long long)cands[i].station_id);
+        snprintf(a[8 + 2 * i], 96, "%d", cands[i].limit);
+    }
+    for (size_t i = 0; i < nkeys + nargs; i++) {
+        args[i] = buf[i];
+        lens[i] = strlen(buf[i]);
+    }
+    bool ok = rds_eval(d->srv->rds, d->reserve, reserve_done, s, (int)nkeys, (int)nargs, args,
+                       lens);
+    free(buf);
+    free(args);
+    free(lens);
+    if (!ok)
+        reserve_done(NULL, "Redis is unavailable or overloaded", s);
+}
+
+/* ---- match ------------------------------------------------------------------------------ */
+
+static void reject(Sub *s, int reason, const char *msg)
+{
+    s->state = S(REQUEST_STATE__REJECTED);
+    s->reason = reason;
+    snprintf(s->msg, sizeof(s->msg), "%s", msg);
+    sub_finish(s);
+}
+
+typedef struct {
+    const DirSnap *snap;
+    bool meal;
+} AnyArg;
+
+static bool offers_cb(const StStation *st, void *arg)
+{
+    const AnyArg *a = arg;
+    return (st->flags & ST_ACTIVE) && (st->flags & (a->meal ? ST_MEAL : ST_HOME_CARE));
+}
+
+static void sub_match(Sub *s)
+{
+    Dispatch *d = s->d;
+    const Config *cfg = &d->srv->cfg;
+    if (d->stopped) {
+        sub_free(s);
+        return;
+    }
+    const DirSnap *snap = dir_snap(d->dir);
+    if (!snap) {
+        reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
+                    "the request is recorded; the station directory is still loading, so it "
+                    "will be matched automatically in a moment");
+        sub_free(s);
+        return;
+    }
+    CalDay today;
+    int now_min = sub_minute_now(&today);
+    bool meal = s->kind == S(SERVICE_KIND__MEAL_DELIVERY);
+    int start, end;
+    if (meal) {
+        int w = s->slot == S(MEAL_SLOT__DINNER);
+        start = d->win[w][0];
+        end = d->win[w][1];
+        if (s->day == today && now_min >= end)
+            return reject(s, S(REASON_CODE__SLOT_PASSED), "the slot is already over today");
+    } else if (s->day == today) {
+        start = (now_min + cfg->care_lead_minutes + 4) / 5 * 5;
+        end = start + cfg->care_window_minutes;
+    } else {
+        start = 9 * 60;
+        end = start + cfg->care_window_minutes;
+    }
+    if (s->day > today + cfg->booking_days)
+        return reject(s, S(REASON_CODE__DATE_TOO_FAR), "the date is beyond the booking horizon");
+    s->ws_ms = cal_unix_ms(s->day, start);
+    s->we_ms = cal_unix_ms(s->day, end);
+    const Village *v = dir_village(snap, s->village);
+    MatchQuery q = {
+        .lat = s->has_loc ? s->loc_lat : s->lat,
+        .lon = s->has_loc ? s->loc_lon : s->lon,
+        .area = v ? v->area : GEO_RURAL,
+        .village = v ? (int)(v - snap->villages) : -1,
+        .service = meal ? (s->slot == S(MEAL_SLOT__DINNER) ? MATCH_MEAL_DINNER : MATCH_MEAL_LUNCH)
+                        : MATCH_CARE,
+        .care_subtype = s->subtype,
+        .weekday = cal_weekday(s->day),
+        .start_min = start,
+        .end_min = end,
+        .today = s->day == today,
+        .care_visits_per_caregiver = cfg->care_visits_per_caregiver,
+    };
+    if (s->has_loc) {
+        s->lat = s->loc_lat;
+        s->lon = s->loc_lon;
+    }
+    MatchCand cands[MAX_CANDS];
+    size_t max = (size_t)cfg->match_candidates < MAX_CANDS ? (size_t)cfg->match_candidates
+                                                           : MAX_CANDS;
+    size_t n = match_find(snap, &d->model, &q, cands, max);
+    if (n == 0) {
+        /* why: nobody offers it nearby at all, or the ones nearby are closed then */
+        AnyArg a = {snap, meal};
+        StHit hit;
+        double km = geo_km_for_minutes(&d->model, q.area, d->model.circle_min);
+        if (stindex_nearest(snap->index, q.lat, q.lon, km, offers_cb, &a, &hit, 1) > 0)
+            return reject(s, S(REASON_CODE__STATION_CLOSED),
+                          "the stations in range are closed for that time");
+        return reject(s, S(REASON_CODE__NO_STATION_IN_RANGE),
+                      "no station offering the service reaches the resident");
+    }
+    fault(d, "before_enqueue");
+    sub_reserve(s, cands, n);
+}
+
+/* ---- begin: record the request ---------------------------------------------------------- */
+
+static unsigned parse_priority(const char *csv)
+{
+    unsigned bits = 0;
+    if (strstr(csv, "lives_alone"))
+        bits |= 1u << S(PRIORITY_FLAG__LIVES_ALONE);
+    if (strstr(csv, "disabled"))
+        bits |= 1u << S(PRIORITY_FLAG__DISABLED);
+    if (strstr(csv, "aged_80_plus"))
+        bits |= 1u << S(PRIORITY_FLAG__AGED_80_PLUS);
+    return bits;
+}
+
+static int64_t col_ll(PGresult *r, int col)
+{
+    return PQgetisnull(r, 0, col) ? 0 : strtoll(PQgetvalue(r, 0, col), NULL, 10);
+}
+
+static void begin_done(PGresult *res, const char *err, void *arg)
+{
+    Sub *s = arg;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        log_warn("recording a request failed: %s", res ? PQresultErrorMessage(res) : err);
+        reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
+                    "the request could not be recorded (database unavailable); nothing was "
+                    "saved, please retry with the same idempotency key");
+        sub_free(s);
+        return;
+    }
+    const char *outcome = PQgetvalue(res, 0, 0);
+    s->request_id = col_ll(res, 1);
+    if (strcmp(outcome, "conflict") == 0) {
+        reply_error(s, S(ERROR_CODE__CONFLICT), "idempotency_key",
+                    "idempotency key '%s' was already used for a different request (id %lld)",
+                    s->key, (long long)s->request_id);
+        sub_free(s);
+        return;
+    }
+    if (strcmp(outcome, "unknown_resident") == 0) {
+        reply_error(s, S(ERROR_CODE__NOT_FOUND), "resident_id", "no resident with id %lld",
+                    (long long)s->resident_param);
+        sub_free(s);
+        return;
+    }
+    s->duplicate = strcmp(outcome, "duplicate") == 0;
+    s->state = dispatch_enum_from_db(&careline__v1__request_state__descriptor,
+                                     PQgetvalue(res, 0, 2));
+    snprintf(s->village, sizeof(s->village), "%s", PQgetvalue(res, 0, 4));
+    s->lat = atof(PQgetvalue(res, 0, 5));
+    s->lon = atof(PQgetvalue(res, 0, 6));
+    s->prio = parse_priority(PQgetvalue(res, 0, 7));
+    s->station_id = col_ll(res, 8);
+    s->job_id = col_ll(res, 9);
+    s->minutes = (double)col_ll(res, 11);
+    s->ws_ms = col_ll(res, 12);
+    s->we_ms = col_ll(res, 13);
+    s->reason = PQgetisnull(res, 0, 14)
+                    ? 0
+                    : dispatch_enum_from_db(&careline__v1__reason_code__descriptor,
+                                            PQgetvalue(res, 0, 14));
+    if (s->state == S(REQUEST_STATE__RECEIVED)) {
+        fault(s->d, "after_begin");
+        sub_match(s);
+        return;
+    }
+    if (s->state == S(REQUEST_STATE__NOT_REGISTERED)) {
+        char masked[LOG_MASK_BUF];
+        log_info("request %lld: caller %s is not registered", (long long)s->request_id,
+                 log_mask_phone(s->phone, masked));
+    }
+    station_name_of(s->d, s->station_id, s->station_name, sizeof(s->station_name));
+    reply_result(s);
+    sub_free(s);
+}
+
+/* ---- intake: validation ------------------------------------------------------------------ */
+
+static bool normalise_phone(const char *in, char *out, size_t n)
+{
+    size_t o = 0;
+    for (const char *p = in; *p; p++) {
+        if (*p == ' ' || *p == '-')
+            continue;
+        if (*p == '+' && p == in)
+            continue;
+        if (!isdigit((unsigned char)*p) || o + 1 >= n)
+            return false;
+        out[o++] = *p;
+    }
+    out[o] = '\0';
+    /* the country code, written +86 or 0086, is not part of a stored number */
+    const char *digits = out;
+    if (in[0] == '+' && strncmp(out, "86", 2) == 0)
+        digits = out + 2;
+    else if (strncmp(out, "0086", 4) == 0)
+        digits = out + 4;
+    memmove(out, digits, strlen(digits) + 1);
+    size_t len = strlen(out);
+    return len >= 5 && len <= 15;
+}
+
+static void content_hash(const Sub *s, char hex[65])
+{
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "v1\n%s\n%lld\n%d\n%d\n%s\n%d\n%d\n%s\n%d:%.6f,%.6f", s->phone,
+             (long long)s->resident_param, s->kind, s->slot, s->date_raw, s->subtype,
+             s->urgency, s->note, s->has_loc, s->loc_lat, s->loc_lon);
+    auth_token_hash_hex(buf, hex);
+}
+
+/* Fills s from the message; on a bad field replies INVALID_ARGUMENT and returns false. */
+static bool validate(Sub *s, const Careline__V1__SubmitRequest *m)
+{
+#define BAD(field, ...)                                                                        \
+    do {                                                                                       \
+        reply_error(s, S(ERROR_CODE__INVALID_ARGUMENT), field, __VA_ARGS__);                   \
+        return false;                                                                          \
+    } while (0)
+    Dispatch *d = s->d;
+    size_t klen = strlen(m->idempotency_key);
+    if (klen == 0)
+        BAD("idempotency_key", "idempotency_key is required (use the call's id)");
+    if (klen > MAX_KEY || !util_utf8_valid(m->idempotency_key, klen))
+        BAD("idempotency_key", "idempotency_key must be 1..%d bytes of valid UTF-8", MAX_KEY);
+    memcpy(s->key, m->idempotency_key, klen + 1);
+    if (m->who_case == CARELINE__V1__SUBMIT_REQUEST__WHO_CALLER_PHONE) {
+        if (!normalise_phone(m->caller_phone, s->phone, sizeof(s->phone)))
+            BAD("caller_phone", "caller_phone must be 5..15 digits (optionally +86)");
+    } else if (m->who_case == CARELINE__V1__SUBMIT_REQUEST__WHO_RESIDENT_ID) {
+        if (m->resident_id <= 0)
+            BAD("resident_id", "resident_id must be a positive id");
+        s->resident_param = m->resident_id;
+    } else {
+        BAD("caller_phone", "caller_phone or resident_id is required");
+    }
+    s->kind = m->kind;
+    if (m->kind == S(SERVICE_KIND__MEAL_DELIVERY)) {
+        if (m->meal_slot != S(MEAL_SLOT__LUNCH) && m->meal_slot != S(MEAL_SLOT__DINNER))
+            BAD("meal_slot", "meal_slot must be LUNCH or DINNER for a meal delivery");
+        s->slot = m->meal_slot;
+    } else if (m->kind == S(SERVICE_KIND__HOME_CARE)) {
+        if (m->care_subtype < S(CARE_SUBTYPE__BATHING) ||
+            m->care_subtype > S(CARE_SUBTYPE__CARE_OTHER))
+            BAD("care_subtype", "care_subtype must be BATHING, CLEANING, COMPANIONSHIP, "
+                                "MEDICAL_ESCORT or CARE_OTHER for home care");
+        s->subtype = m->care_subtype;
+    } else {
+        BAD("kind", "kind must be MEAL_DELIVERY or HOME_CARE (got %d)", (int)m->kind);
+    }
+    CalDay today;
+    sub_minute_now(&today);
+    if (!m->service_date[0]) {
+        s->day = today;
+    } else if (!cal_parse(m->service_date, &s->day)) {
+        BAD("service_date", "service_date '%.20s' is not a real date (YYYY-MM-DD)",
+            util_utf8_valid(m->service_date, strlen(m->service_date)) ? m->service_date : "?");
+    } else if (s->day < today) {
+        BAD("service_date", "service_date %s is in the past", m->service_date);
+    }
+    snprintf(s->date_raw, sizeof(s->date_raw), "%s", m->service_date);
+    size_t nlen = strlen(m->note);
+    if (nlen > MAX_NOTE)
+        BAD("note", "note is %zu bytes; the limit is %d", nlen, MAX_NOTE);
+    if (!util_utf8_valid(m->note, nlen))
+        BAD("note", "note is not valid UTF-8");
+    memcpy(s->note, m->note, nlen + 1);
+    if (m->urgency != S(URGENCY__URGENCY_NORMAL) && m->urgency != S(URGENCY__URGENCY_URGENT))
+        BAD("urgency", "urgency must be URGENCY_NORMAL or URGENCY_URGENT");
+    s->urgency = m->urgency;
+    if (m->location) {
+        double lat = m->location->lat, lon = m->location->lon;
+        if (!(lat >= d->lat_min && lat <= d->lat_max && lon >= d->lon_min && lon <= d->lon_max))
+            BAD("location", "location %.5f,%.5f is outside the county", lat, lon);
+        s->has_loc = true;
+        s->loc_lat = lat;
+        s->loc_lon = lon;
+    }
+    return true;
+#undef BAD
+}
+
+static Sub *sub_new(Dispatch *d, Conn *c, uint64_t seq)
+{
+    Sub *s = xcalloc(1, sizeof(*s));
+    s->d = d;
+    s->c = c;
+    s->seq = seq;
+    if (c) {
+        conn_inflight_begin(c);
+        conn_ref(c);
+    }
+    return s;
+}
+
+static void handle_submit(Conn *c, Envelope *env)
+{
+    Dispatch *d = c->srv->dispatch;
+    Sub *s = sub_new(d, c, env->seq);
+    if (!dispatch_ready(d)) {
+        reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
+                    "the station directory is still loading; retry in a moment");
+        goto done;
+    }
+    if (!validate(s, env->submit))
+        goto done;
+    char hash[65], kb[64], sb[64], cb[64], ub[64], date[11];
+    content_hash(s, hash);
+    char hexhash[70];
+    snprintf(hexhash, sizeof(hexhash), "\\x%s", hash);
+    char resid[24];
+    snprintf(resid, sizeof(resid), "%lld", (long long)s->resident_param);
+    cal_format(s->day, date);
+    bool meal = s->kind == S(SERVICE_KIND__MEAL_DELIVERY);
+    const char *params[] = {
+        s->key,
+        hexhash,
+        s->phone[0] ? s->phone : NULL,
+        s->resident_param ? resid : NULL,
+        db_name(&careline__v1__service_kind__descriptor, s->kind, kb),
+        meal ? db_name(&careline__v1__meal_slot__descriptor, s->slot, sb) : NULL,
+        date,
+        meal ? NULL : db_name(&careline__v1__care_subtype__descriptor, s->subtype, cb),
+        s->note,
+        s->urgency ? "urgent" : "normal",
+        "gateway",
+    };
+    (void)ub;
+    if (!pg_query(d->srv->pg,
+                  "SELECT * FROM careline_submit_begin($1, $2::bytea, $3, $4, $5, $6, $7, $8, "
+                  "$9, $10, $11)",
+                  11, params, begin_done, s)) {
+        reply_error(s, S(ERROR_CODE__OVERLOADED), NULL,
+                    "too many requests are waiting for the database; retry shortly");
+        goto done;
+    }
+    frame_free(env);
+    return;
+done:
+    frame_free(env);
+    sub_free(s);
+}
+
+/* ---- status ------------------------------------------------------------------------------ */
+
+typedef struct {
+    Conn *c;
+    uint64_t seq;
+    Dispatch *d;
+} Ask;
+
+static Ask *ask_new(Dispatch *d, Conn *c, uint64_t seq)
+{
+    Ask *a = xcalloc(1, sizeof(*a));
+    a->c = c;
+    a->seq = seq;
+    a->d = d;
+    conn_inflight_begin(c);
+    conn_ref(c);
+    return a;
+}
+
+static void ask_free(Ask *a)
+{
+    conn_inflight_end(a->c);
+    conn_unref(a->c);
+    free(a);
+}
+
+static const char status_sql[] =
+    "WITH target AS (SELECT q.id FROM requests q WHERE "
+    "  ($1::bigint IS NOT NULL AND q.id = $1) "
+    "  OR ($2::text IS NOT NULL AND q.idempotency_key = $2) "
+    "  OR ($3::text IS NOT NULL AND (q.caller_phone_hash = sha256(convert_to($3, 'UTF8')) "
+    "      OR q.resident_id = (SELECT x.id FROM residents x WHERE x.phone = $3))) "
+    "  ORDER BY q.created_at DESC LIMIT 1) "
+    "SELECT r.id, r.state, r.kind, coalesce(r.station_id, 0), "
+    "  coalesce((extract(epoch FROM r.window_start) * 1000)::bigint, 0), "
+    "  coalesce((extract(epoch FROM r.window_end) * 1000)::bigint, 0), "
+    "  coalesce(r.reason_code, ''), coalesce(r.meal_slot, ''), coalesce(r.care_subtype, ''), "
+    "  cardinality(r.priority), (extract(epoch FROM e.at) * 1000)::bigint, e.state, e.actor, "
+    "  coalesce(e.reason_code, ''), coalesce(e.reason, ''), coalesce(e.station_id, 0) "
+    "FROM target JOIN requests r ON r.id = target.id "
+    "JOIN request_events e ON e.request_id = r.id ORDER BY e.id";
+
+static int enum_col(PGresult *res, int row, int col, const ProtobufCEnumDescriptor *desc)
+{
+    const char *v = PQgetvalue(res, row, col);
+    return v[0] ? dispatch_enum_from_db(desc, v) : 0;
+}
+
+static void status_done(PGresult *res, const char *err, void *arg)
+{
+    Ask *a = arg;
+    if (!conn_alive(a->c))
+        goto out;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        log_warn("status query failed: %s", res ? PQresultErrorMessage(res) : err);
+        conn_send_error(a->c, a->seq, S(ERROR_CODE__UNAVAILABLE), false,
+                        "cannot read the request's status now; retry shortly");
+        goto out;
+    }
+    int n = PQntuples(res);
+    if (n == 0) {
+        conn_send_error(a->c, a->seq, S(ERROR_CODE__NOT_FOUND), false, "no such request");
+        goto out;
+    }
+    Careline__V1__RequestStatus st = CARELINE__V1__REQUEST_STATUS__INIT;
+    st.request_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    st.state = enum_col(res, 0, 1, &careline__v1__request_state__descriptor);
+    st.kind = enum_col(res, 0, 2, &careline__v1__service_kind__descriptor);
+    st.station_id = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+    char name[160];
+    station_name_of(a->d, st.station_id, name, sizeof(name));
+    st.station_name = name;
+    st.window_start_ms = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
+    st.window_end_ms = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+    st.reason_code = enum_col(res, 0, 6, &careline__v1__reason_code__descriptor);
+    Careline__V1__RequestEvent *evs = xcalloc((size_t)n, sizeof(*evs));
+    Careline__V1__RequestEvent **evp = xcalloc((size_t)n, sizeof(*evp));
+    for (int i = 0; i < n; i++) {
+        Careline__V1__RequestEvent *e = &evs[i];
+        careline__v1__request_event__init(e);
+        e->at_ms = strtoll(PQgetvalue(res, i, 10), NULL, 10);
+        e->state = enum_col(res, i, 11, &careline__v1__request_state__descriptor);
+        e->actor = PQgetvalue(res, i, 12);
+        e->reason_code = enum_col(res, i, 13, &careline__v1__reason_code__descriptor);
+        e->reason = PQgetvalue(res, i, 14);
+        e->station_id = strtoll(PQgetvalue(res, i, 15), NULL, 10);
+        evp[i] = e;
+    }
+    st.n_history = (size_t)n;
+    st.history = evp;
+    char speech[512];
+    SpeechArgs sa = {st.state,
+                     st.reason_code,
+                     st.kind,
+                     enum_col(res, 0, 7, &careline__v1__meal_slot__descriptor),
+                     enum_col(res, 0, 8, &careline__v1__care_subtype__descriptor),
+                     name,
+                     st.window_start_ms,
+                     st.window_end_ms,
+                     util_wall_ms(),
+                     atoi(PQgetvalue(res, 0, 9)) > 0,
+                     a->d->srv->cfg.booking_days};
+    speech_request(&sa, speech, sizeof(speech));
+    st.speech_zh = speech;
+    Envelope env = CARELINE__V1__ENVELOPE__INIT;
+    env.seq = a->seq;
+    env.body_case = CARELINE__V1__ENVELOPE__BODY_REQUEST_STATUS;
+    env.request_status = &st;
+    conn_send(a->c, &env);
+    free(evs);
+    free(evp);
+out:
+    ask_free(a);
+}
+
+/* Reads a request reference (id, key or phone) into params; false after an Error reply. */
+static bool request_ref(Conn *c, uint64_t seq, int which, int64_t id, const char *key,
+                        const char *phone, char idbuf[24], char phonebuf[24],
+                        const char *params[3])
+{
+    params[0] = params[1] = params[2] = NULL;
+    switch (which) {
+    case 1:
+        if (id <= 0)
+            break;
+        snprintf(idbuf, 24, "%lld", (long long)id);
+        params[0] = idbuf;
+        return true;
+    case 2:
+        if (!key[0] || strlen(key) > MAX_KEY || !util_utf8_valid(key, strlen(key)))
+            break;
+        params[1] = key;
+        return true;
+    case 3:
+        if (!normalise_phone(phone, phonebuf, 24))
+            break;
+        params[2] = phonebuf;
+        return true;
+    default:
+        break;
+    }
+    conn_send_error(c, seq, S(ERROR_CODE__INVALID_ARGUMENT), false,
+                    "give a positive request_id, a 1..%d byte idempotency_key, or a caller_phone "
+                    "of 5..15 digits",
+                    MAX_KEY);
+    return false;
+}
+
+static void handle_status(Conn *c, Envelope *env)
+{
+    Dispatch *d = c->srv->dispatch;
+    const Careline__V1__StatusQuery *q = env->status_query;
+    char idbuf[24], phonebuf[24];
+    const char *params[3];
+    if (request_ref(c, env->seq, (int)q->ref_case, q->request_id,
+                    q->ref_case == 2 ? q->idempotency_key : "",
+                    q->ref_case == 3 ? q->caller_phone : "", idbuf, phonebuf, params)) {
+        Ask *a = ask_new(d, c, env->seq);
+        if (!pg_query(d->srv->pg, status_sql, 3, params, status_done, a)) {
+            conn_send_error(c, env->seq, S(ERROR_CODE__OVERLOADED), false,
+                            "too many requests are waiting for the database; retry shortly");
+            ask_free(a);
+        }
+    }
+    frame_free(env);
+}
+
+/* ---- cancel ------------------------------------------------------------------------------ */
+
+typedef struct {
+    Ask *a;
+    int64_t request_id;
+    bool cancelled;
+    int state;
+} CancelOp;
+
+static void cancel_reply(CancelOp *op)
+{
+    Ask *a = op->a;
+    if (conn_alive(a->c)) {
+        Careline__V1__CancelResult r = CARELINE__V1__CANCEL_RESULT__INIT;
+        r.request_id = op->request_id;
+        r.cancelled = op->cancelled;
+        r.state = (Careline__V1__RequestState)op->state;
+        char speech[256];
+        speech_cancel(op->cancelled, r.state, speech, sizeof(speech));
+        r.speech_zh = speech;
+        Envelope env = CARELINE__V1__ENVELOPE__INIT;
+        env.seq = a->seq;
+        env.body_case = CARELINE__V1__ENVELOPE__BODY_CANCEL_RESULT;
+        env.cancel_result = &r;
+        conn_send(a->c, &env);
+    }
+    ask_free(a);
+    free(op);
+}
+
+static void cancel_release_done(redisReply *r, const char *err, void *arg)
+{
+    CancelOp *op = arg;
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        log_warn("request %lld: cancelled, but releasing its capacity failed: %s",
+                 (long long)op->request_id, r ? r->str : err);
+    else
+        dispatch_kick(op->a->d);
+    cancel_reply(op);
+}
+
+static void cancel_done(PGresult *res, const char *err, void *arg)
+{
+    CancelOp *op = arg;
+    Ask *a = op->a;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        log_warn("cancel failed: %s", res ? PQresultErrorMessage(res) : err);
+        if (conn_alive(a->c))
+            conn_send_error(a->c, a->seq, S(ERROR_CODE__UNAVAILABLE), false,
+                            "cannot cancel now (database unavailable); retry shortly");
+        ask_free(a);
+        free(op);
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        if (conn_alive(a->c))
+            conn_send_error(a->c, a->seq, S(ERROR_CODE__NOT_FOUND), false,
+                            "no such request (or no open request for this caller)");
+        ask_free(a);
+        free(op);
+        return;
+    }
+    op->request_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    op->state = dispatch_enum_from_db(&careline__v1__request_state__descriptor,
+                                      PQgetvalue(res, 0, 1));
+    op->cancelled = PQgetvalue(res, 0, 2)[0] == 't';
+    int attempt = atoi(PQgetvalue(res, 0, 5));
+    if (!op->cancelled || attempt < 1 || a->d->stopped) {
+        cancel_reply(op);
+        return;
+    }
+    char key[96];
+    marker_key(a->d, op->request_id, attempt, key, sizeof(key));
+    const char *args[] = {key, "cancelled"};
+    size_t lens[] = {strlen(key), strlen("cancelled")};
+    if (!rds_eval(a->d->srv->rds, a->d->release, cancel_release_done, op, 1, 1, args, lens))
+        cancel_release_done(NULL, "Redis unavailable", op);
+}
+
+static void handle_cancel(Conn *c, Envelope *env)
+{
+    Dispatch *d = c->srv->dispatch;
+    const Careline__V1__CancelRequest *q = env->cancel;
+    char idbuf[24], phonebuf[24];
+    const char *params[5];
+    int which = q->ref_case == CARELINE__V1__CANCEL_REQUEST__REF_CALLER_PHONE ? 3 : (int)q->ref_case;
+    if (strlen(q->reason) > MAX_NOTE || !util_utf8_valid(q->reason, strlen(q->reason))) {
+        conn_send_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), false,
+                        "reason must be at most %d bytes of valid UTF-8", MAX_NOTE);
+    } else if (request_ref(c, env->seq, which, q->request_id,
+                           which == 2 ? q->idempotency_key : "",
+                           which == 3 ? q->caller_phone : "", idbuf, phonebuf, params)) {
+        params[3] = q->reason[0] ? q->reason : "cancelled by the caller";
+        params[4] = "gateway";
+        CancelOp *op = xcalloc(1, sizeof(*op));
+        op->a = ask_new(d, c, env->seq);
+        if (!pg_query(d->srv->pg, "SELECT * FROM careline_cancel($1, $2, $3, $4, $5)", 5,
+                      params, cancel_done, op)) {
+            conn_send_error(c, env->seq, S(ERROR_CODE__OVERLOADED), false,
+                            "too many requests are waiting for the database; retry shortly");
+            ask_free(op->a);
+            free(op);
+        }
+    }
+    frame_free(env);
+}
+
+/* ---- the sweep: resume half-done requests, retry the waitlist ---------------------------- */
+
+static const char sweep_sql[] =
+    "SELECT q.*, nextval('jobs_id_seq') FROM ("
+    "  SELECT r.id, r.kind, coalesce(r.meal_slot, ''), r.service_date::text, "
+    "    coalesce(r.care_subtype, ''), array_to_string(r.priority, ','), x.village_code, x.lat, "
+    "    x.lon, r.state, r.idempotency_key "
+    "  FROM requests r JOIN residents x ON x.id = r.resident_id "
+    "  WHERE (r.state = 'received' AND r.created_at < now() - $1::int * interval '1 millisecond')"
+    "     OR (r.state = 'waitlisted' AND r.service_date >= careline_local_date(now())) "
+    "  ORDER BY r.state = 'received' DESC, cardinality(r.priority) > 0 DESC, r.created_at "
+    "  LIMIT $2) q";
+
+static void sweep_done(PGresult *res, const char *err, void *arg)
+{
+    Dispatch *d = arg;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        log_debug("sweep query failed: %s", res ? PQresultErrorMessage(res) : err);
+        d->sweeping = false;
+        return;
+    }
+    int n = PQntuples(res);
+    if (n == 0 || !dir_snap(d->dir)) {
+        d->sweeping = false;
+        return;
+    }
+    d->sweep_left = n;
+    for (int i = 0; i < n; i++) {
+        Sub *s = sub_new(d, NULL, 0);
+        s->request_id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        s->kind = enum_col(res, i, 1, &careline__v1__service_kind__descriptor);
+        s->slot = enum_col(res, i, 2, &careline__v1__meal_slot__descriptor);
+        if (!cal_parse(PQgetvalue(res, i, 3), &s->day))
+            s->day = cal_day_of(util_wall_ms(), NULL);
+        s->subtype = enum_col(res, i, 4, &careline__v1__care_subtype__descriptor);
+        s->prio = parse_priority(PQgetvalue(res, i, 5));
+        snprintf(s->village, sizeof(s->village), "%s", PQgetvalue(res, i, 6));
+        s->lat = atof(PQgetvalue(res, i, 7));
+        s->lon = atof(PQgetvalue(res, i, 8));
+        s->was_waitlisted = strcmp(PQgetvalue(res, i, 9), "waitlisted") == 0;
+        snprintf(s->key, sizeof(s->key), "%s", PQgetvalue(res, i, 10));
+        s->job_id = strtoll(PQgetvalue(res, i, 11), NULL, 10);
+        s->state = S(REQUEST_STATE__RECEIVED);
+        sub_match(s);
+    }
+}
+
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    Dispatch *d = arg;
+    if (d->stopped || d->sweeping || !dir_snap(d->dir) || !pg_pool_ready(d->srv->pg) ||
+        !rds_ready(d->srv->rds) || d->srv->shutting_down)
+        return;
+    char age[16], batch[16];
+    snprintf(age, sizeof(age), "%d", d->srv->cfg.reconcile_age_ms);
+    snprintf(batch, sizeof(batch), "%d", SWEEP_BATCH);
+    const char *params[] = {age, batch};
+    d->sweeping = true;
+    if (!pg_query(d->srv->pg, sweep_sql, 2, params, sweep_done, d))
+        d->sweeping = false;
+}
+
+void dispatch_kick(Dispatch *d)
+{
+    event_active(d->sweep, EV_TIMEOUT, 0);
+}
+
+/* ---- set-up ------------------------------------------------------------------------------ */
+
+static void directory_changed(void *arg)
+{
+    Dispatch *d = arg;
+    const DirSnap *s = dir_snap(d->dir);
+    if (!s || s->nvillages == 0)
+        return;
+    d->lat_min = d->lon_min = 1e9;
+    d->lat_max = d->lon_max = -1e9;
+    for (int i = 0; i < s->nvillages; i++) {
+        const Village *v = &s->villages[i];
+        d->lat_min = v->lat < d->lat_min ? v->lat : d->lat_min;
+        d->lat_max = v->lat > d->lat_max ? v->lat : d->lat_max;
+        d->lon_min = v->lon < d->lon_min ? v->lon : d->lon_min;
+        d->lon_max = v->lon > d->lon_max ? v->lon : d->lon_max;
+    }
+    d->lat_min -= COUNTY_MARGIN_DEG;
+    d->lat_max += COUNTY_MARGIN_DEG;
+    d->lon_min -= COUNTY_MARGIN_DEG;
+    d->lon_max += COUNTY_MARGIN_DEG;
+    dispatch_kick(d); /* stations may have opened or grown: the waitlist may move */
+}
+
+static void parse_window(const char *spec, int out[2])
+{
+    int h1 = 0, m1 = 0, h2 = 0, m2 = 0;
+    int n = sscanf(spec, "%d:%d-%d:%d", &h1, &m1, &h2, &m2);
+    ASSERT(n == 4); /* config_validate checked the format */
+    out[0] = h1 * 60 + m1;
+    out[1] = h2 * 60 + m2;
+}
+
+Dispatch *dispatch_new(Server *srv)
+{
+    const Config *cfg = &srv->cfg;
+    Dispatch *d = xcalloc(1, sizeof(*d));
+    d->srv = srv;
+    d->model = (TravelModel){{cfg->detour_urban, cfg->detour_rural, cfg->detour_mountain},
+                             {cfg->speed_urban_kmh, cfg->speed_rural_kmh,
+                              cfg->speed_mountain_kmh},
+                             cfg->circle_minutes};
+    parse_window(cfg->lunch_window, d->win[0]);
+    parse_window(cfg->dinner_window, d->win[1]);
+    snprintf(d->prefix, sizeof(d->prefix), "{c%s}:", cfg->county_code);
+    d->reserve = rds_script_new(srv->rds, reserve_lua);
+    d->release = rds_script_new(srv->rds, release_lua);
+    d->sweep = event_new(srv->base, -1, EV_PERSIST, sweep_cb, d);
+    struct timeval tv = {cfg->reconcile_interval_ms / 1000,
+                         (cfg->reconcile_interval_ms % 1000) * 1000};
+    event_add(d->sweep, &tv);
+    d->dir = dir_new(srv->pg, directory_changed, d);
+    session_route(CARELINE__V1__ENVELOPE__BODY_SUBMIT, handle_submit);
+    session_route(CARELINE__V1__ENVELOPE__BODY_STATUS_QUERY, handle_status);
+    session_route(CARELINE__V1__ENVELOPE__BODY_CANCEL, handle_cancel);
+    return d;
+}
+
+void dispatch_stop(Dispatch *d)
+{
+    if (d)
+        d->stopped = true;
+}
+
+void dispatch_free(Dispatch *d)
+{
+    if (!d)
+        return;
+    if (d->sweep)
+        event_free(d->sweep);
+    dir_free(d->dir);
+    free(d);
+}
+
+bool dispatch_ready(const Dispatch *d)
+{
+    return dir_snap(d->dir) != NULL;
+}
+
+const Directory *dispatch_directory(const Dispatch *d)
+{
+    return d->dir;
+}
+
+const TravelModel *dispatch_model(const Dispatch *d)
+{
+    return &d->model;
+}
+
+const char *dispatch_key_prefix(const Dispatch *d)
+{
+    return d->prefix;
+}

@@ -1,0 +1,56 @@
+/*
+ * itest: helpers for integration tests against the real servers that tests/run.sh started
+ * (environment: CARELINE_BIN, CARELINE_PG_ADMIN, CARELINE_APP_CONNINFO, CARELINE_REDIS_*).
+ * Start a real bin/dispatchd on ephemeral ports, make principals, run SQL, GET over HTTP.
+ * Everything waits with a bound and fails the test case (t_fail) on error.
+ */
+#ifndef CARELINE_ITEST_H
+#define CARELINE_ITEST_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "cl.h"
+
+typedef struct {
+    pid_t pid;
+    int proto_port;
+    int http_port;
+    char log_path[512];
+    char port_file[512];
+} Daemon;
+
+/* Starts dispatchd with the test backends plus extra "--key=value" args (NULL-terminated).
+ * Waits (bounded) until its port file appears. */
+void itest_daemon_start(Daemon *d, const char *const *extra_args);
+/* SIGTERM, then wait up to timeout_ms; returns the exit status (or -1 if it had to be
+ * killed). */
+int itest_daemon_stop(Daemon *d, int timeout_ms);
+/* Prints the daemon's log (on failure, for diagnosis). */
+void itest_daemon_dump_log(const Daemon *d);
+/* true while the process runs. */
+bool itest_daemon_alive(const Daemon *d);
+
+/* A blocking admin connection (superuser on the test cluster). */
+PGconn *itest_pg(void);
+/* Runs SQL with text params; fails the case on error; returns the result (PQclear it). */
+PGresult *itest_sql(PGconn *pg, const char *sql, int n, const char *const *params);
+/* Creates a principal with a fresh random token; returns the token (static buffer per
+ * call site: copy it). station_id <= 0 for non-station roles. */
+const char *itest_make_token(PGconn *pg, const char *role, long station_id, char out[64]);
+
+/* Connects to the daemon and says Hello; fails the case unless HelloOk. */
+ClConn *itest_login(const Daemon *d, const char *token);
+
+/* GET path over HTTP/1.0; returns the status, body copied into body (NUL-terminated). */
+int itest_http_get(int port, const char *path, char *body, size_t bodylen);
+
+/* Waits up to timeout_ms for the file descriptor to be closed by the peer. */
+bool itest_wait_closed(ClConn *c, int timeout_ms);
+
+/* Metric value from /metrics (a full line prefix such as
+ * "careline_errors_total{code=\"AUTH_FAILED\"}"); -1 if absent. */
+long long itest_metric(int http_port, const char *name);
+
+#endif
