@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bureau.h"
 #include "dispatch.h"
 #include "http.h"
 #include "log.h"
@@ -263,6 +264,7 @@ bool server_init(Server *s, const Config *cfg, const char *config_path)
         return false;
     }
     s->dispatch = dispatch_new(s);
+    s->bureau = bureau_new(s);
     if (!listen_proto(s) || !http_start(s))
         return false;
     s->janitor = event_new(s->base, -1, EV_PERSIST, janitor_cb, s);
@@ -292,6 +294,7 @@ void server_free(Server *s)
     dispatch_stop(s->dispatch); /* callbacks fired by the frees below must not start work */
     rds_free(s->rds);
     pg_pool_free(s->pg);
+    bureau_free(s->bureau);
     dispatch_free(s->dispatch);
     s->rds = NULL;
     s->pg = NULL;

@@ -39,6 +39,7 @@ typedef struct Server {
     struct event *reaper;         /* frees CONN_CLOSED conns with refs == 0 */
     Conn *dead;                   /* closed conns waiting for the reaper */
     struct Dispatch *dispatch;    /* requests, matching, the sweep */
+    struct Bureau *bureau;        /* coverage queries, snapshots */
 } Server;
 
 #define JANITOR_HZ 10
