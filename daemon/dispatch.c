@@ -27,7 +27,8 @@
 #define MAX_KEY 128
 #define MAX_NOTE 500
 #define MAX_CANDS 64
-#define SWEEP_BATCH 200
+#define SWEEP_BATCH 500
+#define WAITLIST_EVERY 15 /* sweeps between periodic waitlist passes */
 #define COUNTY_MARGIN_DEG 0.05 /* a location may lie this far outside the villages' box */
 
 /* Reserve capacity at the first candidate that has some left and queue the job there, or
@@ -76,6 +77,11 @@ struct Dispatch {
     RdsScript *reserve, *release;
     struct event *sweep;       /* periodic, and activated by dispatch_kick */
     bool sweeping;             /* a sweep batch is in flight */
+    bool waitlist_due;         /* something changed: retry the waitlist on the next sweep */
+    int sweeps;                /* count, for the slow periodic waitlist pass */
+    bool sweep_waitlist;       /* the sweep in flight includes a waitlist page */
+    bool waitlist_paging;      /* the last page was full: continue on the next sweep */
+    char cur_prio[8], cur_at[64], cur_id[24]; /* waitlist cursor (see sweep_sql) */
     int sweep_left;            /* subs of the current batch not finished */
     int win[2][2];             /* [lunch|dinner][start|end] local minutes */
     char prefix[32];           /* "{c330281}:" */
@@ -143,10 +149,13 @@ static const char *db_name(const ProtobufCEnumDescriptor *desc, int value, char 
     return buf;
 }
 
-static void fault(Dispatch *d, const char *point)
+/* Test hook: dies like kill -9 the Nth time a gateway's submission reaches `point`
+ * (sweep-driven work is not counted, so a test can aim at its own burst). */
+static void fault(const Sub *s, const char *point)
 {
+    Dispatch *d = s->d;
     const Config *cfg = &d->srv->cfg;
-    if (!cfg->fault_point[0] || strcmp(cfg->fault_point, point) != 0)
+    if (!cfg->fault_point[0] || !s->c || strcmp(cfg->fault_point, point) != 0)
         return;
     if (++d->fault_count < cfg->fault_after)
         return;
@@ -286,7 +295,7 @@ static void finish_done(PGresult *res, const char *err, void *arg)
         }
         s->duplicate = true;
     } else if (s->state == S(REQUEST_STATE__QUEUED)) {
-        fault(s->d, "after_finish");
+        fault(s, "after_finish");
         log_info("request %lld queued at station %lld (job %lld, %.1f min)",
                  (long long)s->request_id, (long long)s->station_id, (long long)s->job_id,
                  s->minutes);
@@ -379,7 +388,7 @@ static void reserve_done(redisReply *r, const char *err, void *arg)
         sub_free(s);
         return;
     }
-    fault(d, "after_enqueue");
+    fault(s, "after_enqueue");
     long long status = r->element[0]->integer;
     if (status == 2) {
         s->state = S(REQUEST_STATE__WAITLISTED);
@@ -552,7 +561,7 @@ static void sub_match(Sub *s)
         return reject(s, S(REASON_CODE__NO_STATION_IN_RANGE),
                       "no station offering the service reaches the resident");
     }
-    fault(d, "before_enqueue");
+    fault(s, "before_enqueue");
     sub_reserve(s, cands, n);
 }
 
@@ -618,7 +627,7 @@ static void begin_done(PGresult *res, const char *err, void *arg)
                     : dispatch_enum_from_db(&careline__v1__reason_code__descriptor,
                                             PQgetvalue(res, 0, 14));
     if (s->state == S(REQUEST_STATE__RECEIVED)) {
-        fault(s->d, "after_begin");
+        fault(s, "after_begin");
         sub_match(s);
         return;
     }
@@ -1075,16 +1084,33 @@ static void handle_cancel(Conn *c, Envelope *env)
 
 /* ---- the sweep: resume half-done requests, retry the waitlist ---------------------------- */
 
+/* Two pages: requests a crash left 'received', and the next page of the waitlist (priority
+ * residents first, then oldest) after the cursor, so a long waitlist is visited in full
+ * over successive sweeps instead of its first page forever. */
+#define SWEEP_COLS                                                                             \
+    "r.id, r.kind, coalesce(r.meal_slot, ''), r.service_date::text, "                          \
+    "coalesce(r.care_subtype, ''), array_to_string(r.priority, ','), x.village_code, x.lat, "  \
+    "x.lon, r.state, r.idempotency_key, (cardinality(r.priority) = 0)::text, "                 \
+    "r.created_at::text "
 static const char sweep_sql[] =
     "SELECT q.*, nextval('jobs_id_seq') FROM ("
-    "  SELECT r.id, r.kind, coalesce(r.meal_slot, ''), r.service_date::text, "
-    "    coalesce(r.care_subtype, ''), array_to_string(r.priority, ','), x.village_code, x.lat, "
-    "    x.lon, r.state, r.idempotency_key "
-    "  FROM requests r JOIN residents x ON x.id = r.resident_id "
-    "  WHERE (r.state = 'received' AND r.created_at < now() - $1::int * interval '1 millisecond')"
-    "     OR (r.state = 'waitlisted' AND r.service_date >= careline_local_date(now())) "
-    "  ORDER BY r.state = 'received' DESC, cardinality(r.priority) > 0 DESC, r.created_at "
-    "  LIMIT $2) q";
+    " (SELECT " SWEEP_COLS "FROM requests r JOIN residents x ON x.id = r.resident_id"
+    "  WHERE r.state = 'received' AND r.created_at < now() - $1::int * interval '1 millisecond'"
+    "  ORDER BY r.created_at LIMIT $2)"
+    " UNION ALL"
+    " (SELECT " SWEEP_COLS "FROM requests r JOIN residents x ON x.id = r.resident_id"
+    "  WHERE $3::boolean AND r.state = 'waitlisted'"
+    "    AND r.service_date >= careline_local_date(now())"
+    "    AND ((cardinality(r.priority) = 0), r.created_at, r.id) > "
+    "        ($4::boolean, $5::timestamptz, $6::bigint)"
+    "  ORDER BY (cardinality(r.priority) = 0), r.created_at, r.id LIMIT $2)) q";
+
+static void sweep_cursor_reset(Dispatch *d)
+{
+    snprintf(d->cur_prio, sizeof(d->cur_prio), "f");
+    snprintf(d->cur_at, sizeof(d->cur_at), "-infinity");
+    snprintf(d->cur_id, sizeof(d->cur_id), "0");
+}
 
 static void sweep_done(PGresult *res, const char *err, void *arg)
 {
@@ -1094,7 +1120,19 @@ static void sweep_done(PGresult *res, const char *err, void *arg)
         d->sweeping = false;
         return;
     }
-    int n = PQntuples(res);
+    int n = PQntuples(res), waitlisted = 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(PQgetvalue(res, i, 9), "waitlisted") != 0)
+            continue;
+        waitlisted++;
+        snprintf(d->cur_prio, sizeof(d->cur_prio), "%s", PQgetvalue(res, i, 11));
+        snprintf(d->cur_at, sizeof(d->cur_at), "%s", PQgetvalue(res, i, 12));
+        snprintf(d->cur_id, sizeof(d->cur_id), "%s", PQgetvalue(res, i, 0));
+    }
+    /* a full page means more follows: keep paging on the next sweeps until the end */
+    d->waitlist_paging = d->sweep_waitlist && waitlisted == SWEEP_BATCH;
+    if (d->sweep_waitlist && waitlisted < SWEEP_BATCH)
+        sweep_cursor_reset(d); /* reached the end: start from the top next time */
     if (n == 0 || !dir_snap(d->dir)) {
         d->sweeping = false;
         return;
@@ -1114,7 +1152,7 @@ static void sweep_done(PGresult *res, const char *err, void *arg)
         s->lon = atof(PQgetvalue(res, i, 8));
         s->was_waitlisted = strcmp(PQgetvalue(res, i, 9), "waitlisted") == 0;
         snprintf(s->key, sizeof(s->key), "%s", PQgetvalue(res, i, 10));
-        s->job_id = strtoll(PQgetvalue(res, i, 11), NULL, 10);
+        s->job_id = strtoll(PQgetvalue(res, i, 13), NULL, 10);
         s->state = S(REQUEST_STATE__RECEIVED);
         sub_match(s);
     }
@@ -1130,14 +1168,22 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
     char age[16], batch[16];
     snprintf(age, sizeof(age), "%d", d->srv->cfg.reconcile_age_ms);
     snprintf(batch, sizeof(batch), "%d", SWEEP_BATCH);
-    const char *params[] = {age, batch};
+    /* the waitlist moves when capacity frees or stations change (kick); a slow periodic
+     * pass also catches what no event announced (e.g. a capacity key that expired) */
+    bool waitlist = d->waitlist_due || d->waitlist_paging || ++d->sweeps % WAITLIST_EVERY == 0;
+    if (d->waitlist_due)
+        sweep_cursor_reset(d); /* something changed: priority residents first again */
+    d->waitlist_due = false;
+    d->sweep_waitlist = waitlist;
+    const char *params[] = {age, batch, waitlist ? "t" : "f", d->cur_prio, d->cur_at, d->cur_id};
     d->sweeping = true;
-    if (!pg_query(d->srv->pg, sweep_sql, 2, params, sweep_done, d))
+    if (!pg_query(d->srv->pg, sweep_sql, 6, params, sweep_done, d))
         d->sweeping = false;
 }
 
 void dispatch_kick(Dispatch *d)
 {
+    d->waitlist_due = true;
     event_active(d->sweep, EV_TIMEOUT, 0);
 }
 
@@ -1188,6 +1234,7 @@ Dispatch *dispatch_new(Server *srv)
     snprintf(d->prefix, sizeof(d->prefix), "{c%s}:", cfg->county_code);
     d->reserve = rds_script_new(srv->rds, reserve_lua);
     d->release = rds_script_new(srv->rds, release_lua);
+    sweep_cursor_reset(d);
     d->sweep = event_new(srv->base, -1, EV_PERSIST, sweep_cb, d);
     struct timeval tv = {cfg->reconcile_interval_ms / 1000,
                          (cfg->reconcile_interval_ms % 1000) * 1000};

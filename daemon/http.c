@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "dispatch.h"
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
@@ -85,13 +86,15 @@ static void healthz(Server *s, struct evhttp_request *req)
 static void readyz(Server *s, struct evhttp_request *req)
 {
     bool pg = pg_pool_ready(s->pg), rds = rds_ready(s->rds);
+    bool dir = s->dispatch && dispatch_ready(s->dispatch);
+    bool ready = pg && rds && dir && !s->shutting_down;
     char body[256];
-    int n = snprintf(body, sizeof(body), "{\"ready\":%s,\"postgres\":%s,\"redis\":%s,"
-                                         "\"shutting_down\":%s}\n",
-                     pg && rds && !s->shutting_down ? "true" : "false", pg ? "true" : "false",
-                     rds ? "true" : "false", s->shutting_down ? "true" : "false");
-    http_send(req, pg && rds && !s->shutting_down ? 200 : 503, "application/json", body,
-              (size_t)n);
+    int n = snprintf(body, sizeof(body),
+                     "{\"ready\":%s,\"postgres\":%s,\"redis\":%s,\"directory\":%s,"
+                     "\"shutting_down\":%s}\n",
+                     ready ? "true" : "false", pg ? "true" : "false", rds ? "true" : "false",
+                     dir ? "true" : "false", s->shutting_down ? "true" : "false");
+    http_send(req, ready ? 200 : 503, "application/json", body, (size_t)n);
 }
 
 static void metrics_page(Server *s, struct evhttp_request *req)

@@ -230,3 +230,15 @@ long long itest_metric(int http_port, const char *name)
     }
     return -1;
 }
+
+void itest_daemon_wait_ready(const Daemon *d)
+{
+    char body[1024];
+    for (int i = 0; i < 300; i++) { /* 15 s */
+        if (itest_http_get(d->http_port, "/readyz", body, sizeof(body)) == 200)
+            return;
+        usleep(50000);
+    }
+    itest_daemon_dump_log(d);
+    t_fail(__FILE__, __LINE__, "dispatchd never became ready: %s", body);
+}

@@ -24,6 +24,8 @@ typedef struct {
 /* Starts dispatchd with the test backends plus extra "--key=value" args (NULL-terminated).
  * Waits (bounded) until its port file appears. */
 void itest_daemon_start(Daemon *d, const char *const *extra_args);
+/* Waits (bounded) until /readyz says PostgreSQL, Redis and the directory are ready. */
+void itest_daemon_wait_ready(const Daemon *d);
 /* SIGTERM, then wait up to timeout_ms; returns the exit status (or -1 if it had to be
  * killed). */
 int itest_daemon_stop(Daemon *d, int timeout_ms);
