@@ -14,7 +14,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
+#include "careline.pb-c.h"
 #include "geo.h"
 #include "stindex.h"
 #include "util.h"
@@ -119,5 +121,21 @@ void coverage_plan_free(CovPlan *p);
 bool coverage_plan_optimal(const CovVillage *villages, size_t n_villages, const CovReport *now,
                            const TravelModel *model, const CovSite *sites, size_t n_sites,
                            double target_rate, size_t *count, uint32_t *mask) MUSTCHECK;
+
+/* ---- report rendering ------------------------------------------------------------------ */
+
+/* The bureau's report (as the daemon sends it in CoverageReport) as JSON or CSV, for the
+ * HTTP endpoints and `bureau --format json|csv`, so both print the same shapes.
+ * JSON: one object with the parts the scope fills ("county", "indicators", "towns",
+ * "villages", "history", "plan", "realized"). CSV: one table per scope, a header line then
+ * one line per row (county: the county or asked-for town; towns: the county line first).
+ * Returns a malloc'd NUL-terminated string (*len, when given, gets its length). */
+char *coverage_report_json(const Careline__V1__CoverageReport *r, Careline__V1__CoverageScope scope,
+                           size_t *len);
+char *coverage_report_csv(const Careline__V1__CoverageReport *r, Careline__V1__CoverageScope scope,
+                          size_t *len);
+
+/* Appends s to f as one CSV field (quoted when it holds a comma, quote, CR or LF). */
+void coverage_csv_field(FILE *f, const char *s);
 
 #endif

@@ -13,7 +13,7 @@ PKGS=(
     postgresql-15 postgresql-client-15 redis-server  # the real servers (deploy/stack.sh)
     clang-format cppcheck                            # make format-check / lint
     procps iproute2 coreutils util-linux             # ps/kill, ss, timeout, runuser
-    curl                                             # webhook tests and README examples
+    curl jq                                          # webhook tests and README examples
 )
 
 missing=()

@@ -36,7 +36,8 @@ static void permission_table(void)
     /* server-to-client messages are never accepted from a client */
     T_ASSERT(!auth_allowed(ad, CARELINE__V1__ENVELOPE__BODY_JOB_OFFER));
     T_ASSERT(!auth_allowed(ad, CARELINE__V1__ENVELOPE__BODY_SUBMIT_RESULT));
-    T_ASSERT(!auth_allowed(CARELINE__V1__ROLE__ROLE_UNSPECIFIED, CARELINE__V1__ENVELOPE__BODY_PING));
+    T_ASSERT(
+        !auth_allowed(CARELINE__V1__ROLE__ROLE_UNSPECIFIED, CARELINE__V1__ENVELOPE__BODY_PING));
 }
 
 static void masking(void)
