@@ -59,6 +59,8 @@ typedef struct Config {
     int booking_days;           /* how many days ahead a meal may be booked */
     int match_candidates;       /* nearest eligible stations tried per request */
     int offer_timeout_s;        /* a station must accept within this (re-dispatch after) */
+    int max_attempts;           /* stations offered a request before it is dead-lettered */
+    int console_refresh_ms;     /* re-read each console's jobs this often (missed wake-ups) */
     int reconcile_interval_ms;  /* sweep for unfinished and waitlisted requests */
     int reconcile_age_ms;       /* a request unfinished this long is resumed by the sweep */
     char fault_point[32];       /* TESTS ONLY: kill the process at this point (see dispatch.c) */

@@ -45,6 +45,7 @@ typedef struct Conn {
     int64_t closing_deadline_ms;/* CONN_CLOSING: force-close after this */
     bool read_paused_obuf;      /* reading paused by the soft output limit */
     bool eof;                   /* the peer half-closed; no more input will come */
+    void *station;              /* station console session (station.c), or NULL */
     struct Conn *prev, *next;   /* Server.conns list */
 } Conn;
 

@@ -52,6 +52,7 @@ static void snap_free(DirSnap *s)
     free(s->stations);
     free(s->area_stations);
     stindex_free(s->index);
+    stindex_free(s->village_index);
     free(s);
 }
 
@@ -143,6 +144,18 @@ static void take_villages(DirSnap *s, PGresult *r)
         v->elderly = atoi(PQgetvalue(r, i, 6));
         v->approx = truthy(PQgetvalue(r, i, 7));
     }
+    StStation *pts = xcalloc((size_t)s->nvillages, sizeof(StStation));
+    for (int i = 0; i < s->nvillages; i++)
+        pts[i] = (StStation){i, s->villages[i].lat, s->villages[i].lon, 0, (size_t)i};
+    s->village_index = stindex_new(pts, (size_t)s->nvillages);
+    free(pts);
+}
+
+bool dir_near_village(const DirSnap *s, double lat, double lon, double km)
+{
+    StHit hit;
+    return s->village_index &&
+           stindex_nearest(s->village_index, lat, lon, km, NULL, NULL, &hit, 1) > 0;
 }
 
 static bool take_stations(DirSnap *s, PGresult *r)

@@ -61,6 +61,7 @@ typedef struct DirSnap {
     int64_t *area_stations; /* station ids, grouped by village (see Village.first_area) */
     int narea;
     StIndex *index;
+    StIndex *village_index; /* village centroids; StStation.id = index into villages */
     uint64_t version;     /* increases with every reload */
 } DirSnap;
 
@@ -78,5 +79,8 @@ void dir_reload(Directory *d);
 
 const Station *dir_station(const DirSnap *s, int64_t id);
 const Village *dir_village(const DirSnap *s, const char *code);
+
+/* true when some village centroid lies within km of the point: "inside the county". */
+bool dir_near_village(const DirSnap *s, double lat, double lon, double km);
 
 #endif

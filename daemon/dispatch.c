@@ -22,17 +22,21 @@
 #include "server.h"
 #include "session.h"
 #include "speech.h"
+#include "station.h"
 
 #define S(x) CARELINE__V1__##x
 #define MAX_KEY 128
 #define MAX_NOTE 500
 #define MAX_CANDS 64
+#define MAX_EXCLUDED 20
 #define SWEEP_BATCH 500
 #define WAITLIST_EVERY 15 /* sweeps between periodic waitlist passes */
-#define COUNTY_MARGIN_DEG 0.05 /* a location may lie this far outside the villages' box */
+#define COUNTY_NEAR_KM 10 /* a location inside the county has a village centroid this close */
 
 /* Reserve capacity at the first candidate that has some left and queue the job there, or
- * return the reservation an earlier run made for this request and attempt. */
+ * return the reservation an earlier run made for this request and attempt.
+ * KEYS: the reservation, then per candidate (used counter, job stream, limit override);
+ * ARGV: job, request, attempt, expire-at, priority, reserve %, n, then (station, limit). */
 static const char reserve_lua[] =
     "local m = redis.call('HGET', KEYS[1], 'job')\n"
     "if m then return {1, tonumber(redis.call('HGET', KEYS[1], 'station')), tonumber(m)} end\n"
@@ -42,18 +46,18 @@ static const char reserve_lua[] =
     "local held = 0\n"
     "for i = 1, n do\n"
     "  local sid = ARGV[6 + 2 * i]\n"
-    "  local limit = tonumber(ARGV[7 + 2 * i])\n"
-    "  local capk = KEYS[2 * i]\n"
+    "  local capk = KEYS[3 * i - 1]\n"
+    "  local limit = tonumber(redis.call('GET', KEYS[3 * i + 1]) or ARGV[7 + 2 * i])\n"
     "  local used = tonumber(redis.call('GET', capk) or '0')\n"
     "  local allowed = limit\n"
     "  if not prio then allowed = limit - math.ceil(limit * pct / 100) end\n"
     "  if used < allowed then\n"
     "    redis.call('INCR', capk)\n"
     "    redis.call('EXPIREAT', capk, ARGV[4])\n"
-    "    local eid = redis.call('XADD', KEYS[2 * i + 1], '*', 'job', ARGV[1], 'request', ARGV[2],"
+    "    local eid = redis.call('XADD', KEYS[3 * i], '*', 'job', ARGV[1], 'request', ARGV[2],"
     " 'attempt', ARGV[3])\n"
     "    redis.call('HSET', KEYS[1], 'job', ARGV[1], 'station', sid, 'cap', capk, 'stream',"
-    " KEYS[2 * i + 1], 'entry', eid, 'state', 'held')\n"
+    " KEYS[3 * i], 'entry', eid, 'state', 'held')\n"
     "    redis.call('EXPIREAT', KEYS[1], ARGV[4])\n"
     "    return {0, tonumber(sid), tonumber(ARGV[1])}\n"
     "  elseif used < limit then held = 1 end\n"
@@ -87,7 +91,6 @@ struct Dispatch {
     char prefix[32];           /* "{c330281}:" */
     int fault_count;
     bool stopped;              /* dispatch_stop: backends are going away */
-    double lat_min, lat_max, lon_min, lon_max; /* the county's box (from its villages) */
 };
 
 typedef struct Sub {
@@ -111,6 +114,11 @@ typedef struct Sub {
     unsigned prio;             /* bit per PriorityFlag */
     bool duplicate;
     bool was_waitlisted;
+    bool redispatch;           /* started by dispatch_redispatch, not counted in a sweep */
+    int attempt;               /* this offer's number: 1 + the stations offered before */
+    int64_t excluded[MAX_EXCLUDED]; /* stations that already had this request */
+    int nexcluded;
+    int prior_reason;          /* why the last station did not take it */
     /* outcome */
     int state, reason;
     int64_t station_id;
@@ -176,7 +184,7 @@ static void sub_free(Sub *s)
     if (s->c) {
         conn_inflight_end(s->c);
         conn_unref(s->c);
-    } else if (d->sweeping && --d->sweep_left == 0) {
+    } else if (!s->redispatch && d->sweeping && --d->sweep_left == 0) {
         d->sweeping = false;
     }
     free(s);
@@ -258,7 +266,6 @@ static void reply_result(Sub *s)
 
 /* ---- finish: record the outcome ------------------------------------------------------ */
 
-static void release_marker(Dispatch *d, int64_t request_id, int attempt, const char *why);
 
 static void station_name_of(Dispatch *d, int64_t id, char *out, size_t n)
 {
@@ -287,7 +294,7 @@ static void finish_done(PGresult *res, const char *err, void *arg)
                                               PQgetvalue(res, 0, 0));
         if (s->reserved && now_state != S(REQUEST_STATE__QUEUED) && s->state ==
                                                                      S(REQUEST_STATE__QUEUED))
-            release_marker(s->d, s->request_id, 1, "cancelled");
+            dispatch_release(s->d, s->request_id, s->attempt, "cancelled");
         if (now_state != s->state) {
             s->state = now_state;
             s->station_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
@@ -296,6 +303,7 @@ static void finish_done(PGresult *res, const char *err, void *arg)
         s->duplicate = true;
     } else if (s->state == S(REQUEST_STATE__QUEUED)) {
         fault(s, "after_finish");
+        station_wake(s->d->srv->station, s->station_id);
         log_info("request %lld queued at station %lld (job %lld, %.1f min)",
                  (long long)s->request_id, (long long)s->station_id, (long long)s->job_id,
                  s->minutes);
@@ -325,11 +333,13 @@ static void sub_finish(Sub *s)
     snprintf(exp, sizeof(exp), "%lld",
              (long long)(util_wall_ms() + d->srv->cfg.offer_timeout_s * 1000LL));
     bool queued = s->state == S(REQUEST_STATE__QUEUED);
+    char att[12];
+    snprintf(att, sizeof(att), "%d", s->attempt);
     const char *params[] = {
         req,
         queued ? job : NULL,
         queued ? st : NULL,
-        "1",
+        att,
         db_name(&careline__v1__request_state__descriptor, s->state, b1),
         s->reason ? db_name(&careline__v1__reason_code__descriptor, s->reason, b2) : NULL,
         s->msg[0] ? s->msg : NULL,
@@ -362,7 +372,7 @@ static void release_done(redisReply *r, const char *err, void *arg)
         dispatch_kick(d); /* capacity freed: the waitlist may move */
 }
 
-static void release_marker(Dispatch *d, int64_t request_id, int attempt, const char *why)
+void dispatch_release(Dispatch *d, int64_t request_id, int attempt, const char *why)
 {
     if (d->stopped)
         return;
@@ -432,22 +442,24 @@ static void sub_reserve(Sub *s, const MatchCand *cands, size_t n)
     const char *slot = s->kind == S(SERVICE_KIND__HOME_CARE)
                            ? "care"
                            : (s->slot == S(MEAL_SLOT__DINNER) ? "dinner" : "lunch");
-    /* keys: marker, then (capacity, stream) per candidate; args after them */
-    size_t nkeys = 1 + 2 * n, nargs = 7 + 2 * n;
+    /* keys: marker, then (capacity, stream, limit override) per candidate; args after */
+    size_t nkeys = 1 + 3 * n, nargs = 7 + 2 * n;
     char(*buf)[96] = xcalloc(nkeys + nargs, sizeof(*buf));
     const char **args = xcalloc(nkeys + nargs, sizeof(char *));
     size_t *lens = xcalloc(nkeys + nargs, sizeof(size_t));
-    marker_key(d, s->request_id, 1, buf[0], sizeof(buf[0]));
+    marker_key(d, s->request_id, s->attempt, buf[0], sizeof(buf[0]));
     for (size_t i = 0; i < n; i++) {
-        snprintf(buf[1 + 2 * i], sizeof(buf[0]), "%scap:%lld:%s:%s", d->prefix,
-                 (long long)cands[i].station_id, day, slot);
-        snprintf(buf[2 + 2 * i], sizeof(buf[0]), "%sst:%lld:jobs", d->prefix,
+        station_cap_key(d->prefix, "cap", cands[i].station_id, day, slot, buf[1 + 3 * i],
+                        sizeof(buf[0]));
+        snprintf(buf[2 + 3 * i], sizeof(buf[0]), "%sst:%lld:jobs", d->prefix,
                  (long long)cands[i].station_id);
+        station_cap_key(d->prefix, "lim", cands[i].station_id, day, slot, buf[3 + 3 * i],
+                        sizeof(buf[0]));
     }
     char(*a)[96] = buf + nkeys;
     snprintf(a[0], 96, "%lld", (long long)s->job_id);
     snprintf(a[1], 96, "%lld", (long long)s->request_id);
-    snprintf(a[2], 96, "1");
+    snprintf(a[2], 96, "%d", s->attempt);
     snprintf(a[3], 96, "%lld", expire_at(s->day));
     snprintf(a[4], 96, "%d", s->prio ? 1 : 0);
     snprintf(a[5], 96, "%d", d->srv->cfg.priority_reserve_pct);
@@ -477,6 +489,31 @@ static void reject(Sub *s, int reason, const char *msg)
     s->reason = reason;
     snprintf(s->msg, sizeof(s->msg), "%s", msg);
     sub_finish(s);
+}
+
+/* The bureau follows up on a request no station took. */
+static void dead_letter(Sub *s)
+{
+    s->state = S(REQUEST_STATE__DEAD_LETTER);
+    s->reason = s->prior_reason ? s->prior_reason : S(REASON_CODE__REASON_OTHER);
+    snprintf(s->msg, sizeof(s->msg), "no station took it after %d offer%s", s->attempt - 1,
+             s->attempt == 2 ? "" : "s");
+    log_warn("request %lld: dead-lettered (%s)", (long long)s->request_id, s->msg);
+    sub_finish(s);
+}
+
+/* Removes stations that already had this request; keeps at most max. */
+static size_t drop_excluded(const Sub *s, MatchCand *c, size_t n, size_t max)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < max; i++) {
+        bool ex = false;
+        for (int j = 0; j < s->nexcluded && !ex; j++)
+            ex = s->excluded[j] == c[i].station_id;
+        if (!ex)
+            c[k++] = c[i];
+    }
+    return k;
 }
 
 typedef struct {
@@ -546,10 +583,14 @@ static void sub_match(Sub *s)
         s->lat = s->loc_lat;
         s->lon = s->loc_lon;
     }
+    if (s->attempt > cfg->max_attempts)
+        return dead_letter(s);
     MatchCand cands[MAX_CANDS];
-    size_t max = (size_t)cfg->match_candidates < MAX_CANDS ? (size_t)cfg->match_candidates
-                                                           : MAX_CANDS;
-    size_t n = match_find(snap, &d->model, &q, cands, max);
+    size_t want = (size_t)cfg->match_candidates + (size_t)s->nexcluded;
+    size_t n = match_find(snap, &d->model, &q, cands, want < MAX_CANDS ? want : MAX_CANDS);
+    n = drop_excluded(s, cands, n, (size_t)cfg->match_candidates);
+    if (n == 0 && s->nexcluded > 0)
+        return dead_letter(s); /* it was offered before and no other station can take it */
     if (n == 0) {
         /* why: nobody offers it nearby at all, or the ones nearby are closed then */
         AnyArg a = {snap, meal};
@@ -737,8 +778,11 @@ static bool validate(Sub *s, const Careline__V1__SubmitRequest *m)
     s->urgency = m->urgency;
     if (m->location) {
         double lat = m->location->lat, lon = m->location->lon;
-        if (!(lat >= d->lat_min && lat <= d->lat_max && lon >= d->lon_min && lon <= d->lon_max))
-            BAD("location", "location %.5f,%.5f is outside the county", lat, lon);
+        const DirSnap *snap = dir_snap(d->dir);
+        if (!(lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180) ||
+            !dir_near_village(snap, lat, lon, COUNTY_NEAR_KM))
+            BAD("location", "location %.5f,%.5f is outside the county (no village within %d km)",
+                lat, lon, COUNTY_NEAR_KM);
         s->has_loc = true;
         s->loc_lat = lat;
         s->loc_lon = lon;
@@ -753,6 +797,7 @@ static Sub *sub_new(Dispatch *d, Conn *c, uint64_t seq)
     s->d = d;
     s->c = c;
     s->seq = seq;
+    s->attempt = 1;
     if (c) {
         conn_inflight_begin(c);
         conn_ref(c);
@@ -1042,6 +1087,9 @@ static void cancel_done(PGresult *res, const char *err, void *arg)
                                       PQgetvalue(res, 0, 1));
     op->cancelled = PQgetvalue(res, 0, 2)[0] == 't';
     int attempt = atoi(PQgetvalue(res, 0, 5));
+    int64_t station = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
+    if (op->cancelled && station > 0 && !a->d->stopped)
+        station_wake(a->d->srv->station, station);
     if (!op->cancelled || attempt < 1 || a->d->stopped) {
         cancel_reply(op);
         return;
@@ -1091,7 +1139,8 @@ static void handle_cancel(Conn *c, Envelope *env)
     "r.id, r.kind, coalesce(r.meal_slot, ''), r.service_date::text, "                          \
     "coalesce(r.care_subtype, ''), array_to_string(r.priority, ','), x.village_code, x.lat, "  \
     "x.lon, r.state, r.idempotency_key, (cardinality(r.priority) = 0)::text, "                 \
-    "r.created_at::text "
+    "r.created_at::text, r.attempts, coalesce(r.reason_code, ''), (SELECT "                    \
+    "coalesce(string_agg(j.station_id::text, ','), '') FROM jobs j WHERE j.request_id = r.id) "
 static const char sweep_sql[] =
     "SELECT q.*, nextval('jobs_id_seq') FROM ("
     " (SELECT " SWEEP_COLS "FROM requests r JOIN residents x ON x.id = r.resident_id"
@@ -1110,6 +1159,65 @@ static void sweep_cursor_reset(Dispatch *d)
     snprintf(d->cur_prio, sizeof(d->cur_prio), "f");
     snprintf(d->cur_at, sizeof(d->cur_at), "-infinity");
     snprintf(d->cur_id, sizeof(d->cur_id), "0");
+}
+
+/* Fills a sweep-driven Sub from one row of SWEEP_COLS (+ a fresh job id last). */
+static void sub_from_row(Sub *s, PGresult *res, int i)
+{
+    s->request_id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+    s->kind = enum_col(res, i, 1, &careline__v1__service_kind__descriptor);
+    s->slot = enum_col(res, i, 2, &careline__v1__meal_slot__descriptor);
+    if (!cal_parse(PQgetvalue(res, i, 3), &s->day))
+        s->day = cal_day_of(util_wall_ms(), NULL);
+    s->subtype = enum_col(res, i, 4, &careline__v1__care_subtype__descriptor);
+    s->prio = parse_priority(PQgetvalue(res, i, 5));
+    snprintf(s->village, sizeof(s->village), "%s", PQgetvalue(res, i, 6));
+    s->lat = atof(PQgetvalue(res, i, 7));
+    s->lon = atof(PQgetvalue(res, i, 8));
+    s->was_waitlisted = strcmp(PQgetvalue(res, i, 9), "waitlisted") == 0;
+    snprintf(s->key, sizeof(s->key), "%s", PQgetvalue(res, i, 10));
+    s->attempt = atoi(PQgetvalue(res, i, 13)) + 1;
+    s->prior_reason = enum_col(res, i, 14, &careline__v1__reason_code__descriptor);
+    const char *ex = PQgetvalue(res, i, 15);
+    while (*ex && s->nexcluded < MAX_EXCLUDED) {
+        s->excluded[s->nexcluded++] = strtoll(ex, (char **)&ex, 10);
+        if (*ex == ',')
+            ex++;
+    }
+    s->job_id = strtoll(PQgetvalue(res, i, 16), NULL, 10);
+    s->state = S(REQUEST_STATE__RECEIVED);
+}
+
+static const char redispatch_sql[] =
+    "SELECT " SWEEP_COLS ", nextval('jobs_id_seq') FROM requests r "
+    "JOIN residents x ON x.id = r.resident_id WHERE r.id = $1 AND r.state = 'received'";
+
+static void redispatch_done(PGresult *res, const char *err, void *arg)
+{
+    Dispatch *d = arg;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        /* the request stays 'received': the sweep will pick it up */
+        log_warn("re-dispatch query failed: %s", res ? PQresultErrorMessage(res) : err);
+        return;
+    }
+    for (int i = 0; i < PQntuples(res) && !d->stopped; i++) {
+        Sub *s = sub_new(d, NULL, 0);
+        s->redispatch = true;
+        sub_from_row(s, res, i);
+        sub_match(s);
+    }
+}
+
+void dispatch_redispatch(Dispatch *d, int64_t request_id)
+{
+    if (d->stopped || !dir_snap(d->dir))
+        return; /* the sweep resumes it */
+    char id[24];
+    snprintf(id, sizeof(id), "%lld", (long long)request_id);
+    const char *params[] = {id};
+    if (!pg_query(d->srv->pg, redispatch_sql, 1, params, redispatch_done, d))
+        log_warn("request %lld: re-dispatch postponed (database queue full)",
+                 (long long)request_id);
 }
 
 static void sweep_done(PGresult *res, const char *err, void *arg)
@@ -1140,20 +1248,7 @@ static void sweep_done(PGresult *res, const char *err, void *arg)
     d->sweep_left = n;
     for (int i = 0; i < n; i++) {
         Sub *s = sub_new(d, NULL, 0);
-        s->request_id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-        s->kind = enum_col(res, i, 1, &careline__v1__service_kind__descriptor);
-        s->slot = enum_col(res, i, 2, &careline__v1__meal_slot__descriptor);
-        if (!cal_parse(PQgetvalue(res, i, 3), &s->day))
-            s->day = cal_day_of(util_wall_ms(), NULL);
-        s->subtype = enum_col(res, i, 4, &careline__v1__care_subtype__descriptor);
-        s->prio = parse_priority(PQgetvalue(res, i, 5));
-        snprintf(s->village, sizeof(s->village), "%s", PQgetvalue(res, i, 6));
-        s->lat = atof(PQgetvalue(res, i, 7));
-        s->lon = atof(PQgetvalue(res, i, 8));
-        s->was_waitlisted = strcmp(PQgetvalue(res, i, 9), "waitlisted") == 0;
-        snprintf(s->key, sizeof(s->key), "%s", PQgetvalue(res, i, 10));
-        s->job_id = strtoll(PQgetvalue(res, i, 13), NULL, 10);
-        s->state = S(REQUEST_STATE__RECEIVED);
+        sub_from_row(s, res, i);
         sub_match(s);
     }
 }
@@ -1191,24 +1286,7 @@ void dispatch_kick(Dispatch *d)
 
 static void directory_changed(void *arg)
 {
-    Dispatch *d = arg;
-    const DirSnap *s = dir_snap(d->dir);
-    if (!s || s->nvillages == 0)
-        return;
-    d->lat_min = d->lon_min = 1e9;
-    d->lat_max = d->lon_max = -1e9;
-    for (int i = 0; i < s->nvillages; i++) {
-        const Village *v = &s->villages[i];
-        d->lat_min = v->lat < d->lat_min ? v->lat : d->lat_min;
-        d->lat_max = v->lat > d->lat_max ? v->lat : d->lat_max;
-        d->lon_min = v->lon < d->lon_min ? v->lon : d->lon_min;
-        d->lon_max = v->lon > d->lon_max ? v->lon : d->lon_max;
-    }
-    d->lat_min -= COUNTY_MARGIN_DEG;
-    d->lat_max += COUNTY_MARGIN_DEG;
-    d->lon_min -= COUNTY_MARGIN_DEG;
-    d->lon_max += COUNTY_MARGIN_DEG;
-    dispatch_kick(d); /* stations may have opened or grown: the waitlist may move */
+    dispatch_kick(arg); /* stations may have opened or grown: the waitlist may move */
 }
 
 static void parse_window(const char *spec, int out[2])

@@ -9,6 +9,7 @@
  *   {cCOUNTY}:ra:REQUEST:ATTEMPT        hash: the reservation of one offer (job, station,
  *                                       capacity key, state held|released|cancelled...)
  *   {cCOUNTY}:cap:STATION:DAY:SLOT      counter: reserved units of a day's capacity
+ *   {cCOUNTY}:lim:STATION:DAY:SLOT      the station's own word on that capacity (StationStatus)
  *   {cCOUNTY}:st:STATION:jobs           stream: the station's job queue
  */
 #ifndef CARELINE_DISPATCH_H
@@ -33,6 +34,14 @@ void dispatch_free(Dispatch *d);
 bool dispatch_ready(const Dispatch *d);
 const Directory *dispatch_directory(const Dispatch *d);
 const TravelModel *dispatch_model(const Dispatch *d);
+
+/* Matches a 'received' request again now (a station rejected it or let the offer expire);
+ * stations that already had it are skipped. A crash before it finishes is repaired by the
+ * sweep. */
+void dispatch_redispatch(Dispatch *d, int64_t request_id);
+
+/* Gives back the capacity held by a request's offer number `attempt` (once; state why). */
+void dispatch_release(Dispatch *d, int64_t request_id, int attempt, const char *why);
 
 /* Runs the sweep soon (capacity freed, a station opened). */
 void dispatch_kick(Dispatch *d);

@@ -149,7 +149,8 @@ static void query_free(PgQuery *q)
 static void query_finish(PgPool *p, PgQuery *q, PGresult *res, const char *err)
 {
     p->cb_depth++;
-    q->cb(res, err, q->arg);
+    if (q->cb)
+        q->cb(res, err, q->arg);
     p->cb_depth--;
     query_free(q);
 }

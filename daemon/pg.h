@@ -60,7 +60,8 @@ PgPool *pg_pool_new(struct event_base *base, const char *conninfo, int size, int
  * and params. Runs as soon as a connection is idle, in FIFO order; waits while connections
  * are (re)connecting and fails with err if none comes up before the deadline. Returns false
  * (and never calls cb) when the wait queue is full or the pool is shutting down; otherwise cb
- * fires exactly once, later (never from inside pg_query).
+ * fires exactly once, later (never from inside pg_query). cb may be NULL for fire-and-forget
+ * writes whose failure the caller can only log anyway (the pool logs it).
  */
 bool pg_query(PgPool *p, const char *sql, int nparams, const char *const *params, PgResultCb cb,
               void *arg) MUSTCHECK;

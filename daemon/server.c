@@ -20,6 +20,7 @@
 #include "bureau.h"
 #include "dispatch.h"
 #include "http.h"
+#include "station.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -265,6 +266,7 @@ bool server_init(Server *s, const Config *cfg, const char *config_path)
     }
     s->dispatch = dispatch_new(s);
     s->bureau = bureau_new(s);
+    s->station = station_new(s);
     if (!listen_proto(s) || !http_start(s))
         return false;
     s->janitor = event_new(s->base, -1, EV_PERSIST, janitor_cb, s);
@@ -292,8 +294,10 @@ void server_free(Server *s)
     if (s->lis)
         evconnlistener_free(s->lis);
     dispatch_stop(s->dispatch); /* callbacks fired by the frees below must not start work */
+    station_stop(s->station);
     rds_free(s->rds);
     pg_pool_free(s->pg);
+    station_free(s->station);
     bureau_free(s->bureau);
     dispatch_free(s->dispatch);
     s->rds = NULL;

@@ -40,6 +40,7 @@ typedef struct Server {
     Conn *dead;                   /* closed conns waiting for the reaper */
     struct Dispatch *dispatch;    /* requests, matching, the sweep */
     struct Bureau *bureau;        /* coverage queries, snapshots */
+    struct Stations *station;     /* station consoles, job updates, offer expiry */
 } Server;
 
 #define JANITOR_HZ 10

@@ -158,6 +158,11 @@ BEGIN
          WHERE id = p_request;
         INSERT INTO request_events (request_id, state, actor, reason_code, reason)
         VALUES (p_request, p_state, p_actor, p_reason_code, p_reason);
+        IF p_state = 'dead_letter' THEN
+            INSERT INTO dead_letters (request_id, attempts, last_reason, last_reason_code)
+            VALUES (p_request, r.attempts, p_reason, p_reason_code)
+            ON CONFLICT (request_id) DO NOTHING;
+        END IF;
     END IF;
     RETURN QUERY SELECT p_state, p_station, p_job, true;
 END $$;

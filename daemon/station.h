@@ -1,0 +1,34 @@
+/*
+ * station: the station operators' side. A station principal's console gets its jobs pushed
+ * (JobOffer, seq 0) as they arrive — a wake-up over Redis pub/sub reaches whichever daemon
+ * holds the console — and its backlog on (re)connect: jobs offered and not yet accepted,
+ * and accepted but not finished. PostgreSQL is the source of every job's state; a console
+ * is re-read on each wake-up and periodically, and told of every change to a job it saw.
+ * JobUpdate moves a job through its state machine (sql/011); StationStatus opens or closes
+ * the station and sets capacity left. Offers not accepted in time expire; rejected and
+ * expired jobs go to the next station. Connects and disconnects are logged in
+ * terminal_sessions for the terminal indicator.
+ */
+#ifndef CARELINE_STATION_H
+#define CARELINE_STATION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct Server;
+typedef struct Stations Stations;
+
+Stations *station_new(struct Server *s);
+/* From now on callbacks only clean up (before the backends are freed). */
+void station_stop(Stations *st);
+void station_free(Stations *st);
+
+/* Tells every daemon that station_id's jobs changed (PUBLISH); fire and forget. */
+void station_wake(Stations *st, int64_t station_id);
+
+/* Redis key of a station's capacity override for a day and slot ("lunch", "dinner",
+ * "care"), or of its used counter: kind "lim" or "cap". */
+void station_cap_key(const char *prefix, const char *kind, int64_t station_id, const char *day,
+                     const char *slot, char *out, size_t n);
+
+#endif
