@@ -73,6 +73,9 @@ static const ConfKey keys[] = {
             "output above the soft limit for this long closes the connection"),
     INT_KEY(max_inflight_per_conn, "64", 1, 100000, true,
             "requests awaiting PostgreSQL/Redis per connection before reading pauses"),
+    INT_KEY(so_sndbuf_bytes, "0", 0, 64 * 1024 * 1024, false,
+            "kernel send buffer per protocol connection (bounds kernel memory per console); "
+            "0 = the kernel's default"),
     INT_KEY(frames_per_wakeup, "32", 1, 100000, true,
             "frames handled per read event before yielding to other connections"),
     INT_KEY(http_timeout_ms, "5000", 100, 600000, false, "HTTP request timeout"),

@@ -42,6 +42,7 @@ typedef struct Config {
     int obuf_hard_bytes;        /* output above this closes the connection */
     int obuf_soft_seconds;      /* output above soft for this long closes the connection */
     int max_inflight_per_conn;  /* requests awaiting PG/Redis per connection before pausing */
+    int so_sndbuf_bytes;        /* kernel send buffer per connection; 0 = the kernel's default */
     int frames_per_wakeup;      /* frames handled per read event before yielding */
     int http_timeout_ms;        /* HTTP request read/write timeout */
     int shutdown_timeout_ms;    /* SIGTERM: in-flight work gets this long, then force close */

@@ -660,7 +660,7 @@ PgPool *pg_pool_new(struct event_base *base, const char *conninfo, int size, int
 bool pg_query(PgPool *p, const char *sql, int nparams, const char *const *params, PgResultCb cb,
               void *arg)
 {
-    ASSERT(p && sql && cb && nparams >= 0);
+    ASSERT(p && sql && nparams >= 0);
     if (p->closing || p->qlen >= (size_t)p->max_queue)
         return false;
     PgQuery *q = xcalloc(1, sizeof(*q));

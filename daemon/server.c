@@ -37,6 +37,9 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     evutil_make_socket_nonblocking(fd);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (s->cfg.so_sndbuf_bytes > 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &s->cfg.so_sndbuf_bytes,
+                   sizeof(s->cfg.so_sndbuf_bytes));
     if (!conn_new(s, fd, sa, salen)) {
         evutil_closesocket(fd);
         return;

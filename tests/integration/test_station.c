@@ -1,0 +1,686 @@
+/*
+ * Integration tests of the station operators' side on real PostgreSQL and Redis, two
+ * daemons where it matters: a job submitted on daemon A reaches a console on daemon B by
+ * wake-up (not by polling) and goes through its whole life; a station never sees or changes
+ * another's job; forbidden and repeated updates; reject and timeout move the job on, and
+ * the last attempt dead-letters it; backlog on reconnect; closing re-dispatches; capacity
+ * left; welfare alerts; heartbeats; a console that stops reading is cut off, jobs kept.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "itest.h"
+#include "t.h"
+
+#define S(x) CARELINE__V1__##x
+#define BODY(b) CARELINE__V1__ENVELOPE__BODY_##b
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- a console: a station principal's connection that collects pushes ---------------- */
+
+typedef struct {
+    ClConn *c;
+    int64_t station;
+    Careline__V1__JobOffer *offers[64]; /* latest push per job, by arrival */
+    int n;
+    int total; /* JobOffer pushes received (also past the 64 kept) */
+    int pings;
+} Console;
+
+static void console_take(Console *k, ClEnvelope *e)
+{
+    if (e->body_case == BODY(PING)) {
+        k->pings++;
+        Careline__V1__Pong pong = CARELINE__V1__PONG__INIT;
+        pong.nonce = e->ping->nonce;
+        ClEnvelope r = CARELINE__V1__ENVELOPE__INIT;
+        r.body_case = BODY(PONG);
+        r.pong = &pong;
+        cl_send(k->c, &r);
+    } else if (e->body_case == BODY(JOB_OFFER) && k->total++ < 64) {
+        k->offers[k->n++] = e->job_offer;
+        e->job_offer = NULL; /* kept; the envelope shell is freed */
+        e->body_case = 0;
+    }
+    cl_free(e);
+}
+
+static void on_push(ClEnvelope *e, void *arg)
+{
+    console_take(arg, e);
+}
+
+static Console *console_open(const Daemon *d, PGconn *pg, int64_t station)
+{
+    Console *k = calloc(1, sizeof(*k));
+    char tok[64];
+    k->c = itest_login(d, itest_make_token(pg, "station", station, tok));
+    k->station = station;
+    return k;
+}
+
+static void console_close(Console *k)
+{
+    for (int i = 0; i < k->n; i++)
+        careline__v1__job_offer__free_unpacked(k->offers[i], NULL);
+    cl_close(k->c);
+    free(k);
+}
+
+/* Waits until a push for job (0 = any new job) in `state` arrives; returns it. */
+static Careline__V1__JobOffer *console_wait(Console *k, int64_t job, int state, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    int from = 0;
+    for (;;) {
+        for (int i = from; i < k->n; i++)
+            if ((job == 0 || k->offers[i]->job_id == job) && (int)k->offers[i]->state == state)
+                return k->offers[i];
+        from = k->n;
+        int left = (int)(deadline - now_ms());
+        if (left <= 0)
+            return NULL;
+        char err[128];
+        ClEnvelope *e = cl_recv(k->c, left, err, sizeof(err));
+        if (!e)
+            return NULL;
+        console_take(k, e);
+    }
+}
+
+static bool console_saw(const Console *k, int64_t job)
+{
+    for (int i = 0; i < k->n; i++)
+        if (k->offers[i]->job_id == job)
+            return true;
+    return false;
+}
+
+static ClEnvelope *update(Console *k, int64_t job, int action, int reason)
+{
+    Careline__V1__JobUpdate u = CARELINE__V1__JOB_UPDATE__INIT;
+    u.job_id = job;
+    u.action = action;
+    u.reason_code = reason;
+    ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
+    e.body_case = BODY(JOB_UPDATE);
+    e.job_update = &u;
+    char err[128];
+    ClEnvelope *r = cl_call(k->c, &e, 10000, err, sizeof(err), on_push, k);
+    if (!r)
+        t_fail(__FILE__, __LINE__, "job update: %s", err);
+    return r;
+}
+
+/* The update succeeds (changed as given) and leaves the job in state. */
+static void update_ok(Console *k, int64_t job, int action, int reason, int state, bool changed)
+{
+    ClEnvelope *r = update(k, job, action, reason);
+    if (r->body_case != BODY(JOB_UPDATE_RESULT))
+        t_fail(__FILE__, __LINE__, "update %d on job %lld: %s", action, (long long)job,
+               r->body_case == BODY(ERROR) ? r->error->message : "?");
+    T_EQ_INT(r->job_update_result->state, state);
+    T_EQ_INT(r->job_update_result->changed, changed);
+    cl_free(r);
+}
+
+static void update_refused(Console *k, int64_t job, int action, int reason, int code)
+{
+    ClEnvelope *r = update(k, job, action, reason);
+    if (r->body_case != BODY(ERROR) || (int)r->error->code != code)
+        t_fail(__FILE__, __LINE__, "update %d on job %lld: expected error %d", action,
+               (long long)job, code);
+    T_ASSERT(!r->error->fatal && strlen(r->error->message) > 10);
+    cl_free(r);
+}
+
+/* ---- the gateway side ----------------------------------------------------------------- */
+
+static Careline__V1__SubmitResult *submit_meal(const Daemon *d, PGconn *pg, const char *key,
+                                               const char *phone, ClEnvelope **keep)
+{
+    char tok[64], err[128];
+    ClConn *g = itest_login(d, itest_make_token(pg, "gateway", 0, tok));
+    Careline__V1__SubmitRequest m = CARELINE__V1__SUBMIT_REQUEST__INIT;
+    m.idempotency_key = (char *)key;
+    m.who_case = CARELINE__V1__SUBMIT_REQUEST__WHO_CALLER_PHONE;
+    m.caller_phone = (char *)phone;
+    m.kind = S(SERVICE_KIND__MEAL_DELIVERY);
+    m.meal_slot = S(MEAL_SLOT__LUNCH);
+    m.service_date = (char *)fix_tomorrow();
+    ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
+    e.body_case = BODY(SUBMIT);
+    e.submit = &m;
+    ClEnvelope *r = cl_call(g, &e, 10000, err, sizeof(err), NULL, NULL);
+    cl_close(g);
+    if (!r || r->body_case != BODY(SUBMIT_RESULT))
+        t_fail(__FILE__, __LINE__, "submit: %s", r ? r->error->message : err);
+    *keep = r;
+    return r->submit_result;
+}
+
+static long sql_long(PGconn *pg, const char *sql, long long arg)
+{
+    char a[24];
+    snprintf(a, sizeof(a), "%lld", arg);
+    const char *p[] = {a};
+    PGresult *r = itest_sql(pg, sql, 1, p);
+    long v = PQntuples(r) ? atol(PQgetvalue(r, 0, 0)) : -1;
+    PQclear(r);
+    return v;
+}
+
+static void start(Daemon *d, const char *const *extra)
+{
+    itest_daemon_start(d, extra);
+    itest_daemon_wait_ready(d);
+}
+
+static void stop(Daemon *d)
+{
+    int rc = itest_daemon_stop(d, 15000);
+    if (rc != 0) {
+        itest_daemon_dump_log(d);
+        t_fail(__FILE__, __LINE__, "dispatchd exited with %d", rc);
+    }
+}
+
+/* ---- cases ------------------------------------------------------------------------------ */
+
+static void cross_daemon_lifecycle(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 30, &f);
+    int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10});
+    char phone[16];
+    fix_resident(pg, &f, 1, true, phone);
+    Daemon a, b;
+    start(&a, NULL);
+    /* B re-reads consoles only every minute: a job arriving sooner came by wake-up */
+    start(&b, (const char *const[]){"--console_refresh_ms=60000", NULL});
+    Console *k = console_open(&b, pg, st);
+    int64_t t0 = now_ms();
+    ClEnvelope *keep;
+    Careline__V1__SubmitResult *s = submit_meal(&a, pg, fix_key("life-1"), phone, &keep);
+    T_EQ_INT(s->state, S(REQUEST_STATE__QUEUED));
+    Careline__V1__JobOffer *o = console_wait(k, s->job_id, S(JOB_STATE__OFFERED), 5000);
+    T_ASSERT(o != NULL);
+    long latency = (long)(now_ms() - t0);
+    printf("  submit on A -> offer on B's console: %ld ms (includes the submit)\n", latency);
+    T_ASSERT(latency < 3000);
+    T_EQ_INT(o->request_id, s->request_id);
+    T_EQ_INT(o->attempt, 1);
+    T_EQ_INT(o->kind, S(SERVICE_KIND__MEAL_DELIVERY));
+    T_EQ_STR(o->resident_name_masked, "测**");
+    T_EQ_STR(o->resident_phone, ""); /* not before it is accepted */
+    T_EQ_INT(o->n_priority, 1);
+    T_EQ_INT(o->window_start_ms, s->window_start_ms);
+    T_ASSERT(o->offer_expires_at_ms > 0);
+    int64_t job = s->job_id, req = s->request_id;
+    update_ok(k, job, S(JOB_ACTION__ACCEPT), 0, S(JOB_STATE__JOB_ACCEPTED), true);
+    update_ok(k, job, S(JOB_ACTION__ACCEPT), 0, S(JOB_STATE__JOB_ACCEPTED), false); /* repeat */
+    Careline__V1__JobOffer *acc = console_wait(k, job, S(JOB_STATE__JOB_ACCEPTED), 5000);
+    T_ASSERT(acc && strcmp(acc->resident_phone, phone) == 0); /* now the operator may call */
+    update_ok(k, job, S(JOB_ACTION__GO_EN_ROUTE), 0, S(JOB_STATE__JOB_EN_ROUTE), true);
+    update_ok(k, job, S(JOB_ACTION__DELIVER), 0, S(JOB_STATE__JOB_DELIVERED), true);
+    update_ok(k, job, S(JOB_ACTION__DELIVER), 0, S(JOB_STATE__JOB_DELIVERED), false);
+    /* every transition an event row, in order, with its actor */
+    char rid[24];
+    snprintf(rid, sizeof(rid), "%lld", (long long)req);
+    PGresult *ev = itest_sql(pg,
+                             "SELECT state, coalesce(job_state, ''), actor FROM request_events "
+                             "WHERE request_id = $1 ORDER BY id",
+                             1, (const char *[]){rid});
+    const char *want[][3] = {{"received", "", "gateway"},
+                             {"queued", "offered", "gateway"},
+                             {"accepted", "accepted", "station"},
+                             {"en_route", "en_route", "station"},
+                             {"delivered", "delivered", "station"}};
+    T_EQ_INT(PQntuples(ev), 5);
+    for (int i = 0; i < 5; i++) {
+        T_EQ_STR(PQgetvalue(ev, i, 0), want[i][0]);
+        T_EQ_STR(PQgetvalue(ev, i, 1), want[i][1]);
+        T_ASSERT(strncmp(PQgetvalue(ev, i, 2), want[i][2], strlen(want[i][2])) == 0);
+    }
+    PQclear(ev);
+    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM requests WHERE id = $1 AND state = 'delivered'",
+                      req),
+             1);
+    /* the terminal log has this console's session open */
+    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM terminal_sessions WHERE station_id = $1 AND "
+                          "disconnected_at IS NULL",
+                      st),
+             1);
+    console_close(k);
+    cl_free(keep);
+    stop(&a);
+    stop(&b);
+    /* ...and closed once it went */
+    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM terminal_sessions WHERE station_id = $1 AND "
+                          "disconnected_at IS NULL",
+                      st),
+             0);
+    PQfinish(pg);
+}
+
+static void isolation_and_forbidden(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f1, f2;
+    fix_area(pg, 31, &f1);
+    fix_area(pg, 32, &f2);
+    int64_t s1 = fix_station(pg, &f1, &(FixStation){.meal = true, .cap_lunch = 10});
+    int64_t s2 = fix_station(pg, &f2, &(FixStation){.meal = true, .cap_lunch = 10});
+    char p1[16];
+    fix_resident(pg, &f1, 1, false, p1);
+    Daemon d;
+    start(&d, NULL);
+    Console *k1 = console_open(&d, pg, s1), *k2 = console_open(&d, pg, s2);
+    ClEnvelope *keep;
+    Careline__V1__SubmitResult *s = submit_meal(&d, pg, fix_key("iso-1"), p1, &keep);
+    int64_t job = s->job_id;
+    T_ASSERT(console_wait(k1, job, S(JOB_STATE__OFFERED), 5000));
+    /* station 2 never sees it and cannot touch it: it looks like no job at all */
+    update_refused(k2, job, S(JOB_ACTION__ACCEPT), 0, S(ERROR_CODE__NOT_FOUND));
+    update_refused(k2, job, S(JOB_ACTION__REJECT), S(REASON_CODE__STATION_FULL),
+                   S(ERROR_CODE__NOT_FOUND));
+    T_ASSERT(!console_wait(k2, 0, S(JOB_STATE__OFFERED), 500));
+    T_ASSERT(!console_saw(k2, job));
+    /* forbidden transitions change nothing */
+    update_refused(k1, job, S(JOB_ACTION__DELIVER), 0, S(ERROR_CODE__INVALID_TRANSITION));
+    update_refused(k1, job, S(JOB_ACTION__FAIL), S(REASON_CODE__RESIDENT_NOT_HOME),
+                   S(ERROR_CODE__INVALID_TRANSITION));
+    update_refused(k1, job, S(JOB_ACTION__REJECT), 0, S(ERROR_CODE__INVALID_ARGUMENT));
+    update_refused(k1, job, 99, 0, S(ERROR_CODE__INVALID_ARGUMENT));
+    update_refused(k1, 0, S(JOB_ACTION__ACCEPT), 0, S(ERROR_CODE__INVALID_ARGUMENT));
+    update_ok(k1, job, S(JOB_ACTION__ACCEPT), 0, S(JOB_STATE__JOB_ACCEPTED), true);
+    update_refused(k1, job, S(JOB_ACTION__COMPLETE), 0, S(ERROR_CODE__INVALID_TRANSITION));
+    update_refused(k1, job, S(JOB_ACTION__REJECT), S(REASON_CODE__NO_STAFF),
+                   S(ERROR_CODE__INVALID_TRANSITION));
+    update_ok(k1, job, S(JOB_ACTION__DELIVER), 0, S(JOB_STATE__JOB_DELIVERED), true);
+    update_refused(k1, job, S(JOB_ACTION__ACCEPT), 0, S(ERROR_CODE__INVALID_TRANSITION));
+    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM jobs WHERE id = $1 AND state = 'delivered'", job),
+             1);
+    /* a gateway may not send job updates at all */
+    char tok[64];
+    Console g = {.c = itest_login(&d, itest_make_token(pg, "gateway", 0, tok))};
+    update_refused(&g, job, S(JOB_ACTION__ACCEPT), 0, S(ERROR_CODE__FORBIDDEN));
+    cl_close(g.c);
+    T_ASSERT(itest_metric(d.http_port, "careline_errors_total{code=\"INVALID_TRANSITION\"}") >=
+             5);
+    console_close(k1);
+    console_close(k2);
+    cl_free(keep);
+    stop(&d);
+    PQfinish(pg);
+}
+
+static void reject_redispatch_dead_letter(void)
+{
+    PGconn *pg = itest_pg();
+    redisContext *rd = fix_redis();
+    Fixture f;
+    fix_area(pg, 33, &f);
+    int64_t st[3];
+    for (int i = 0; i < 3; i++)
+        st[i] = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10,
+                                                  .dlat = 0.004 * (i + 1)});
+    char phone[16];
+    fix_resident(pg, &f, 1, false, phone);
+    Daemon d;
+    start(&d, (const char *const[]){"--max_attempts=3", NULL});
+    Console *k[3];
+    for (int i = 0; i < 3; i++)
+        k[i] = console_open(&d, pg, st[i]);
+    ClEnvelope *keep;
+    Careline__V1__SubmitResult *s = submit_meal(&d, pg, fix_key("rej-1"), phone, &keep);
+    T_EQ_INT(s->station_id, st[0]);
+    int64_t req = s->request_id;
+    for (int i = 0; i < 3; i++) {
+        Careline__V1__JobOffer *o = console_wait(k[i], 0, S(JOB_STATE__OFFERED), 5000);
+        if (!o)
+            t_fail(__FILE__, __LINE__, "station %d got no offer", i);
+        T_EQ_INT(o->request_id, req);
+        T_EQ_INT(o->attempt, i + 1); /* nearest first, never back to one that rejected */
+        update_ok(k[i], o->job_id, S(JOB_ACTION__REJECT), S(REASON_CODE__STATION_FULL),
+                  S(JOB_STATE__JOB_REJECTED), true);
+        T_ASSERT(console_wait(k[i], o->job_id, S(JOB_STATE__JOB_REJECTED), 5000));
+        char cap[96];
+        snprintf(cap, sizeof(cap), "{c330281}:cap:%lld:%s:lunch", (long long)st[i],
+                 fix_tomorrow());
+        for (int w = 0; w < 50 && fix_redis_int(rd, cap) != 0; w++)
+            usleep(20000);
+        T_EQ_INT(fix_redis_int(rd, cap), 0); /* its capacity went back */
+    }
+    /* after the third attempt: the dead-letter list, with the history of attempts */
+    long dl = 0;
+    for (int w = 0; w < 100 && dl != 1; w++) {
+        dl = sql_long(pg, "SELECT count(*) FROM requests WHERE id = $1 AND state = 'dead_letter'",
+                      req);
+        usleep(50000);
+    }
+    T_EQ_INT(dl, 1);
+    char rid[24];
+    snprintf(rid, sizeof(rid), "%lld", (long long)req);
+    PGresult *r = itest_sql(pg,
+                            "SELECT attempts, json_array_length(attempts_history), "
+                            "last_reason_code FROM v_dead_letters WHERE request_id = $1",
+                            1, (const char *[]){rid});
+    T_EQ_INT(PQntuples(r), 1);
+    T_EQ_INT(atoi(PQgetvalue(r, 0, 0)), 3);
+    T_EQ_INT(atoi(PQgetvalue(r, 0, 1)), 3);
+    T_EQ_STR(PQgetvalue(r, 0, 2), "station_full");
+    PQclear(r);
+    for (int i = 0; i < 3; i++)
+        console_close(k[i]);
+    cl_free(keep);
+    stop(&d);
+    redisFree(rd);
+    PQfinish(pg);
+}
+
+static void offer_timeout_moves_on(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 34, &f);
+    int64_t near = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10, .dlat = 0.003});
+    int64_t far = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10, .dlat = 0.008});
+    char phone[16];
+    fix_resident(pg, &f, 1, false, phone);
+    Daemon d;
+    start(&d, (const char *const[]){"--offer_timeout_s=5", NULL});
+    Console *kn = console_open(&d, pg, near), *kf = console_open(&d, pg, far);
+    ClEnvelope *keep;
+    Careline__V1__SubmitResult *s = submit_meal(&d, pg, fix_key("timeout-1"), phone, &keep);
+    T_ASSERT(console_wait(kn, s->job_id, S(JOB_STATE__OFFERED), 5000));
+    /* nobody accepts: after the offer timeout the near console drops it, the far one gets it */
+    T_ASSERT(console_wait(kn, s->job_id, S(JOB_STATE__JOB_EXPIRED), 15000));
+    Careline__V1__JobOffer *o = console_wait(kf, 0, S(JOB_STATE__OFFERED), 10000);
+    T_ASSERT(o && o->request_id == s->request_id && o->attempt == 2);
+    console_close(kn);
+    console_close(kf);
+    cl_free(keep);
+    stop(&d);
+    PQfinish(pg);
+}
+
+static void reconnect_gets_backlog(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 35, &f);
+    int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10});
+    char p1[16], p2[16];
+    fix_resident(pg, &f, 1, false, p1);
+    fix_resident(pg, &f, 2, false, p2);
+    Daemon d;
+    start(&d, NULL);
+    Console *k = console_open(&d, pg, st);
+    ClEnvelope *k1, *k2;
+    Careline__V1__SubmitResult *s1 = submit_meal(&d, pg, fix_key("back-1"), p1, &k1);
+    Careline__V1__SubmitResult *s2 = submit_meal(&d, pg, fix_key("back-2"), p2, &k2);
+    T_ASSERT(console_wait(k, s1->job_id, S(JOB_STATE__OFFERED), 5000));
+    T_ASSERT(console_wait(k, s2->job_id, S(JOB_STATE__OFFERED), 5000));
+    update_ok(k, s1->job_id, S(JOB_ACTION__ACCEPT), 0, S(JOB_STATE__JOB_ACCEPTED), true);
+    console_close(k);
+    /* the operator comes back: both jobs are still theirs, one accepted, one offered */
+    k = console_open(&d, pg, st);
+    T_ASSERT(console_wait(k, s1->job_id, S(JOB_STATE__JOB_ACCEPTED), 5000));
+    T_ASSERT(console_wait(k, s2->job_id, S(JOB_STATE__OFFERED), 5000));
+    console_close(k);
+    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM terminal_sessions WHERE station_id = $1", st), 2);
+    cl_free(k1);
+    cl_free(k2);
+    stop(&d);
+    PQfinish(pg);
+}
+
+static ClEnvelope *station_status(Console *k, bool open, int lunch_left)
+{
+    Careline__V1__StationStatus m = CARELINE__V1__STATION_STATUS__INIT;
+    Careline__V1__SlotCapacity cap = CARELINE__V1__SLOT_CAPACITY__INIT;
+    Careline__V1__SlotCapacity *caps[] = {&cap};
+    m.open = open;
+    m.caregivers_on_duty = 3;
+    if (lunch_left >= 0) {
+        cap.slot = S(MEAL_SLOT__LUNCH);
+        cap.service_date = (char *)fix_tomorrow();
+        cap.capacity_left = lunch_left;
+        m.n_capacity = 1;
+        m.capacity = caps;
+    }
+    ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
+    e.body_case = BODY(STATION_STATUS);
+    e.station_status = &m;
+    char err[128];
+    ClEnvelope *r = cl_call(k->c, &e, 10000, err, sizeof(err), on_push, k);
+    if (!r)
+        t_fail(__FILE__, __LINE__, "station status: %s", err);
+    return r;
+}
+
+static void close_and_capacity(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 36, &f);
+    int64_t near = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 50, .dlat = 0.003});
+    int64_t far = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 50, .dlat = 0.008});
+    char p[4][16];
+    for (int i = 0; i < 4; i++)
+        fix_resident(pg, &f, i, false, p[i]);
+    Daemon d;
+    start(&d, (const char *const[]){"--priority_reserve_pct=0", NULL});
+    Console *kn = console_open(&d, pg, near), *kf = console_open(&d, pg, far);
+    ClEnvelope *keep[4];
+    Careline__V1__SubmitResult *s = submit_meal(&d, pg, fix_key("close-1"), p[0], &keep[0]);
+    T_ASSERT(console_wait(kn, s->job_id, S(JOB_STATE__OFFERED), 5000));
+    /* the near station closes: its unaccepted job goes to the far one */
+    ClEnvelope *r = station_status(kn, false, -1);
+    T_EQ_INT(r->body_case, BODY(STATION_STATUS_ACK));
+    T_EQ_INT(r->station_status_ack->jobs_redispatched, 1);
+    T_ASSERT(!r->station_status_ack->open);
+    cl_free(r);
+    Careline__V1__JobOffer *o = console_wait(kf, 0, S(JOB_STATE__OFFERED), 5000);
+    T_ASSERT(o && o->request_id == s->request_id);
+    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM stations WHERE id = $1 AND NOT is_open AND "
+                          "caregivers_on_duty = 3",
+                      near),
+             1);
+    /* the far station says it has 1 lunch left for tomorrow: one more, then the waitlist */
+    r = station_status(kf, true, 1);
+    T_EQ_INT(r->body_case, BODY(STATION_STATUS_ACK));
+    cl_free(r);
+    cl_free(station_status(kn, true, 0)); /* and the near one has none left */
+    Careline__V1__SubmitResult *a = submit_meal(&d, pg, fix_key("close-2"), p[1], &keep[1]);
+    Careline__V1__SubmitResult *b = submit_meal(&d, pg, fix_key("close-3"), p[2], &keep[2]);
+    T_EQ_INT(a->state, S(REQUEST_STATE__QUEUED));
+    T_EQ_INT(a->station_id, far);
+    T_EQ_INT(b->state, S(REQUEST_STATE__WAITLISTED));
+    /* bad status input */
+    Careline__V1__StationStatus m = CARELINE__V1__STATION_STATUS__INIT;
+    Careline__V1__SlotCapacity cap = CARELINE__V1__SLOT_CAPACITY__INIT;
+    Careline__V1__SlotCapacity *caps[] = {&cap};
+    cap.slot = 9;
+    m.n_capacity = 1;
+    m.capacity = caps;
+    ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
+    e.body_case = BODY(STATION_STATUS);
+    e.station_status = &m;
+    char err[128];
+    r = cl_call(kf->c, &e, 5000, err, sizeof(err), on_push, kf);
+    T_ASSERT(r && r->body_case == BODY(ERROR) &&
+             r->error->code == S(ERROR_CODE__INVALID_ARGUMENT));
+    cl_free(r);
+    console_close(kn);
+    console_close(kf);
+    for (int i = 0; i < 3; i++)
+        cl_free(keep[i]);
+    stop(&d);
+    PQfinish(pg);
+}
+
+static void welfare_alert(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 37, &f);
+    int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10});
+    char phone[16];
+    fix_resident(pg, &f, 1, true, phone);
+    Daemon d;
+    start(&d, NULL);
+    Console *k = console_open(&d, pg, st);
+    ClEnvelope *keep;
+    Careline__V1__SubmitResult *s = submit_meal(&d, pg, fix_key("welfare-1"), phone, &keep);
+    T_ASSERT(console_wait(k, s->job_id, S(JOB_STATE__OFFERED), 5000));
+    update_ok(k, s->job_id, S(JOB_ACTION__ACCEPT), 0, S(JOB_STATE__JOB_ACCEPTED), true);
+    update_ok(k, s->job_id, S(JOB_ACTION__FAIL), S(REASON_CODE__RESIDENT_UNWELL),
+              S(JOB_STATE__JOB_FAILED), true);
+    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM welfare_alerts WHERE request_id = $1 AND "
+                          "resolved_at IS NULL",
+                      s->request_id),
+             1);
+    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM requests WHERE id = $1 AND state = 'failed'",
+                      s->request_id),
+             1);
+    console_close(k);
+    cl_free(keep);
+    stop(&d);
+    PQfinish(pg);
+}
+
+static void heartbeats(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 38, &f);
+    int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10});
+    Daemon d;
+    start(&d, (const char *const[]){"--heartbeat_interval_ms=300", "--idle_timeout_ms=1500", NULL});
+    Console *alive = console_open(&d, pg, st), *silent = console_open(&d, pg, st);
+    /* the live console answers the daemon's Pings and stays; the silent one is dropped */
+    int64_t until = now_ms() + 3000;
+    while (now_ms() < until) {
+        char err[64];
+        ClEnvelope *e = cl_recv(alive->c, 100, err, sizeof(err));
+        if (e)
+            console_take(alive, e);
+    }
+    T_ASSERT(alive->pings >= 3);
+    char err[64];
+    ClEnvelope *e;
+    bool timed_out = false;
+    while ((e = cl_recv(silent->c, 1000, err, sizeof(err)))) {
+        if (e->body_case == BODY(ERROR) && e->error->code == S(ERROR_CODE__TIMEOUT))
+            timed_out = true;
+        cl_free(e);
+    }
+    T_ASSERT(timed_out);
+    /* the live one still answers */
+    Careline__V1__Ping ping = CARELINE__V1__PING__INIT;
+    ClEnvelope pe = CARELINE__V1__ENVELOPE__INIT;
+    pe.body_case = BODY(PING);
+    pe.ping = &ping;
+    e = cl_call(alive->c, &pe, 2000, err, sizeof(err), on_push, alive);
+    T_ASSERT(e && e->body_case == BODY(PONG));
+    cl_free(e);
+    console_close(alive);
+    console_close(silent);
+    stop(&d);
+    PQfinish(pg);
+}
+
+/* A console that stops reading while jobs keep coming is cut off at the output limit; the
+ * jobs stay offered in PostgreSQL and come back on reconnect. */
+static void non_reading_console(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 39, &f);
+    int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 5000});
+    char phone[16];
+    fix_resident(pg, &f, 1, false, phone);
+    Daemon d;
+    start(&d, (const char *const[]){"--obuf_soft_bytes=4096", "--obuf_hard_bytes=131072",
+                                    "--obuf_soft_seconds=1", "--so_sndbuf_bytes=4096",
+                                    "--priority_reserve_pct=0", NULL});
+    Console *k = console_open(&d, pg, st);
+    int small = 2048;
+    setsockopt(cl_fd(k->c), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    char tok[64], err[128];
+    ClConn *g = itest_login(&d, itest_make_token(pg, "gateway", 0, tok));
+    enum { N = 300 };
+    for (int i = 0; i < N; i++) {
+        char key[96];
+        snprintf(key, sizeof(key), "%s-%d", fix_key("nr"), i);
+        Careline__V1__SubmitRequest m = CARELINE__V1__SUBMIT_REQUEST__INIT;
+        m.idempotency_key = key;
+        m.who_case = CARELINE__V1__SUBMIT_REQUEST__WHO_CALLER_PHONE;
+        m.caller_phone = phone;
+        m.kind = S(SERVICE_KIND__MEAL_DELIVERY);
+        m.meal_slot = S(MEAL_SLOT__LUNCH);
+        m.service_date = (char *)fix_tomorrow();
+        static char note[] = "请放在门口的小桌子上，谢谢。老人听力不好，请多敲几次门。";
+        m.note = note;
+        ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
+        e.body_case = BODY(SUBMIT);
+        e.submit = &m;
+        ClEnvelope *r = cl_call(g, &e, 10000, err, sizeof(err), NULL, NULL);
+        T_ASSERT(r && r->body_case == BODY(SUBMIT_RESULT));
+        cl_free(r);
+    }
+    cl_close(g);
+    bool cut = false;
+    for (int i = 0; i < 100 && !cut; i++) {
+        cut = itest_metric(d.http_port, "careline_obuf_closes_total") >= 1;
+        usleep(100000);
+    }
+    T_ASSERT(cut);
+    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM jobs WHERE station_id = $1 AND state = 'offered'",
+                      st),
+             N);
+    console_close(k);
+    /* back again, reading: the whole backlog */
+    k = console_open(&d, pg, st);
+    int64_t deadline = now_ms() + 20000;
+    while (k->total < N && now_ms() < deadline) {
+        ClEnvelope *e = cl_recv(k->c, 1000, err, sizeof(err));
+        if (e)
+            console_take(k, e);
+    }
+    T_EQ_INT(k->total, N);
+    console_close(k);
+    stop(&d);
+    PQfinish(pg);
+}
+
+int main(int argc, char **argv)
+{
+    static const TCase cases[] = {
+        {"station_cross_daemon_lifecycle", cross_daemon_lifecycle, 60},
+        {"station_isolation_and_forbidden", isolation_and_forbidden, 60},
+        {"station_reject_redispatch_dead_letter", reject_redispatch_dead_letter, 60},
+        {"station_offer_timeout_moves_on", offer_timeout_moves_on, 60},
+        {"station_reconnect_gets_backlog", reconnect_gets_backlog, 60},
+        {"station_close_and_capacity", close_and_capacity, 60},
+        {"station_welfare_alert", welfare_alert, 60},
+        {"station_heartbeats", heartbeats, 60},
+        {"station_non_reading_console", non_reading_console, 120},
+        {NULL, NULL, 0},
+    };
+    return t_main(argc, argv, cases);
+}
