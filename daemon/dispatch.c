@@ -8,6 +8,7 @@
 #include "dispatch.h"
 
 #include <ctype.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -86,12 +87,17 @@ struct Dispatch {
     bool sweep_waitlist;       /* the sweep in flight includes a waitlist page */
     bool waitlist_paging;      /* the last page was full: continue on the next sweep */
     char cur_prio[8], cur_at[64], cur_id[24]; /* waitlist cursor (see sweep_sql) */
+    struct Sub **pend[2];      /* submissions waiting for the next batch, by BatchKind */
+    size_t npend[2], cappend[2];
+    int batches[2];            /* batches in flight, by BatchKind */
     int sweep_left;            /* subs of the current batch not finished */
     int win[2][2];             /* [lunch|dinner][start|end] local minutes */
     char prefix[32];           /* "{c330281}:" */
     int fault_count;
     bool stopped;              /* dispatch_stop: backends are going away */
 };
+
+typedef enum { BATCH_BEGIN, BATCH_FINISH } BatchKind;
 
 typedef struct Sub {
     Dispatch *d;
@@ -119,6 +125,8 @@ typedef struct Sub {
     int64_t excluded[MAX_EXCLUDED]; /* stations that already had this request */
     int nexcluded;
     int prior_reason;          /* why the last station did not take it */
+    char hash[65];             /* content hash (hex) for the idempotency check */
+    bool solo;                 /* its batch failed: retried alone */
     /* outcome */
     int state, reason;
     int64_t station_id;
@@ -274,30 +282,30 @@ static void station_name_of(Dispatch *d, int64_t id, char *out, size_t n)
     snprintf(out, n, "%s", st ? st->name : "");
 }
 
-static void finish_done(PGresult *res, const char *err, void *arg)
+static void finish_failed(Sub *s, const char *err)
 {
-    Sub *s = arg;
-    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        /* the request stays 'received' in PostgreSQL; the sweep will finish it */
-        log_warn("request %lld: recording the outcome failed: %s", (long long)s->request_id,
-                 res ? PQresultErrorMessage(res) : err);
-        reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
-                    "the request is recorded but its outcome could not be saved yet; it will "
-                    "be completed automatically (ask its status shortly)");
-        sub_free(s);
-        return;
-    }
-    bool changed = PQgetvalue(res, 0, 3)[0] == 't';
+    /* the request stays 'received' in PostgreSQL; the sweep will finish it */
+    log_warn("request %lld: recording the outcome failed: %s", (long long)s->request_id, err);
+    reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
+                "the request is recorded but its outcome could not be saved yet; it will "
+                "be completed automatically (ask its status shortly)");
+    sub_free(s);
+}
+
+/* One row of careline_submit_finish_many, columns from `o` on. */
+static void finish_row(Sub *s, PGresult *res, int row, int o)
+{
+    bool changed = PQgetvalue(res, row, o + 3)[0] == 't';
     if (!changed) {
         /* someone else moved it (another daemon's sweep, or a cancel): report what is true */
         int now_state = dispatch_enum_from_db(&careline__v1__request_state__descriptor,
-                                              PQgetvalue(res, 0, 0));
+                                              PQgetvalue(res, row, o));
         if (s->reserved && now_state != S(REQUEST_STATE__QUEUED) && s->state ==
                                                                      S(REQUEST_STATE__QUEUED))
             dispatch_release(s->d, s->request_id, s->attempt, "cancelled");
         if (now_state != s->state) {
             s->state = now_state;
-            s->station_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+            s->station_id = strtoll(PQgetvalue(res, row, o + 1), NULL, 10);
             station_name_of(s->d, s->station_id, s->station_name, sizeof(s->station_name));
         }
         s->duplicate = true;
@@ -312,6 +320,173 @@ static void finish_done(PGresult *res, const char *err, void *arg)
     sub_free(s);
 }
 
+/* ---- group commit ------------------------------------------------------------------------
+ * Submissions wait here for PostgreSQL. A batch goes out at once while fewer than the pool's
+ * connections are busy with batches of its kind; otherwise submissions accumulate and leave
+ * together when one returns. At low load a batch is one submission (no added latency); at
+ * high load one transaction commits hundreds. */
+
+#define BATCH_MAX 256
+
+static void begin_row(Sub *s, PGresult *res, int row, int o);
+static void begin_failed(Sub *s, const char *err);
+static void batch_add(Dispatch *d, BatchKind kind, Sub *s);
+
+typedef struct {
+    Dispatch *d;
+    BatchKind kind;
+    size_t n;
+    Sub *subs[];
+} Batch;
+
+static void batch_flush(Dispatch *d, BatchKind kind);
+
+static json_t *begin_json(const Sub *s)
+{
+    char kb[64], sb[64], cb[64], date[11];
+    bool meal = s->kind == S(SERVICE_KIND__MEAL_DELIVERY);
+    cal_format(s->day, date);
+    json_t *o = json_object();
+    json_object_set_new(o, "key", json_string(s->key));
+    json_object_set_new(o, "hash", json_string(s->hash));
+    json_object_set_new(o, "phone", s->phone[0] ? json_string(s->phone) : json_null());
+    json_object_set_new(o, "resident",
+                        s->resident_param ? json_integer(s->resident_param) : json_null());
+    json_object_set_new(o, "kind", json_string(db_name(&careline__v1__service_kind__descriptor,
+                                                       s->kind, kb)));
+    json_object_set_new(o, "slot",
+                        meal ? json_string(db_name(&careline__v1__meal_slot__descriptor,
+                                                   s->slot, sb))
+                             : json_null());
+    json_object_set_new(o, "date", json_string(date));
+    json_object_set_new(o, "subtype",
+                        meal ? json_null()
+                             : json_string(db_name(&careline__v1__care_subtype__descriptor,
+                                                   s->subtype, cb)));
+    json_object_set_new(o, "note", json_string(s->note));
+    json_object_set_new(o, "urgency", json_string(s->urgency ? "urgent" : "normal"));
+    json_object_set_new(o, "actor", json_string("gateway"));
+    return o;
+}
+
+static json_t *finish_json(const Sub *s)
+{
+    char b1[64], b2[64];
+    bool queued = s->state == S(REQUEST_STATE__QUEUED);
+    json_t *o = json_object();
+    json_object_set_new(o, "request", json_integer(s->request_id));
+    json_object_set_new(o, "job", queued ? json_integer(s->job_id) : json_null());
+    json_object_set_new(o, "station", queued ? json_integer(s->station_id) : json_null());
+    json_object_set_new(o, "attempt", json_integer(s->attempt));
+    json_object_set_new(o, "state", json_string(db_name(&careline__v1__request_state__descriptor,
+                                                        s->state, b1)));
+    json_object_set_new(o, "reason_code",
+                        s->reason ? json_string(db_name(&careline__v1__reason_code__descriptor,
+                                                        s->reason, b2))
+                                  : json_null());
+    json_object_set_new(o, "reason", s->msg[0] ? json_string(s->msg) : json_null());
+    json_object_set_new(o, "travel", queued ? json_integer((int)(s->minutes + 0.5)) : json_null());
+    json_object_set_new(o, "ws", json_integer(s->ws_ms));
+    json_object_set_new(o, "we", json_integer(s->we_ms));
+    json_object_set_new(o, "expires",
+                        json_integer(util_wall_ms() + s->d->srv->cfg.offer_timeout_s * 1000LL));
+    json_object_set_new(o, "actor", json_string(s->c ? "gateway" : "daemon"));
+    return o;
+}
+
+static void batch_fail(Sub *s, BatchKind kind, const char *err)
+{
+    if (kind == BATCH_BEGIN)
+        begin_failed(s, err);
+    else
+        finish_failed(s, err);
+}
+
+static void batch_done(PGresult *res, const char *err, void *arg)
+{
+    Batch *b = arg;
+    Dispatch *d = b->d;
+    d->batches[b->kind]--;
+    bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && (size_t)PQntuples(res) == b->n;
+    if (!ok && b->n > 1 && !d->stopped) {
+        /* one bad element must not hold back the others: retry each alone */
+        log_warn("a batch of %zu failed (%s); retrying one by one", b->n,
+                 res ? PQresultErrorMessage(res) : err);
+        for (size_t i = 0; i < b->n; i++) {
+            b->subs[i]->solo = true;
+            batch_add(d, b->kind, b->subs[i]);
+        }
+    } else if (!ok) {
+        for (size_t i = 0; i < b->n; i++)
+            batch_fail(b->subs[i], b->kind,
+                       res ? (PQresultStatus(res) == PGRES_TUPLES_OK ? "incomplete batch result"
+                                                                     : PQresultErrorMessage(res))
+                           : err);
+    } else {
+        for (int row = 0; row < PQntuples(res); row++) {
+            Sub *s = b->subs[atoi(PQgetvalue(res, row, 0))];
+            if (b->kind == BATCH_BEGIN)
+                begin_row(s, res, row, 1);
+            else
+                finish_row(s, res, row, 1);
+        }
+    }
+    BatchKind kind = b->kind;
+    free(b);
+    batch_flush(d, kind);
+}
+
+static void batch_flush(Dispatch *d, BatchKind kind)
+{
+    static const char *const sql[] = {
+        "SELECT * FROM careline_submit_begin_many($1::jsonb)",
+        "SELECT * FROM careline_submit_finish_many($1::jsonb)",
+    };
+    while (d->npend[kind] > 0 && d->batches[kind] < d->srv->cfg.pg_pool_size && !d->stopped) {
+        size_t n = d->npend[kind] < BATCH_MAX ? d->npend[kind] : BATCH_MAX;
+        if (d->pend[kind][0]->solo)
+            n = 1;
+        Batch *b = xmalloc(sizeof(*b) + n * sizeof(Sub *));
+        b->d = d;
+        b->kind = kind;
+        b->n = n;
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++) {
+            b->subs[i] = d->pend[kind][i];
+            json_array_append_new(arr, kind == BATCH_BEGIN ? begin_json(b->subs[i])
+                                                           : finish_json(b->subs[i]));
+        }
+        memmove(d->pend[kind], d->pend[kind] + n, (d->npend[kind] - n) * sizeof(Sub *));
+        d->npend[kind] -= n;
+        char *text = json_dumps(arr, JSON_COMPACT);
+        json_decref(arr);
+        const char *params[] = {text};
+        d->batches[kind]++;
+        bool sent = pg_query(d->srv->pg, sql[kind], 1, params, batch_done, b);
+        free(text);
+        if (!sent) {
+            d->batches[kind]--;
+            for (size_t i = 0; i < n; i++)
+                batch_fail(b->subs[i], kind, "too many queries waiting for the database");
+            free(b);
+        }
+    }
+}
+
+static void batch_add(Dispatch *d, BatchKind kind, Sub *s)
+{
+    if (d->stopped) {
+        sub_free(s);
+        return;
+    }
+    if (d->npend[kind] == d->cappend[kind]) {
+        d->cappend[kind] = d->cappend[kind] ? 2 * d->cappend[kind] : 256;
+        d->pend[kind] = xrealloc(d->pend[kind], d->cappend[kind] * sizeof(Sub *));
+    }
+    d->pend[kind][d->npend[kind]++] = s;
+    batch_flush(d, kind);
+}
+
 static void sub_finish(Sub *s)
 {
     Dispatch *d = s->d;
@@ -323,37 +498,7 @@ static void sub_finish(Sub *s)
         sub_free(s); /* still no room: nothing new to record */
         return;
     }
-    char req[24], job[24], st[24], travel[16], ws[24], we[24], exp[24], b1[64], b2[64];
-    snprintf(req, sizeof(req), "%lld", (long long)s->request_id);
-    snprintf(job, sizeof(job), "%lld", (long long)s->job_id);
-    snprintf(st, sizeof(st), "%lld", (long long)s->station_id);
-    snprintf(travel, sizeof(travel), "%d", (int)(s->minutes + 0.5));
-    snprintf(ws, sizeof(ws), "%lld", (long long)s->ws_ms);
-    snprintf(we, sizeof(we), "%lld", (long long)s->we_ms);
-    snprintf(exp, sizeof(exp), "%lld",
-             (long long)(util_wall_ms() + d->srv->cfg.offer_timeout_s * 1000LL));
-    bool queued = s->state == S(REQUEST_STATE__QUEUED);
-    char att[12];
-    snprintf(att, sizeof(att), "%d", s->attempt);
-    const char *params[] = {
-        req,
-        queued ? job : NULL,
-        queued ? st : NULL,
-        att,
-        db_name(&careline__v1__request_state__descriptor, s->state, b1),
-        s->reason ? db_name(&careline__v1__reason_code__descriptor, s->reason, b2) : NULL,
-        s->msg[0] ? s->msg : NULL,
-        queued ? travel : NULL,
-        ws,
-        we,
-        exp,
-        s->c ? "gateway" : "daemon",
-    };
-    if (!pg_query(d->srv->pg,
-                  "SELECT * FROM careline_submit_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-                  "$10, $11, $12)",
-                  12, params, finish_done, s))
-        finish_done(NULL, "too many queries waiting for the database", s);
+    batch_add(d, BATCH_FINISH, s);
 }
 
 /* ---- reserve + enqueue ---------------------------------------------------------------- */
@@ -620,24 +765,25 @@ static unsigned parse_priority(const char *csv)
     return bits;
 }
 
-static int64_t col_ll(PGresult *r, int col)
+static int64_t col_ll(PGresult *r, int row, int col)
 {
-    return PQgetisnull(r, 0, col) ? 0 : strtoll(PQgetvalue(r, 0, col), NULL, 10);
+    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
-static void begin_done(PGresult *res, const char *err, void *arg)
+static void begin_failed(Sub *s, const char *err)
 {
-    Sub *s = arg;
-    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        log_warn("recording a request failed: %s", res ? PQresultErrorMessage(res) : err);
-        reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
-                    "the request could not be recorded (database unavailable); nothing was "
-                    "saved, please retry with the same idempotency key");
-        sub_free(s);
-        return;
-    }
-    const char *outcome = PQgetvalue(res, 0, 0);
-    s->request_id = col_ll(res, 1);
+    log_warn("recording a request failed: %s", err);
+    reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
+                "the request could not be recorded (database unavailable); nothing was "
+                "saved, please retry with the same idempotency key");
+    sub_free(s);
+}
+
+/* One row of careline_submit_begin_many, columns from `o` on. */
+static void begin_row(Sub *s, PGresult *res, int row, int o)
+{
+    const char *outcome = PQgetvalue(res, row, o);
+    s->request_id = col_ll(res, row, o + 1);
     if (strcmp(outcome, "conflict") == 0) {
         reply_error(s, S(ERROR_CODE__CONFLICT), "idempotency_key",
                     "idempotency key '%s' was already used for a different request (id %lld)",
@@ -653,20 +799,20 @@ static void begin_done(PGresult *res, const char *err, void *arg)
     }
     s->duplicate = strcmp(outcome, "duplicate") == 0;
     s->state = dispatch_enum_from_db(&careline__v1__request_state__descriptor,
-                                     PQgetvalue(res, 0, 2));
-    snprintf(s->village, sizeof(s->village), "%s", PQgetvalue(res, 0, 4));
-    s->lat = atof(PQgetvalue(res, 0, 5));
-    s->lon = atof(PQgetvalue(res, 0, 6));
-    s->prio = parse_priority(PQgetvalue(res, 0, 7));
-    s->station_id = col_ll(res, 8);
-    s->job_id = col_ll(res, 9);
-    s->minutes = (double)col_ll(res, 11);
-    s->ws_ms = col_ll(res, 12);
-    s->we_ms = col_ll(res, 13);
-    s->reason = PQgetisnull(res, 0, 14)
+                                     PQgetvalue(res, row, o + 2));
+    snprintf(s->village, sizeof(s->village), "%s", PQgetvalue(res, row, o + 4));
+    s->lat = atof(PQgetvalue(res, row, o + 5));
+    s->lon = atof(PQgetvalue(res, row, o + 6));
+    s->prio = parse_priority(PQgetvalue(res, row, o + 7));
+    s->station_id = col_ll(res, row, o + 8);
+    s->job_id = col_ll(res, row, o + 9);
+    s->minutes = (double)col_ll(res, row, o + 11);
+    s->ws_ms = col_ll(res, row, o + 12);
+    s->we_ms = col_ll(res, row, o + 13);
+    s->reason = PQgetisnull(res, row, o + 14)
                     ? 0
                     : dispatch_enum_from_db(&careline__v1__reason_code__descriptor,
-                                            PQgetvalue(res, 0, 14));
+                                            PQgetvalue(res, row, o + 14));
     if (s->state == S(REQUEST_STATE__RECEIVED)) {
         fault(s, "after_begin");
         sub_match(s);
@@ -837,16 +983,15 @@ static void handle_submit(Conn *c, Envelope *env)
         s->urgency ? "urgent" : "normal",
         "gateway",
     };
-    (void)ub;
-    if (!pg_query(d->srv->pg,
-                  "SELECT * FROM careline_submit_begin($1, $2::bytea, $3, $4, $5, $6, $7, $8, "
-                  "$9, $10, $11)",
-                  11, params, begin_done, s)) {
+    (void)ub, (void)params, (void)hexhash;
+    memcpy(s->hash, hash, sizeof(s->hash));
+    if (d->npend[BATCH_BEGIN] >= (size_t)d->srv->cfg.pg_max_queue) {
         reply_error(s, S(ERROR_CODE__OVERLOADED), NULL,
                     "too many requests are waiting for the database; retry shortly");
         goto done;
     }
     frame_free(env);
+    batch_add(d, BATCH_BEGIN, s);
     return;
 done:
     frame_free(env);
@@ -1337,6 +1482,11 @@ void dispatch_free(Dispatch *d)
     if (d->sweep)
         event_free(d->sweep);
     dir_free(d->dir);
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; i < d->npend[k]; i++)
+            sub_free(d->pend[k][i]);
+        free(d->pend[k]);
+    }
     free(d);
 }
 

@@ -216,3 +216,50 @@ GRANT EXECUTE ON FUNCTION careline_submit_begin(text, bytea, text, bigint, text,
     text, text, text, text), careline_submit_finish(bigint, bigint, bigint, integer, text, text,
     text, integer, bigint, bigint, bigint, text), careline_cancel(bigint, text, text, text, text),
     careline_priority(residents) TO careline_app;
+
+-- Group commit: many submissions' begin (or finish) in one statement, so one transaction
+-- and one WAL flush cover them all. Elements are processed in order (a repeated key later
+-- in the same batch sees the earlier one). An error aborts the whole batch, writing
+-- nothing; the daemon then retries its elements one by one, so one bad element never
+-- holds back the others.
+CREATE FUNCTION careline_submit_begin_many(p jsonb)
+    RETURNS TABLE (idx integer, outcome text, request_id bigint, state text,
+                   resident_id bigint, village_code text, lat double precision,
+                   lon double precision, priority text, station_id bigint, job_id bigint,
+                   attempts integer, travel_minutes integer, window_start_ms bigint,
+                   window_end_ms bigint, reason_code text, resident_name text)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    e jsonb;
+    n bigint;
+    b careline_begin_result;
+BEGIN
+    FOR e, n IN SELECT t.v, t.ord FROM jsonb_array_elements(p) WITH ORDINALITY AS t(v, ord) LOOP
+        b := careline_submit_begin(e->>'key', decode(e->>'hash', 'hex'), e->>'phone',
+                                   (e->>'resident')::bigint, e->>'kind', e->>'slot',
+                                   (e->>'date')::date, e->>'subtype', e->>'note',
+                                   e->>'urgency', e->>'actor');
+        RETURN QUERY SELECT (n - 1)::integer, b.*;
+    END LOOP;
+END $$;
+
+CREATE FUNCTION careline_submit_finish_many(p jsonb)
+    RETURNS TABLE (idx integer, state text, station_id bigint, job_id bigint, changed boolean)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    e jsonb;
+    n bigint;
+BEGIN
+    FOR e, n IN SELECT t.v, t.ord FROM jsonb_array_elements(p) WITH ORDINALITY AS t(v, ord) LOOP
+        RETURN QUERY SELECT (n - 1)::integer, f.*
+          FROM careline_submit_finish((e->>'request')::bigint, (e->>'job')::bigint,
+                                      (e->>'station')::bigint, (e->>'attempt')::integer,
+                                      e->>'state', e->>'reason_code', e->>'reason',
+                                      (e->>'travel')::integer, (e->>'ws')::bigint,
+                                      (e->>'we')::bigint, (e->>'expires')::bigint,
+                                      e->>'actor') f;
+    END LOOP;
+END $$;
+
+GRANT EXECUTE ON FUNCTION careline_submit_begin_many(jsonb), careline_submit_finish_many(jsonb)
+    TO careline_app;
