@@ -312,7 +312,7 @@ static void finish_row(Sub *s, PGresult *res, int row, int o)
     } else if (s->state == S(REQUEST_STATE__QUEUED)) {
         fault(s, "after_finish");
         station_wake(s->d->srv->station, s->station_id);
-        log_info("request %lld queued at station %lld (job %lld, %.1f min)",
+        log_debug("request %lld queued at station %lld (job %lld, %.1f min)",
                  (long long)s->request_id, (long long)s->station_id, (long long)s->job_id,
                  s->minutes);
     }

@@ -51,6 +51,9 @@ struct Stations {
     bool expiring;            /* an expiry query is in flight */
     bool stopped;
     char channel[48];         /* "{cCOUNTY}:wake" */
+    int64_t *wake;            /* stations to announce at the end of this loop turn */
+    size_t nwake, capwake;
+    struct event *wake_ev;    /* fires once per turn while wake is non-empty */
 };
 
 static void session_refresh(Stations *st, StSession *ss);
@@ -257,19 +260,46 @@ static void publish_done(redisReply *r, const char *err, void *arg)
         log_debug("wake-up not published: %s", r ? r->str : err);
 }
 
+/* Announces the stations collected this loop turn, each once (a burst of jobs for one
+ * station costs one PUBLISH, not one per job). */
+static void wake_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    Stations *st = arg;
+    for (size_t i = 0; i < st->nwake && !st->stopped; i++) {
+        bool dup = false;
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = st->wake[j] == st->wake[i];
+        if (dup)
+            continue;
+        char id[24];
+        snprintf(id, sizeof(id), "%lld", (long long)st->wake[i]);
+        const char *argv[] = {"PUBLISH", st->channel, id};
+        size_t lens[] = {7, strlen(st->channel), strlen(id)};
+        if (!rds_command(st->srv->rds, publish_done, NULL, 3, argv, lens))
+            log_debug("wake-up for station %s not published (Redis unavailable); the "
+                      "periodic re-read will deliver it",
+                      id);
+    }
+    st->nwake = 0;
+}
+
 void station_wake(Stations *st, int64_t station_id)
 {
     if (!st || st->stopped)
         return;
     refresh_station(st, station_id); /* local consoles at once, without the round trip */
-    char id[24];
-    snprintf(id, sizeof(id), "%lld", (long long)station_id);
-    const char *argv[] = {"PUBLISH", st->channel, id};
-    size_t lens[] = {7, strlen(st->channel), strlen(id)};
-    if (!rds_command(st->srv->rds, publish_done, NULL, 3, argv, lens))
-        log_debug("wake-up for station %s not published (Redis unavailable); the periodic "
-                  "re-read will deliver it",
-                  id);
+    if (st->nwake == st->capwake) {
+        if (st->capwake >= 4096) {
+            wake_flush(-1, 0, st); /* a huge burst: announce what we have now */
+        } else {
+            st->capwake = st->capwake ? 2 * st->capwake : 64;
+            st->wake = xrealloc(st->wake, st->capwake * sizeof(int64_t));
+        }
+    }
+    st->wake[st->nwake++] = station_id;
+    if (st->nwake == 1)
+        event_active(st->wake_ev, EV_TIMEOUT, 0);
 }
 
 /* ---- sessions: connect and disconnect ----------------------------------------------------- */
@@ -719,6 +749,7 @@ Stations *station_new(Server *srv)
     caplim_script = rds_script_new(srv->rds, caplim_lua);
     if (!rds_subscribe(srv->rds, st->channel, wake_cb, st))
         log_warn("cannot subscribe to %s; consoles rely on the periodic re-read", st->channel);
+    st->wake_ev = event_new(srv->base, -1, 0, wake_flush, st);
     st->tick = event_new(srv->base, -1, EV_PERSIST, tick_cb, st);
     struct timeval tv = {TICK_MS / 1000, (TICK_MS % 1000) * 1000};
     event_add(st->tick, &tv);
@@ -741,5 +772,8 @@ void station_free(Stations *st)
         return;
     if (st->tick)
         event_free(st->tick);
+    if (st->wake_ev)
+        event_free(st->wake_ev);
+    free(st->wake);
     free(st);
 }

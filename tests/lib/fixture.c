@@ -37,8 +37,14 @@ void fix_area(PGconn *pg, int k, Fixture *f)
     /* ...and so are its open requests (a waitlist would take the new capacity first) */
     const char *pv[] = {f->village};
     PQclear(itest_sql(pg,
+                      "UPDATE jobs SET state = 'rejected', reason = 'test fixture reset' "
+                      "WHERE state IN ('offered', 'accepted', 'en_route') AND station_id IN "
+                      "(SELECT id FROM stations WHERE town_code = $1)",
+                      1, pt));
+    PQclear(itest_sql(pg,
                       "UPDATE requests SET state = 'rejected', reason = 'test fixture reset' "
-                      "WHERE village_code = $1 AND state IN ('received', 'waitlisted')",
+                      "WHERE village_code = $1 AND state IN ('received', 'waitlisted', "
+                      "'queued', 'accepted', 'en_route')",
                       1, pv));
     PQclear(itest_sql(pg,
                       "INSERT INTO villages (code, town_code, name, kind, lat, lon, area_kind, "
