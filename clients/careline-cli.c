@@ -64,9 +64,8 @@ static int print_reply(ClEnvelope *r)
     switch (r->body_case) {
     case CARELINE__V1__ENVELOPE__BODY_ERROR:
         fprintf(stderr, "error %s: %s%s%s\n",
-                enum_name(&careline__v1__error_code__descriptor, r->error->code),
-                r->error->message, r->error->field[0] ? " (field " : "",
-                r->error->field[0] ? r->error->field : "");
+                enum_name(&careline__v1__error_code__descriptor, r->error->code), r->error->message,
+                r->error->field[0] ? " (field " : "", r->error->field[0] ? r->error->field : "");
         if (r->error->field[0])
             fprintf(stderr, ")\n");
         return 1;
@@ -74,7 +73,8 @@ static int print_reply(ClEnvelope *r)
         Careline__V1__SubmitResult *s = r->submit_result;
         printf("%-16s %lld%s\n", "request", (long long)s->request_id,
                s->duplicate ? " (repeat of an earlier call)" : "");
-        printf("%-16s %s\n", "state", enum_name(&careline__v1__request_state__descriptor, s->state));
+        printf("%-16s %s\n", "state",
+               enum_name(&careline__v1__request_state__descriptor, s->state));
         if (s->reason_code)
             printf("%-16s %s: %s\n", "reason",
                    enum_name(&careline__v1__reason_code__descriptor, s->reason_code), s->reason);
@@ -94,7 +94,8 @@ static int print_reply(ClEnvelope *r)
     case CARELINE__V1__ENVELOPE__BODY_REQUEST_STATUS: {
         Careline__V1__RequestStatus *s = r->request_status;
         printf("%-16s %lld\n", "request", (long long)s->request_id);
-        printf("%-16s %s\n", "state", enum_name(&careline__v1__request_state__descriptor, s->state));
+        printf("%-16s %s\n", "state",
+               enum_name(&careline__v1__request_state__descriptor, s->state));
         if (s->station_id)
             printf("%-16s %lld %s\n", "station", (long long)s->station_id, s->station_name);
         print_time("window from", s->window_start_ms);
@@ -125,8 +126,8 @@ static int print_reply(ClEnvelope *r)
 
 static int care_code(const char *s)
 {
-    static const char *const names[] = {"", "bathing", "cleaning", "companionship",
-                                        "medical_escort", "other"};
+    static const char *const names[] = {
+        "", "bathing", "cleaning", "companionship", "medical_escort", "other"};
     for (int i = 1; i < 6; i++)
         if (strcmp(s, names[i]) == 0)
             return i;
@@ -214,8 +215,8 @@ int main(int argc, char **argv)
         }
         if (o.meal) {
             sub.kind = S(SERVICE_KIND__MEAL_DELIVERY);
-            sub.meal_slot = strcmp(o.meal, "dinner") == 0 ? S(MEAL_SLOT__DINNER)
-                                                          : S(MEAL_SLOT__LUNCH);
+            sub.meal_slot =
+                strcmp(o.meal, "dinner") == 0 ? S(MEAL_SLOT__DINNER) : S(MEAL_SLOT__LUNCH);
         } else if (o.care) {
             sub.kind = S(SERVICE_KIND__HOME_CARE);
             sub.care_subtype = care_code(o.care);
@@ -245,8 +246,8 @@ int main(int argc, char **argv)
         } else {
             usage();
         }
-        e.body_case = st ? CARELINE__V1__ENVELOPE__BODY_STATUS_QUERY
-                         : CARELINE__V1__ENVELOPE__BODY_CANCEL;
+        e.body_case =
+            st ? CARELINE__V1__ENVELOPE__BODY_STATUS_QUERY : CARELINE__V1__ENVELOPE__BODY_CANCEL;
         e.status_query = &sq;
         if (!st)
             e.cancel = &cr;

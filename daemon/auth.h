@@ -12,7 +12,7 @@
 #include "careline.pb-c.h"
 #include "util.h"
 
-#define AUTH_HASH_LEN 32
+#define AUTH_HASH_LEN  32
 #define AUTH_TOKEN_MAX 256
 
 typedef Careline__V1__Role Role;

@@ -50,8 +50,7 @@ void cal_format(CalDay day, char out[11])
     int y, m, d;
     civil_from_days(day, &y, &m, &d);
     /* days come from cal_parse or the clock, so the year has 4 digits */
-    snprintf(out, 11, "%04u-%02u-%02u", (unsigned)y % 10000u, (unsigned)m % 13u,
-             (unsigned)d % 32u);
+    snprintf(out, 11, "%04u-%02u-%02u", (unsigned)y % 10000u, (unsigned)m % 13u, (unsigned)d % 32u);
 }
 
 void cal_month_day(CalDay day, int *month, int *mday)

@@ -28,11 +28,18 @@ typedef struct {
     const char *help;
 } ConfKey;
 
-#define INT_KEY(n, d, lo, hi, rl, h)                                                            \
-    {#n, CT_INT, offsetof(Config, n), sizeof(int), d, lo, hi, rl, h}
-#define DBL_KEY(n, d, lo, hi, rl, h)                                                            \
-    {#n, CT_DOUBLE, offsetof(Config, n), sizeof(double), d, lo, hi, rl, h}
-#define STR_KEY(n, d, rl, h) {#n, CT_STR, offsetof(Config, n), sizeof(((Config *)0)->n), d, 0, 0, rl, h}
+#define INT_KEY(n, d, lo, hi, rl, h)                                                               \
+    {                                                                                              \
+#n, CT_INT, offsetof(Config, n), sizeof(int), d, lo, hi, rl, h                             \
+    }
+#define DBL_KEY(n, d, lo, hi, rl, h)                                                               \
+    {                                                                                              \
+#n, CT_DOUBLE, offsetof(Config, n), sizeof(double), d, lo, hi, rl, h                       \
+    }
+#define STR_KEY(n, d, rl, h)                                                                       \
+    {                                                                                              \
+#n, CT_STR, offsetof(Config, n), sizeof(((Config *)0)->n), d, 0, 0, rl, h                  \
+    }
 
 static const ConfKey keys[] = {
     STR_KEY(listen_addr, "127.0.0.1", false, "protocol listener address (IPv4 or IPv6 literal)"),
@@ -110,9 +117,11 @@ static const ConfKey keys[] = {
             "how often unfinished and waitlisted requests are swept"),
     INT_KEY(reconcile_age_ms, "3000", 0, 600000, true,
             "an unfinished request this old is resumed by the sweep"),
-    STR_KEY(fault_point, "", false, "TESTS ONLY: crash at this point (after_begin, "
-                                    "after_enqueue, after_finish); empty = never"),
-    INT_KEY(fault_after, "0", 0, INT_MAX, false, "TESTS ONLY: crash the Nth time fault_point is reached"),
+    STR_KEY(fault_point, "", false,
+            "TESTS ONLY: crash at this point (after_begin, "
+            "after_enqueue, after_finish); empty = never"),
+    INT_KEY(fault_after, "0", 0, INT_MAX, false,
+            "TESTS ONLY: crash the Nth time fault_point is reached"),
 };
 
 static const ConfKey *key_find(const char *name)
@@ -185,8 +194,8 @@ bool config_set(Config *c, const char *key, const char *value, const char *sourc
         while (isspace((unsigned char)*end))
             end++;
         if (errno || end == value || *end || !(dv >= (double)k->min && dv <= (double)k->max))
-            return seterr(err, errlen, "%s: '%s' needs a number within %ld..%ld, not '%s'",
-                          source, k->name, k->min, k->max, value);
+            return seterr(err, errlen, "%s: '%s' needs a number within %ld..%ld, not '%s'", source,
+                          k->name, k->min, k->max, value);
         *(double *)field = dv;
         return true;
     }
@@ -195,8 +204,8 @@ bool config_set(Config *c, const char *key, const char *value, const char *sourc
         return seterr(err, errlen, "%s: '%s' needs a whole number, not '%s'", source, k->name,
                       value);
     if (v < k->min || v > k->max)
-        return seterr(err, errlen, "%s: '%s' = %ld is outside %ld..%ld", source, k->name, v,
-                      k->min, k->max);
+        return seterr(err, errlen, "%s: '%s' = %ld is outside %ld..%ld", source, k->name, v, k->min,
+                      k->max);
     *(int *)field = (int)v;
     return true;
 }
@@ -285,9 +294,8 @@ bool config_validate(const Config *c, char *err, size_t errlen)
     int h1, m1, h2, m2;
     const char *win[] = {c->lunch_window, c->dinner_window};
     for (int i = 0; i < 2; i++) {
-        if (sscanf(win[i], "%d:%d-%d:%d", &h1, &m1, &h2, &m2) != 4 || h1 < 0 || h1 > 23 ||
-            m1 < 0 || m1 > 59 || h2 < 0 || h2 > 23 || m2 < 0 || m2 > 59 ||
-            h1 * 60 + m1 >= h2 * 60 + m2)
+        if (sscanf(win[i], "%d:%d-%d:%d", &h1, &m1, &h2, &m2) != 4 || h1 < 0 || h1 > 23 || m1 < 0 ||
+            m1 > 59 || h2 < 0 || h2 > 23 || m2 < 0 || m2 > 59 || h1 * 60 + m1 >= h2 * 60 + m2)
             return seterr(err, errlen, "%s '%s' must be HH:MM-HH:MM with start before end",
                           i ? "dinner_window" : "lunch_window", win[i]);
     }
@@ -313,8 +321,8 @@ void config_print(const Config *c, FILE *out, bool with_help)
         const ConfKey *k = &keys[i];
         const char *field = (const char *)c + k->offset;
         if (with_help)
-            fprintf(out, "# %s (default: %s%s%s)%s\n", k->help, k->def[0] ? "" : "\"",
-                    k->def, k->def[0] ? "" : "\"", k->reloadable ? " [reloadable]" : "");
+            fprintf(out, "# %s (default: %s%s%s)%s\n", k->help, k->def[0] ? "" : "\"", k->def,
+                    k->def[0] ? "" : "\"", k->reloadable ? " [reloadable]" : "");
         if (k->type == CT_STR)
             fprintf(out, "%s = %s\n", k->name, field);
         else if (k->type == CT_DOUBLE)

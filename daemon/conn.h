@@ -28,25 +28,25 @@ typedef enum {
 } ConnState;
 
 typedef struct Conn {
-    uint64_t id;                /* unique for the process lifetime, for logs */
-    struct Server *srv;         /* borrowed */
-    struct bufferevent *bev;    /* NULL once CONN_CLOSED */
-    char peer[64];              /* "ip:port" */
+    uint64_t id;             /* unique for the process lifetime, for logs */
+    struct Server *srv;      /* borrowed */
+    struct bufferevent *bev; /* NULL once CONN_CLOSED */
+    char peer[64];           /* "ip:port" */
     ConnState state;
-    Role role;                  /* ROLE_UNSPECIFIED until Hello succeeds */
-    int64_t station_id;         /* for ROLE_STATION: its one station, else 0 */
-    char principal[64];         /* principal name (not personal data) */
-    bool hello_pending;         /* auth lookup in flight; reading paused meanwhile */
-    unsigned inflight;          /* requests awaiting a backend; <= max_inflight_per_conn */
-    unsigned refs;              /* holders that may touch this struct later (>= 1 while open) */
-    int64_t created_ms;         /* monotonic */
-    int64_t last_active_ms;     /* monotonic; last frame received */
-    int64_t obuf_soft_since_ms; /* monotonic; 0 while output is under the soft limit */
-    int64_t closing_deadline_ms;/* CONN_CLOSING: force-close after this */
-    bool read_paused_obuf;      /* reading paused by the soft output limit */
-    bool eof;                   /* the peer half-closed; no more input will come */
-    void *station;              /* station console session (station.c), or NULL */
-    struct Conn *prev, *next;   /* Server.conns list */
+    Role role;                   /* ROLE_UNSPECIFIED until Hello succeeds */
+    int64_t station_id;          /* for ROLE_STATION: its one station, else 0 */
+    char principal[64];          /* principal name (not personal data) */
+    bool hello_pending;          /* auth lookup in flight; reading paused meanwhile */
+    unsigned inflight;           /* requests awaiting a backend; <= max_inflight_per_conn */
+    unsigned refs;               /* holders that may touch this struct later (>= 1 while open) */
+    int64_t created_ms;          /* monotonic */
+    int64_t last_active_ms;      /* monotonic; last frame received */
+    int64_t obuf_soft_since_ms;  /* monotonic; 0 while output is under the soft limit */
+    int64_t closing_deadline_ms; /* CONN_CLOSING: force-close after this */
+    bool read_paused_obuf;       /* reading paused by the soft output limit */
+    bool eof;                    /* the peer half-closed; no more input will come */
+    void *station;               /* station console session (station.c), or NULL */
+    struct Conn *prev, *next;    /* Server.conns list */
 } Conn;
 
 /* Wraps an accepted socket; takes ownership of fd. Returns NULL if the server is full. */
@@ -83,8 +83,11 @@ void conn_tick(Conn *c, int64_t now);
 
 void conn_set_state(Conn *c, ConnState st);
 
-#define clog_debug(c, fmt, ...) log_debug("C-%llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
-#define clog_info(c, fmt, ...) log_info("C-%llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
-#define clog_warn(c, fmt, ...) log_warn("C-%llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
+#define clog_debug(c, fmt, ...)                                                                    \
+    log_debug("C-%llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
+#define clog_info(c, fmt, ...)                                                                     \
+    log_info("C-%llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
+#define clog_warn(c, fmt, ...)                                                                     \
+    log_warn("C-%llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
 
 #endif

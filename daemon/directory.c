@@ -27,11 +27,11 @@ static const char *const step_sql[] = {
 
 struct Directory {
     PgPool *pg;
-    DirSnap *snap;        /* current, or NULL */
-    DirSnap *building;    /* being loaded */
+    DirSnap *snap;     /* current, or NULL */
+    DirSnap *building; /* being loaded */
     int step;
     bool loading;
-    bool stale;           /* a change arrived while loading: load again after */
+    bool stale; /* a change arrived while loading: load again after */
     uint64_t version;
     void (*on_change)(void *);
     void *arg;
@@ -107,8 +107,8 @@ static bool truthy(const char *v)
 
 static uint32_t parse_subtypes(const char *csv)
 {
-    static const char *const names[] = {"", "bathing", "cleaning", "companionship",
-                                        "medical_escort", "care_other"};
+    static const char *const names[] = {
+        "", "bathing", "cleaning", "companionship", "medical_escort", "care_other"};
     uint32_t bits = 0;
     for (size_t i = 1; i < ARRAY_LEN(names); i++) {
         const char *p = strstr(csv, names[i]);

@@ -26,43 +26,43 @@ typedef struct {
 typedef struct {
     char code[16];
     char *name;
-    int town;             /* index into DirSnap.towns */
-    double lat, lon;      /* GCJ-02 */
+    int town;        /* index into DirSnap.towns */
+    double lat, lon; /* GCJ-02 */
     GeoAreaKind area;
-    int elderly;          /* aged 60+ */
-    bool approx;          /* location derived, not surveyed */
+    int elderly;            /* aged 60+ */
+    bool approx;            /* location derived, not surveyed */
     int first_area, n_area; /* slice of DirSnap.area_stations: stations listing this village */
 } Village;
 
 typedef struct {
     int64_t id;
     char *name;
-    int town;             /* index into towns */
-    int village;          /* index into villages, -1 for a town centre */
+    int town;    /* index into towns */
+    int village; /* index into villages, -1 for a town centre */
     double lat, lon;
     bool active, meal, care;
     uint32_t care_subtypes; /* bit (1 << CareSubtype) per subtype offered */
     int cap_lunch, cap_dinner;
     int caregivers, caregivers_certified;
-    int caregivers_on_duty; /* -1 = not reported */
+    int caregivers_on_duty;    /* -1 = not reported */
     int opens_min, closes_min; /* local minutes since midnight */
-    int open_days;        /* bit (ISO weekday - 1) */
-    bool is_open;         /* as last reported by the station */
+    int open_days;             /* bit (ISO weekday - 1) */
+    bool is_open;              /* as last reported by the station */
     bool has_terminal;
 } Station;
 
 typedef struct DirSnap {
     Town *towns;
     int ntowns;
-    Village *villages;    /* sorted by code */
+    Village *villages; /* sorted by code */
     int nvillages;
-    Station *stations;    /* StStation.user indexes this array */
+    Station *stations; /* StStation.user indexes this array */
     int nstations;
     int64_t *area_stations; /* station ids, grouped by village (see Village.first_area) */
     int narea;
     StIndex *index;
     StIndex *village_index; /* village centroids; StStation.id = index into villages */
-    uint64_t version;     /* increases with every reload */
+    uint64_t version;       /* increases with every reload */
 } DirSnap;
 
 typedef struct Directory Directory;

@@ -25,12 +25,12 @@
 #include "speech.h"
 #include "station.h"
 
-#define S(x) CARELINE__V1__##x
-#define MAX_KEY 128
-#define MAX_NOTE 500
-#define MAX_CANDS 64
-#define MAX_EXCLUDED 20
-#define SWEEP_BATCH 500
+#define S(x)           CARELINE__V1__##x
+#define MAX_KEY        128
+#define MAX_NOTE       500
+#define MAX_CANDS      64
+#define MAX_EXCLUDED   20
+#define SWEEP_BATCH    500
 #define WAITLIST_EVERY 15 /* sweeps between periodic waitlist passes */
 #define COUNTY_NEAR_KM 10 /* a location inside the county has a village centroid this close */
 
@@ -80,35 +80,35 @@ struct Dispatch {
     Directory *dir;
     TravelModel model;
     RdsScript *reserve, *release;
-    struct event *sweep;       /* periodic, and activated by dispatch_kick */
-    bool sweeping;             /* a sweep batch is in flight */
-    bool waitlist_due;         /* something changed: retry the waitlist on the next sweep */
-    int sweeps;                /* count, for the slow periodic waitlist pass */
-    bool sweep_waitlist;       /* the sweep in flight includes a waitlist page */
-    bool waitlist_paging;      /* the last page was full: continue on the next sweep */
+    struct event *sweep;  /* periodic, and activated by dispatch_kick */
+    bool sweeping;        /* a sweep batch is in flight */
+    bool waitlist_due;    /* something changed: retry the waitlist on the next sweep */
+    int sweeps;           /* count, for the slow periodic waitlist pass */
+    bool sweep_waitlist;  /* the sweep in flight includes a waitlist page */
+    bool waitlist_paging; /* the last page was full: continue on the next sweep */
     char cur_prio[8], cur_at[64], cur_id[24]; /* waitlist cursor (see sweep_sql) */
-    struct Sub **pend[2];      /* submissions waiting for the next batch, by BatchKind */
+    struct Sub **pend[2]; /* submissions waiting for the next batch, by BatchKind */
     size_t npend[2], cappend[2];
-    int batches[2];            /* batches in flight, by BatchKind */
-    int sweep_left;            /* subs of the current batch not finished */
-    int win[2][2];             /* [lunch|dinner][start|end] local minutes */
-    char prefix[32];           /* "{c330281}:" */
+    int batches[2];  /* batches in flight, by BatchKind */
+    int sweep_left;  /* subs of the current batch not finished */
+    int win[2][2];   /* [lunch|dinner][start|end] local minutes */
+    char prefix[32]; /* "{c330281}:" */
     int fault_count;
-    bool stopped;              /* dispatch_stop: backends are going away */
+    bool stopped; /* dispatch_stop: backends are going away */
 };
 
 typedef enum { BATCH_BEGIN, BATCH_FINISH } BatchKind;
 
 typedef struct Sub {
     Dispatch *d;
-    Conn *c;                   /* NULL when the sweep drives it */
+    Conn *c; /* NULL when the sweep drives it */
     uint64_t seq;
     /* the request */
     char key[MAX_KEY + 1];
-    char phone[24];            /* normalised digits, "" when by resident id */
+    char phone[24]; /* normalised digits, "" when by resident id */
     int64_t resident_param;
     int kind, slot, subtype, urgency;
-    char date_raw[16];         /* as sent ("" = today) */
+    char date_raw[16]; /* as sent ("" = today) */
     CalDay day;
     char note[MAX_NOTE + 1];
     bool has_loc;
@@ -117,23 +117,23 @@ typedef struct Sub {
     int64_t request_id, job_id;
     char village[16];
     double lat, lon;
-    unsigned prio;             /* bit per PriorityFlag */
+    unsigned prio; /* bit per PriorityFlag */
     bool duplicate;
     bool was_waitlisted;
-    bool redispatch;           /* started by dispatch_redispatch, not counted in a sweep */
-    int attempt;               /* this offer's number: 1 + the stations offered before */
+    bool redispatch;                /* started by dispatch_redispatch, not counted in a sweep */
+    int attempt;                    /* this offer's number: 1 + the stations offered before */
     int64_t excluded[MAX_EXCLUDED]; /* stations that already had this request */
     int nexcluded;
-    int prior_reason;          /* why the last station did not take it */
-    char hash[65];             /* content hash (hex) for the idempotency check */
-    bool solo;                 /* its batch failed: retried alone */
+    int prior_reason; /* why the last station did not take it */
+    char hash[65];    /* content hash (hex) for the idempotency check */
+    bool solo;        /* its batch failed: retried alone */
     /* outcome */
     int state, reason;
     int64_t station_id;
     char station_name[160];
     double minutes;
     int64_t ws_ms, we_ms;
-    bool reserved;             /* this run's script call reserved (or found) capacity */
+    bool reserved; /* this run's script call reserved (or found) capacity */
     char msg[200];
 } Sub;
 
@@ -274,7 +274,6 @@ static void reply_result(Sub *s)
 
 /* ---- finish: record the outcome ------------------------------------------------------ */
 
-
 static void station_name_of(Dispatch *d, int64_t id, char *out, size_t n)
 {
     const DirSnap *snap = dir_snap(d->dir);
@@ -300,8 +299,8 @@ static void finish_row(Sub *s, PGresult *res, int row, int o)
         /* someone else moved it (another daemon's sweep, or a cancel): report what is true */
         int now_state = dispatch_enum_from_db(&careline__v1__request_state__descriptor,
                                               PQgetvalue(res, row, o));
-        if (s->reserved && now_state != S(REQUEST_STATE__QUEUED) && s->state ==
-                                                                     S(REQUEST_STATE__QUEUED))
+        if (s->reserved && now_state != S(REQUEST_STATE__QUEUED) &&
+            s->state == S(REQUEST_STATE__QUEUED))
             dispatch_release(s->d, s->request_id, s->attempt, "cancelled");
         if (now_state != s->state) {
             s->state = now_state;
@@ -313,8 +312,8 @@ static void finish_row(Sub *s, PGresult *res, int row, int o)
         fault(s, "after_finish");
         station_wake(s->d->srv->station, s->station_id);
         log_debug("request %lld queued at station %lld (job %lld, %.1f min)",
-                 (long long)s->request_id, (long long)s->station_id, (long long)s->job_id,
-                 s->minutes);
+                  (long long)s->request_id, (long long)s->station_id, (long long)s->job_id,
+                  s->minutes);
     }
     reply_result(s);
     sub_free(s);
@@ -352,17 +351,17 @@ static json_t *begin_json(const Sub *s)
     json_object_set_new(o, "phone", s->phone[0] ? json_string(s->phone) : json_null());
     json_object_set_new(o, "resident",
                         s->resident_param ? json_integer(s->resident_param) : json_null());
-    json_object_set_new(o, "kind", json_string(db_name(&careline__v1__service_kind__descriptor,
-                                                       s->kind, kb)));
-    json_object_set_new(o, "slot",
-                        meal ? json_string(db_name(&careline__v1__meal_slot__descriptor,
-                                                   s->slot, sb))
-                             : json_null());
+    json_object_set_new(o, "kind",
+                        json_string(db_name(&careline__v1__service_kind__descriptor, s->kind, kb)));
+    json_object_set_new(
+        o, "slot",
+        meal ? json_string(db_name(&careline__v1__meal_slot__descriptor, s->slot, sb))
+             : json_null());
     json_object_set_new(o, "date", json_string(date));
-    json_object_set_new(o, "subtype",
-                        meal ? json_null()
-                             : json_string(db_name(&careline__v1__care_subtype__descriptor,
-                                                   s->subtype, cb)));
+    json_object_set_new(
+        o, "subtype",
+        meal ? json_null()
+             : json_string(db_name(&careline__v1__care_subtype__descriptor, s->subtype, cb)));
     json_object_set_new(o, "note", json_string(s->note));
     json_object_set_new(o, "urgency", json_string(s->urgency ? "urgent" : "normal"));
     json_object_set_new(o, "actor", json_string("gateway"));
@@ -378,12 +377,12 @@ static json_t *finish_json(const Sub *s)
     json_object_set_new(o, "job", queued ? json_integer(s->job_id) : json_null());
     json_object_set_new(o, "station", queued ? json_integer(s->station_id) : json_null());
     json_object_set_new(o, "attempt", json_integer(s->attempt));
-    json_object_set_new(o, "state", json_string(db_name(&careline__v1__request_state__descriptor,
-                                                        s->state, b1)));
-    json_object_set_new(o, "reason_code",
-                        s->reason ? json_string(db_name(&careline__v1__reason_code__descriptor,
-                                                        s->reason, b2))
-                                  : json_null());
+    json_object_set_new(
+        o, "state", json_string(db_name(&careline__v1__request_state__descriptor, s->state, b1)));
+    json_object_set_new(
+        o, "reason_code",
+        s->reason ? json_string(db_name(&careline__v1__reason_code__descriptor, s->reason, b2))
+                  : json_null());
     json_object_set_new(o, "reason", s->msg[0] ? json_string(s->msg) : json_null());
     json_object_set_new(o, "travel", queued ? json_integer((int)(s->minutes + 0.5)) : json_null());
     json_object_set_new(o, "ws", json_integer(s->ws_ms));
@@ -617,8 +616,8 @@ static void sub_reserve(Sub *s, const MatchCand *cands, size_t n)
         args[i] = buf[i];
         lens[i] = strlen(buf[i]);
     }
-    bool ok = rds_eval(d->srv->rds, d->reserve, reserve_done, s, (int)nkeys, (int)nargs, args,
-                       lens);
+    bool ok =
+        rds_eval(d->srv->rds, d->reserve, reserve_done, s, (int)nkeys, (int)nargs, args, lens);
     free(buf);
     free(args);
     free(lens);
@@ -858,18 +857,18 @@ static void content_hash(const Sub *s, char hex[65])
 {
     char buf[1024];
     snprintf(buf, sizeof(buf), "v1\n%s\n%lld\n%d\n%d\n%s\n%d\n%d\n%s\n%d:%.6f,%.6f", s->phone,
-             (long long)s->resident_param, s->kind, s->slot, s->date_raw, s->subtype,
-             s->urgency, s->note, s->has_loc, s->loc_lat, s->loc_lon);
+             (long long)s->resident_param, s->kind, s->slot, s->date_raw, s->subtype, s->urgency,
+             s->note, s->has_loc, s->loc_lat, s->loc_lon);
     auth_token_hash_hex(buf, hex);
 }
 
 /* Fills s from the message; on a bad field replies INVALID_ARGUMENT and returns false. */
 static bool validate(Sub *s, const Careline__V1__SubmitRequest *m)
 {
-#define BAD(field, ...)                                                                        \
-    do {                                                                                       \
-        reply_error(s, S(ERROR_CODE__INVALID_ARGUMENT), field, __VA_ARGS__);                   \
-        return false;                                                                          \
+#define BAD(field, ...)                                                                            \
+    do {                                                                                           \
+        reply_error(s, S(ERROR_CODE__INVALID_ARGUMENT), field, __VA_ARGS__);                       \
+        return false;                                                                              \
     } while (0)
     Dispatch *d = s->d;
     size_t klen = strlen(m->idempotency_key);
@@ -1115,8 +1114,7 @@ out:
 
 /* Reads a request reference (id, key or phone) into params; false after an Error reply. */
 static bool request_ref(Conn *c, uint64_t seq, int which, int64_t id, const char *key,
-                        const char *phone, char idbuf[24], char phonebuf[24],
-                        const char *params[3])
+                        const char *phone, char idbuf[24], char phonebuf[24], const char *params[3])
 {
     params[0] = params[1] = params[2] = NULL;
     switch (which) {
@@ -1228,8 +1226,8 @@ static void cancel_done(PGresult *res, const char *err, void *arg)
         return;
     }
     op->request_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    op->state = dispatch_enum_from_db(&careline__v1__request_state__descriptor,
-                                      PQgetvalue(res, 0, 1));
+    op->state =
+        dispatch_enum_from_db(&careline__v1__request_state__descriptor, PQgetvalue(res, 0, 1));
     op->cancelled = PQgetvalue(res, 0, 2)[0] == 't';
     int attempt = atoi(PQgetvalue(res, 0, 5));
     int64_t station = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
@@ -1253,19 +1251,19 @@ static void handle_cancel(Conn *c, Envelope *env)
     const Careline__V1__CancelRequest *q = env->cancel;
     char idbuf[24], phonebuf[24];
     const char *params[5];
-    int which = q->ref_case == CARELINE__V1__CANCEL_REQUEST__REF_CALLER_PHONE ? 3 : (int)q->ref_case;
+    int which =
+        q->ref_case == CARELINE__V1__CANCEL_REQUEST__REF_CALLER_PHONE ? 3 : (int)q->ref_case;
     if (strlen(q->reason) > MAX_NOTE || !util_utf8_valid(q->reason, strlen(q->reason))) {
         conn_send_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), false,
                         "reason must be at most %d bytes of valid UTF-8", MAX_NOTE);
-    } else if (request_ref(c, env->seq, which, q->request_id,
-                           which == 2 ? q->idempotency_key : "",
+    } else if (request_ref(c, env->seq, which, q->request_id, which == 2 ? q->idempotency_key : "",
                            which == 3 ? q->caller_phone : "", idbuf, phonebuf, params)) {
         params[3] = q->reason[0] ? q->reason : "cancelled by the caller";
         params[4] = "gateway";
         CancelOp *op = xcalloc(1, sizeof(*op));
         op->a = ask_new(d, c, env->seq);
-        if (!pg_query(d->srv->pg, "SELECT * FROM careline_cancel($1, $2, $3, $4, $5)", 5,
-                      params, cancel_done, op)) {
+        if (!pg_query(d->srv->pg, "SELECT * FROM careline_cancel($1, $2, $3, $4, $5)", 5, params,
+                      cancel_done, op)) {
             conn_send_error(c, env->seq, S(ERROR_CODE__OVERLOADED), false,
                             "too many requests are waiting for the database; retry shortly");
             ask_free(op->a);
@@ -1280,11 +1278,11 @@ static void handle_cancel(Conn *c, Envelope *env)
 /* Two pages: requests a crash left 'received', and the next page of the waitlist (priority
  * residents first, then oldest) after the cursor, so a long waitlist is visited in full
  * over successive sweeps instead of its first page forever. */
-#define SWEEP_COLS                                                                             \
-    "r.id, r.kind, coalesce(r.meal_slot, ''), r.service_date::text, "                          \
-    "coalesce(r.care_subtype, ''), array_to_string(r.priority, ','), x.village_code, x.lat, "  \
-    "x.lon, r.state, r.idempotency_key, (cardinality(r.priority) = 0)::text, "                 \
-    "r.created_at::text, r.attempts, coalesce(r.reason_code, ''), (SELECT "                    \
+#define SWEEP_COLS                                                                                 \
+    "r.id, r.kind, coalesce(r.meal_slot, ''), r.service_date::text, "                              \
+    "coalesce(r.care_subtype, ''), array_to_string(r.priority, ','), x.village_code, x.lat, "      \
+    "x.lon, r.state, r.idempotency_key, (cardinality(r.priority) = 0)::text, "                     \
+    "r.created_at::text, r.attempts, coalesce(r.reason_code, ''), (SELECT "                        \
     "coalesce(string_agg(j.station_id::text, ','), '') FROM jobs j WHERE j.request_id = r.id) "
 static const char sweep_sql[] =
     "SELECT q.*, nextval('jobs_id_seq') FROM ("
@@ -1449,8 +1447,7 @@ Dispatch *dispatch_new(Server *srv)
     Dispatch *d = xcalloc(1, sizeof(*d));
     d->srv = srv;
     d->model = (TravelModel){{cfg->detour_urban, cfg->detour_rural, cfg->detour_mountain},
-                             {cfg->speed_urban_kmh, cfg->speed_rural_kmh,
-                              cfg->speed_mountain_kmh},
+                             {cfg->speed_urban_kmh, cfg->speed_rural_kmh, cfg->speed_mountain_kmh},
                              cfg->circle_minutes};
     parse_window(cfg->lunch_window, d->win[0]);
     parse_window(cfg->dinner_window, d->win[1]);

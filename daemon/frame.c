@@ -58,9 +58,8 @@ void frame_free(Envelope *env)
 
 const char *frame_body_name(const Envelope *env)
 {
-    const ProtobufCFieldDescriptor *f =
-        protobuf_c_message_descriptor_get_field(&careline__v1__envelope__descriptor,
-                                                (unsigned)env->body_case);
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
+        &careline__v1__envelope__descriptor, (unsigned)env->body_case);
     if (!f)
         return env->body_case ? "unknown message" : "empty envelope";
     const ProtobufCMessageDescriptor *m = f->descriptor;

@@ -16,8 +16,8 @@
 #include "metrics.h"
 #include "server.h"
 
-#define HTTP_ROUTES 32
-#define HTTP_MAX_BODY (64 * 1024)
+#define HTTP_ROUTES      32
+#define HTTP_MAX_BODY    (64 * 1024)
 #define HTTP_MAX_HEADERS (16 * 1024)
 
 typedef struct {
@@ -40,8 +40,8 @@ void http_route(const char *path, HttpHandler h)
     routes[nroutes++] = (Route){path, h};
 }
 
-void http_send(struct evhttp_request *req, int status, const char *content_type,
-               const char *body, size_t len)
+void http_send(struct evhttp_request *req, int status, const char *content_type, const char *body,
+               size_t len)
 {
     struct evbuffer *b = evbuffer_new();
     evbuffer_add(b, body, len);

@@ -25,7 +25,7 @@ void http_route(const char *path, HttpHandler h);
 /* Sends {"error":{"code":CODE,"message":MSG}} with the status; counts it. */
 void http_send_error(struct evhttp_request *req, int status, const char *code, const char *msg);
 /* Sends body (copied) with the content type. */
-void http_send(struct evhttp_request *req, int status, const char *content_type,
-               const char *body, size_t len);
+void http_send(struct evhttp_request *req, int status, const char *content_type, const char *body,
+               size_t len);
 
 #endif

@@ -28,8 +28,8 @@ const char *log_level_name(LogLevel l);
 void log_msg(LogLevel l, const char *fmt, ...) PRINTF_LIKE(2, 3);
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
-#define log_warn(...) (log_level >= LOG_WARN ? log_msg(LOG_WARN, __VA_ARGS__) : (void)0)
-#define log_info(...) (log_level >= LOG_INFO ? log_msg(LOG_INFO, __VA_ARGS__) : (void)0)
+#define log_warn(...)  (log_level >= LOG_WARN ? log_msg(LOG_WARN, __VA_ARGS__) : (void)0)
+#define log_info(...)  (log_level >= LOG_INFO ? log_msg(LOG_INFO, __VA_ARGS__) : (void)0)
 #define log_debug(...) (log_level >= LOG_DEBUG ? log_msg(LOG_DEBUG, __VA_ARGS__) : (void)0)
 
 /* Writes "138****5678"-style masking of phone into out (keeps the first 3 and last 4

@@ -118,8 +118,8 @@ int main(int argc, char **argv)
     if (log_level_parse(cfg.log_level, &l))
         log_level = l;
     log_info("dispatchd %s starting (libevent %s, libpq %d, hiredis %d.%d.%d, protobuf-c %s)",
-             DISPATCHD_VERSION, event_get_version(), PQlibVersion(), HIREDIS_MAJOR,
-             HIREDIS_MINOR, HIREDIS_PATCH, protobuf_c_version());
+             DISPATCHD_VERSION, event_get_version(), PQlibVersion(), HIREDIS_MAJOR, HIREDIS_MINOR,
+             HIREDIS_PATCH, protobuf_c_version());
     Server s;
     if (!server_init(&s, &cfg, a.config_path)) {
         server_free(&s);

@@ -21,8 +21,8 @@ int match_capacity(const Station *st, const MatchQuery *q)
     case MATCH_MEAL_DINNER:
         return st->meal ? st->cap_dinner : 0;
     case MATCH_CARE: {
-        int staff = st->caregivers_on_duty >= 0 && q->today ? st->caregivers_on_duty
-                                                             : st->caregivers;
+        int staff =
+            st->caregivers_on_duty >= 0 && q->today ? st->caregivers_on_duty : st->caregivers;
         return st->care ? staff * q->care_visits_per_caregiver : 0;
     }
     }

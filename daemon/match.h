@@ -25,9 +25,9 @@ typedef enum {
 } MatchService;
 
 typedef struct {
-    double lat, lon;        /* where the service is needed */
-    GeoAreaKind area;       /* the resident's area kind (decides the travel model) */
-    int village;            /* index into DirSnap.villages, -1 if unknown */
+    double lat, lon;  /* where the service is needed */
+    GeoAreaKind area; /* the resident's area kind (decides the travel model) */
+    int village;      /* index into DirSnap.villages, -1 if unknown */
     MatchService service;
     int care_subtype;       /* MATCH_CARE: CareSubtype value */
     int weekday;            /* ISO weekday of the service date, 1 = Monday */
@@ -40,8 +40,8 @@ typedef struct {
     int64_t station_id;
     double km;
     double minutes;
-    int limit;              /* the station's capacity for this service and day */
-    bool by_area;           /* eligible through its explicit service area only */
+    int limit;    /* the station's capacity for this service and day */
+    bool by_area; /* eligible through its explicit service area only */
 } MatchCand;
 
 /* Capacity of the station for the service on one day (0 = cannot serve). */

@@ -11,21 +11,21 @@
 #define METRICS_ERROR_CODES 64 /* ErrorCode values are < this */
 
 typedef struct Metrics {
-    uint64_t conns_accepted;     /* protocol connections accepted */
-    uint64_t conns_refused;      /* closed at once: over max_clients or shutting down */
-    int64_t conns_current;       /* open protocol connections */
-    uint64_t frames_in;          /* well-formed frames received */
-    uint64_t frames_out;         /* frames sent */
+    uint64_t conns_accepted; /* protocol connections accepted */
+    uint64_t conns_refused;  /* closed at once: over max_clients or shutting down */
+    int64_t conns_current;   /* open protocol connections */
+    uint64_t frames_in;      /* well-formed frames received */
+    uint64_t frames_out;     /* frames sent */
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t errors[METRICS_ERROR_CODES]; /* Error frames sent, by ErrorCode */
     uint64_t auth_ok;
     uint64_t auth_failed;
-    uint64_t obuf_closes;        /* connections closed for output-buffer limits */
-    uint64_t timeouts;           /* hello and idle timeouts */
+    uint64_t obuf_closes; /* connections closed for output-buffer limits */
+    uint64_t timeouts;    /* hello and idle timeouts */
     uint64_t http_requests;
-    uint64_t http_errors;        /* HTTP 4xx/5xx answers */
-    uint64_t loop_lag_max_ms;    /* worst janitor tick lateness since start */
+    uint64_t http_errors;     /* HTTP 4xx/5xx answers */
+    uint64_t loop_lag_max_ms; /* worst janitor tick lateness since start */
 } Metrics;
 
 extern Metrics metrics;

@@ -95,8 +95,7 @@ static void shutdown_progress(Server *s, int64_t now)
         return;
     }
     if (now >= s->shutdown_deadline_ms) {
-        log_warn("shutdown timeout: closing %zu connections with work still in flight",
-                 s->nconns);
+        log_warn("shutdown timeout: closing %zu connections with work still in flight", s->nconns);
         while (s->conns)
             conn_close_now(s->conns, "shutdown timeout");
         event_base_loopexit(s->base, NULL);
@@ -151,8 +150,7 @@ static void reload(Server *s)
     char err[512];
     config_defaults(&fresh);
     if (!config_load_file(&fresh, s->config_path, err, sizeof(err)) ||
-        !config_load_env(&fresh, err, sizeof(err)) ||
-        !config_validate(&fresh, err, sizeof(err))) {
+        !config_load_env(&fresh, err, sizeof(err)) || !config_validate(&fresh, err, sizeof(err))) {
         log_warn("SIGHUP: keeping the old config: %s", err);
         return;
     }
@@ -212,9 +210,9 @@ static bool listen_proto(Server *s)
         log_error("listen_addr '%s' is not an IP address", s->cfg.listen_addr);
         return false;
     }
-    s->lis = evconnlistener_new_bind(s->base, accept_cb, s,
-                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024, ai->ai_addr,
-                                     (int)ai->ai_addrlen);
+    s->lis =
+        evconnlistener_new_bind(s->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+                                1024, ai->ai_addr, (int)ai->ai_addrlen);
     evutil_freeaddrinfo(ai);
     if (!s->lis) {
         log_error("cannot listen on %s:%d: %s", s->cfg.listen_addr, s->cfg.listen_port,

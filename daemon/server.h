@@ -18,29 +18,29 @@
 #include "rds.h"
 
 typedef struct Server {
-    Config cfg;                   /* current config (reloadable keys change on SIGHUP) */
-    char config_path[256];        /* for SIGHUP; empty = no file */
-    char id[64];                  /* server_id or host-pid */
+    Config cfg;            /* current config (reloadable keys change on SIGHUP) */
+    char config_path[256]; /* for SIGHUP; empty = no file */
+    char id[64];           /* server_id or host-pid */
     struct event_base *base;
-    struct evconnlistener *lis;   /* protocol listener */
+    struct evconnlistener *lis; /* protocol listener */
     struct evhttp *http;
-    int proto_port, http_port;    /* bound ports (after ephemeral resolution) */
+    int proto_port, http_port; /* bound ports (after ephemeral resolution) */
     PgPool *pg;
     Rds *rds;
-    Conn *conns;                  /* open, draining and closing connections */
+    Conn *conns; /* open, draining and closing connections */
     size_t nconns;
     uint64_t next_conn_id;
-    bool listener_paused;         /* at max_clients */
-    struct event *janitor;        /* EV_PERSIST, JANITOR_HZ */
-    int64_t janitor_due_ms;       /* for loop-lag measurement */
+    bool listener_paused;   /* at max_clients */
+    struct event *janitor;  /* EV_PERSIST, JANITOR_HZ */
+    int64_t janitor_due_ms; /* for loop-lag measurement */
     struct event *sig_term, *sig_int, *sig_hup, *sig_pipe;
     bool shutting_down;
     int64_t shutdown_deadline_ms;
-    struct event *reaper;         /* frees CONN_CLOSED conns with refs == 0 */
-    Conn *dead;                   /* closed conns waiting for the reaper */
-    struct Dispatch *dispatch;    /* requests, matching, the sweep */
-    struct Bureau *bureau;        /* coverage queries, snapshots */
-    struct Stations *station;     /* station consoles, job updates, offer expiry */
+    struct event *reaper;      /* frees CONN_CLOSED conns with refs == 0 */
+    Conn *dead;                /* closed conns waiting for the reaper */
+    struct Dispatch *dispatch; /* requests, matching, the sweep */
+    struct Bureau *bureau;     /* coverage queries, snapshots */
+    struct Stations *station;  /* station consoles, job updates, offer expiry */
 } Server;
 
 #define JANITOR_HZ 10

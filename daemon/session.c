@@ -15,7 +15,7 @@
 #include "server.h"
 
 #define PROTOCOL_VERSION 1
-#define BODY_CASES 64
+#define BODY_CASES       64
 
 static SessionHandler routes[BODY_CASES];
 static SessionCloseHook close_hook;
@@ -70,8 +70,7 @@ static void hello_done(PGresult *res, const char *err, void *arg)
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
             clog_warn(c, "token lookup failed: %s", PQresultErrorMessage(res));
-        hello_fail(c, op->seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED,
-                   "unknown or revoked token");
+        hello_fail(c, op->seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED, "unknown or revoked token");
         goto out;
     }
     Role role = auth_role_parse(PQgetvalue(res, 0, 0));

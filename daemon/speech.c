@@ -116,11 +116,14 @@ void speech_request(const SpeechArgs *a, char *out, size_t n)
         snprintf(out, n, "您的需求已经登记，正在为您安排服务站，请稍后再查询。");
         return;
     case S(REQUEST_STATE__NOT_REGISTERED):
-        snprintf(out, n, "您的电话还没有登记。我们已经记下您的来电，社区工作人员会联系您办理登记。");
+        snprintf(out, n,
+                 "您的电话还没有登记。我们已经记下您的来电，社区工作人员会联系您办理登记。");
         return;
     case S(REQUEST_STATE__WAITLISTED):
-        snprintf(out, n, "附近服务站的名额已经满了。您的需求已经登记，%s有名额会马上为您安排，并打电话告诉您。",
-                 a->priority ? "您是优先照顾的老人，" : "");
+        snprintf(
+            out, n,
+            "附近服务站的名额已经满了。您的需求已经登记，%s有名额会马上为您安排，并打电话告诉您。",
+            a->priority ? "您是优先照顾的老人，" : "");
         return;
     case S(REQUEST_STATE__DEAD_LETTER):
         snprintf(out, n, "暂时没有服务站能接您的单，民政局工作人员会尽快联系您。");
@@ -142,7 +145,10 @@ void speech_request(const SpeechArgs *a, char *out, size_t n)
         snprintf(out, n, "附近的服务站这个时间不开门，请您换个时间再来电。");
         break;
     default:
-        snprintf(out, n, "很抱歉，您家附近暂时没有能提供%s的服务站。我们已经记下您的需求，工作人员会和您联系。", w);
+        snprintf(
+            out, n,
+            "很抱歉，您家附近暂时没有能提供%s的服务站。我们已经记下您的需求，工作人员会和您联系。",
+            w);
         break;
     }
 }

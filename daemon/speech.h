@@ -17,9 +17,9 @@ typedef struct {
     Careline__V1__ServiceKind kind;
     Careline__V1__MealSlot slot;
     Careline__V1__CareSubtype subtype;
-    const char *station_name;  /* may be NULL */
+    const char *station_name; /* may be NULL */
     int64_t window_start_ms, window_end_ms;
-    int64_t now_ms;            /* to say 今天 / 明天 */
+    int64_t now_ms; /* to say 今天 / 明天 */
     bool priority;
     int booking_days;
 } SpeechArgs;

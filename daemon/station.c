@@ -19,11 +19,11 @@
 #include "server.h"
 #include "session.h"
 
-#define S(x) CARELINE__V1__##x
-#define BUCKETS 4096
-#define TICK_MS 1000
+#define S(x)         CARELINE__V1__##x
+#define BUCKETS      4096
+#define TICK_MS      1000
 #define EXPIRE_BATCH 200
-#define MAX_NOTE 500
+#define MAX_NOTE     500
 
 typedef struct Seen {
     int64_t job_id;
@@ -31,16 +31,16 @@ typedef struct Seen {
 } Seen;
 
 typedef struct StSession {
-    Conn *c;                  /* borrowed; holds a ref while the session lives */
+    Conn *c; /* borrowed; holds a ref while the session lives */
     int64_t station_id;
-    int64_t terminal_id;      /* terminal_sessions row, 0 until inserted */
-    bool closed;              /* the connection ended; waiting for in-flight work */
-    int refs;                 /* the map + in-flight queries */
-    bool refreshing, again;   /* a re-read in flight / another asked for meanwhile */
+    int64_t terminal_id;    /* terminal_sessions row, 0 until inserted */
+    bool closed;            /* the connection ended; waiting for in-flight work */
+    int refs;               /* the map + in-flight queries */
+    bool refreshing, again; /* a re-read in flight / another asked for meanwhile */
     int64_t last_refresh_ms, last_ping_ms;
-    Seen *seen;               /* jobs shown and still of interest */
+    Seen *seen; /* jobs shown and still of interest */
     size_t nseen, capseen;
-    struct StSession *next;   /* bucket chain */
+    struct StSession *next; /* bucket chain */
 } StSession;
 
 struct Stations {
@@ -48,12 +48,12 @@ struct Stations {
     StSession *bucket[BUCKETS];
     size_t nsessions;
     struct event *tick;
-    bool expiring;            /* an expiry query is in flight */
+    bool expiring; /* an expiry query is in flight */
     bool stopped;
-    char channel[48];         /* "{cCOUNTY}:wake" */
-    int64_t *wake;            /* stations to announce at the end of this loop turn */
+    char channel[48]; /* "{cCOUNTY}:wake" */
+    int64_t *wake;    /* stations to announce at the end of this loop turn */
     size_t nwake, capwake;
-    struct event *wake_ev;    /* fires once per turn while wake is non-empty */
+    struct event *wake_ev; /* fires once per turn while wake is non-empty */
 };
 
 static void session_refresh(Stations *st, StSession *ss);
@@ -133,15 +133,15 @@ static void push_row(StSession *ss, PGresult *r, int i, int state)
     o.state = (Careline__V1__JobState)state;
     o.attempt = (uint32_t)atoi(PQgetvalue(r, i, 3));
     o.kind = dispatch_enum_from_db(&careline__v1__service_kind__descriptor, PQgetvalue(r, i, 4));
-    o.meal_slot = PQgetvalue(r, i, 5)[0] ? dispatch_enum_from_db(
-                                               &careline__v1__meal_slot__descriptor,
-                                               PQgetvalue(r, i, 5))
-                                         : 0;
+    o.meal_slot =
+        PQgetvalue(r, i, 5)[0]
+            ? dispatch_enum_from_db(&careline__v1__meal_slot__descriptor, PQgetvalue(r, i, 5))
+            : 0;
     o.service_date = PQgetvalue(r, i, 6);
-    o.care_subtype = PQgetvalue(r, i, 7)[0] ? dispatch_enum_from_db(
-                                                  &careline__v1__care_subtype__descriptor,
-                                                  PQgetvalue(r, i, 7))
-                                            : 0;
+    o.care_subtype =
+        PQgetvalue(r, i, 7)[0]
+            ? dispatch_enum_from_db(&careline__v1__care_subtype__descriptor, PQgetvalue(r, i, 7))
+            : 0;
     char masked[LOG_MASK_BUF];
     o.resident_name_masked = (char *)log_mask_name(PQgetvalue(r, i, 8), masked);
     o.address = PQgetvalue(r, i, 9);
@@ -225,8 +225,8 @@ static void session_refresh(Stations *st, StSession *ss)
     const char *params[] = {id, known};
     ss->refreshing = true;
     ss->refs++;
-    if (!pg_query(st->srv->pg, "SELECT * FROM careline_station_jobs($1, $2::bigint[])", 2,
-                  params, refresh_done, ss)) {
+    if (!pg_query(st->srv->pg, "SELECT * FROM careline_station_jobs($1, $2::bigint[])", 2, params,
+                  refresh_done, ss)) {
         ss->refreshing = false;
         ss->refs--;
     }
@@ -389,7 +389,7 @@ typedef struct {
 
 static const char *action_db(int action)
 {
-    static const char *const names[] = {"",        "accept",  "reject", "go_en_route",
+    static const char *const names[] = {"",        "accept",   "reject", "go_en_route",
                                         "deliver", "complete", "fail"};
     return action > 0 && action < 7 ? names[action] : NULL;
 }
@@ -459,8 +459,7 @@ static bool reason_ok(int action, int reason)
     case 6: /* FAIL */
         return reason == S(REASON_CODE__RESIDENT_NOT_HOME) ||
                reason == S(REASON_CODE__RESIDENT_UNWELL) ||
-               reason == S(REASON_CODE__RESIDENT_REFUSED) ||
-               reason == S(REASON_CODE__REASON_OTHER);
+               reason == S(REASON_CODE__RESIDENT_REFUSED) || reason == S(REASON_CODE__REASON_OTHER);
     default:
         return reason == 0;
     }
@@ -496,10 +495,9 @@ static void handle_job_update(Conn *c, Envelope *env)
         if (u->reason_code)
             dispatch_enum_to_db(&careline__v1__reason_code__descriptor, u->reason_code, reason,
                                 sizeof(reason));
-        snprintf(actor, sizeof(actor), admin ? "admin" : "station:%lld",
-                 (long long)c->station_id);
-        const char *p[] = {job, admin ? NULL : station, action, reason[0] ? reason : NULL,
-                           u->note, actor};
+        snprintf(actor, sizeof(actor), admin ? "admin" : "station:%lld", (long long)c->station_id);
+        const char *p[] = {job,  admin ? NULL : station, action, reason[0] ? reason : NULL, u->note,
+                           actor};
         UpdOp *op = xcalloc(1, sizeof(*op));
         op->c = c;
         op->seq = env->seq;
@@ -507,8 +505,8 @@ static void handle_job_update(Conn *c, Envelope *env)
         op->station_id = admin ? 0 : c->station_id;
         conn_inflight_begin(c);
         conn_ref(c);
-        if (!pg_query(c->srv->pg, "SELECT * FROM careline_job_update($1, $2, $3, $4, $5, $6)",
-                      6, p, update_done, op)) {
+        if (!pg_query(c->srv->pg, "SELECT * FROM careline_job_update($1, $2, $3, $4, $5, $6)", 6, p,
+                      update_done, op)) {
             conn_send_error(c, env->seq, S(ERROR_CODE__OVERLOADED), false,
                             "too many requests are waiting for the database; retry shortly");
             conn_inflight_end(c);
@@ -525,7 +523,7 @@ typedef struct {
     Conn *c;
     uint64_t seq;
     bool open;
-    int pending;      /* Redis capacity writes still in flight */
+    int pending; /* Redis capacity writes still in flight */
     bool failed;
     unsigned redispatched;
     bool pg_done;
@@ -592,11 +590,10 @@ static void cap_done(redisReply *r, const char *err, void *arg)
 }
 
 /* The station's word on what it can still serve: limit = used so far + what it has left. */
-static const char caplim_lua[] =
-    "local used = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
-    "redis.call('SET', KEYS[2], used + tonumber(ARGV[1]))\n"
-    "redis.call('EXPIREAT', KEYS[2], ARGV[2])\n"
-    "return used\n";
+static const char caplim_lua[] = "local used = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+                                 "redis.call('SET', KEYS[2], used + tonumber(ARGV[1]))\n"
+                                 "redis.call('EXPIREAT', KEYS[2], ARGV[2])\n"
+                                 "return used\n";
 
 static RdsScript *caplim_script;
 
@@ -718,8 +715,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         snprintf(n, sizeof(n), "%d", EXPIRE_BATCH);
         const char *p[] = {n};
         st->expiring = true;
-        if (!pg_query(srv->pg, "SELECT * FROM careline_expire_offers($1)", 1, p, expire_done,
-                      st))
+        if (!pg_query(srv->pg, "SELECT * FROM careline_expire_offers($1)", 1, p, expire_done, st))
             st->expiring = false;
     }
     int64_t now = util_now_ms();

@@ -10,9 +10,9 @@
 #include <stdint.h>
 #include <stdbool.h>
 
-#define MUSTCHECK __attribute__((warn_unused_result))
+#define MUSTCHECK         __attribute__((warn_unused_result))
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define ARRAY_LEN(a)      (sizeof(a) / sizeof((a)[0]))
 
 /* Logs file:line and the expression, then aborts. Never compiled out. */
 #define ASSERT(e) ((e) ? (void)0 : util_assert_fail(#e, __FILE__, __LINE__))

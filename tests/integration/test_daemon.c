@@ -15,7 +15,7 @@
 #include "t.h"
 
 #define ERR(code) CARELINE__V1__ERROR_CODE__##code
-#define BODY(b) CARELINE__V1__ENVELOPE__BODY_##b
+#define BODY(b)   CARELINE__V1__ENVELOPE__BODY_##b
 
 static Daemon d;
 
@@ -154,8 +154,10 @@ static void auth_refused(void)
     /* revoked token */
     itest_make_token(pg, "gateway", 0, tok);
     const char *p[] = {tok};
-    PQclear(itest_sql(pg, "UPDATE principals SET revoked_at = now() "
-                          "WHERE token_hash = sha256(convert_to($1, 'UTF8'))", 1, p));
+    PQclear(itest_sql(pg,
+                      "UPDATE principals SET revoked_at = now() "
+                      "WHERE token_hash = sha256(convert_to($1, 'UTF8'))",
+                      1, p));
     c = raw_connect();
     r = cl_hello(c, tok, "itest", 5000, err, sizeof(err));
     T_EQ_INT(r->error->code, ERR(AUTH_FAILED));
@@ -428,8 +430,10 @@ static void bad_config_refused(void)
              t_tmpdir());
     int rc = system(cmd);
     T_ASSERT(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
-    snprintf(cmd, sizeof(cmd), "grep -q 'bad.conf:2: .max_frame_bytes. needs a whole number' "
-                               "%s/err.txt", t_tmpdir());
+    snprintf(cmd, sizeof(cmd),
+             "grep -q 'bad.conf:2: .max_frame_bytes. needs a whole number' "
+             "%s/err.txt",
+             t_tmpdir());
     T_EQ_INT(system(cmd), 0);
 }
 

@@ -18,7 +18,7 @@
 #include "itest.h"
 #include "t.h"
 
-#define S(x) CARELINE__V1__##x
+#define S(x)    CARELINE__V1__##x
 #define BODY(b) CARELINE__V1__ENVELOPE__BODY_##b
 
 static Daemon d;
@@ -89,8 +89,11 @@ static Careline__V1__SubmitResult *result(ClEnvelope *r)
 
 static Req meal(const char *key, const char *phone)
 {
-    return (Req){.key = key, .phone = phone, .kind = S(SERVICE_KIND__MEAL_DELIVERY),
-                 .slot = S(MEAL_SLOT__LUNCH), .date = fix_tomorrow()};
+    return (Req){.key = key,
+                 .phone = phone,
+                 .kind = S(SERVICE_KIND__MEAL_DELIVERY),
+                 .slot = S(MEAL_SLOT__LUNCH),
+                 .date = fix_tomorrow()};
 }
 
 static long sql_long(PGconn *pg, const char *sql, const char *p1)
@@ -159,11 +162,10 @@ static void queued_and_recorded(void)
     T_EQ_STR(PQgetvalue(ev, 1, 1), "gateway");
     T_EQ_STR(PQgetvalue(ev, 1, 2), "offered");
     PQclear(ev);
-    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM jobs WHERE request_id = $1 AND state = 'offered'",
-                      id),
-             1);
-    T_EQ_INT(sql_long(pg, "SELECT station_id FROM requests WHERE id = $1 AND state = 'queued'",
-                      id),
+    T_EQ_INT(
+        sql_long(pg, "SELECT count(*) FROM jobs WHERE request_id = $1 AND state = 'offered'", id),
+        1);
+    T_EQ_INT(sql_long(pg, "SELECT station_id FROM requests WHERE id = $1 AND state = 'queued'", id),
              near);
     /* Redis: one stream entry at that station, one unit of capacity */
     T_EQ_INT(fix_stream_count(rd, near, s->request_id), 1);
@@ -195,8 +197,11 @@ static void home_care_queued(void)
     fix_resident(pg, &f, 1, false, phone);
     start(NULL);
     ClConn *c = gateway(pg);
-    Req q = {.key = fix_key("disp-care-1"), .phone = phone, .kind = S(SERVICE_KIND__HOME_CARE),
-             .subtype = S(CARE_SUBTYPE__CLEANING), .date = fix_tomorrow()};
+    Req q = {.key = fix_key("disp-care-1"),
+             .phone = phone,
+             .kind = S(SERVICE_KIND__HOME_CARE),
+             .subtype = S(CARE_SUBTYPE__CLEANING),
+             .date = fix_tomorrow()};
     ClEnvelope *r = submit(c, &q);
     Careline__V1__SubmitResult *s = result(r);
     T_EQ_INT(s->state, S(REQUEST_STATE__QUEUED));
@@ -277,8 +282,9 @@ static void not_registered(void)
     T_EQ_STR(PQgetvalue(row, 0, 2), "t");
     T_EQ_STR(PQgetvalue(row, 0, 3), "0"); /* the full number is stored nowhere in the row */
     PQclear(row);
-    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM request_events WHERE request_id = $1 AND "
-                          "state = 'not_registered'",
+    T_EQ_INT(sql_long(pg,
+                      "SELECT count(*) FROM request_events WHERE request_id = $1 AND "
+                      "state = 'not_registered'",
                       id),
              1);
     cl_free(r);
@@ -299,7 +305,8 @@ static void bad_input_leaves_nothing(void)
     redisContext *rd = fix_redis();
     Fixture f;
     fix_area(pg, 4, &f);
-    fix_station(pg, &f, &(FixStation){.meal = true, .care = true, .cap_lunch = 10, .caregivers = 2});
+    fix_station(pg, &f,
+                &(FixStation){.meal = true, .care = true, .cap_lunch = 10, .caregivers = 2});
     char phone[16];
     fix_resident(pg, &f, 1, false, phone);
     start(NULL);
@@ -313,25 +320,38 @@ static void bad_input_leaves_nothing(void)
         {"bad phone", {.key = "b2", .phone = "12ab", .kind = M, .slot = L}, "caller_phone"},
         {"unknown kind", {.key = "b3", .phone = phone, .kind = 7}, "kind"},
         {"meal without slot", {.key = "b4", .phone = phone, .kind = M}, "meal_slot"},
-        {"care without subtype", {.key = "b5", .phone = phone, .kind = S(SERVICE_KIND__HOME_CARE)},
+        {"care without subtype",
+         {.key = "b5", .phone = phone, .kind = S(SERVICE_KIND__HOME_CARE)},
          "care_subtype"},
-        {"impossible date", {.key = "b6", .phone = phone, .kind = M, .slot = L, .date = "2026-02-30"},
+        {"impossible date",
+         {.key = "b6", .phone = phone, .kind = M, .slot = L, .date = "2026-02-30"},
          "service_date"},
-        {"garbage date", {.key = "b7", .phone = phone, .kind = M, .slot = L, .date = "tomorrow"},
+        {"garbage date",
+         {.key = "b7", .phone = phone, .kind = M, .slot = L, .date = "tomorrow"},
          "service_date"},
-        {"past date", {.key = "b8", .phone = phone, .kind = M, .slot = L, .date = "2020-01-01"},
+        {"past date",
+         {.key = "b8", .phone = phone, .kind = M, .slot = L, .date = "2020-01-01"},
          "service_date"},
-        {"note too long", {.key = "b9", .phone = phone, .kind = M, .slot = L, .note = longnote},
+        {"note too long",
+         {.key = "b9", .phone = phone, .kind = M, .slot = L, .note = longnote},
          "note"},
-        {"note not UTF-8", {.key = "b10", .phone = phone, .kind = M, .slot = L, .note = "\xff\xfe"},
+        {"note not UTF-8",
+         {.key = "b10", .phone = phone, .kind = M, .slot = L, .note = "\xff\xfe"},
          "note"},
-        {"key not UTF-8", {.key = "b\xc3\x28", .phone = phone, .kind = M, .slot = L},
+        {"key not UTF-8",
+         {.key = "b\xc3\x28", .phone = phone, .kind = M, .slot = L},
          "idempotency_key"},
         {"outside the county",
-         {.key = "b11", .phone = phone, .kind = M, .slot = L, .has_loc = true, .lat = 40.0,
+         {.key = "b11",
+          .phone = phone,
+          .kind = M,
+          .slot = L,
+          .has_loc = true,
+          .lat = 40.0,
           .lon = 116.4},
          "location"},
-        {"bad urgency", {.key = "b12", .phone = phone, .kind = M, .slot = L, .urgency = 5},
+        {"bad urgency",
+         {.key = "b12", .phone = phone, .kind = M, .slot = L, .urgency = 5},
          "urgency"},
     };
     long before = sql_long(pg, "SELECT count(*) FROM requests", NULL);
@@ -422,9 +442,10 @@ static void cancel_releases(void)
     T_EQ_INT(r->cancel_result->state, S(REQUEST_STATE__CANCELLED));
     cl_free(r);
     T_EQ_INT(fix_redis_int(rd, cap), 0);
-    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM jobs j JOIN requests r ON r.id = j.request_id "
-                          "WHERE r.idempotency_key = $1 AND j.state = 'cancelled' AND "
-                          "r.state = 'cancelled'",
+    T_EQ_INT(sql_long(pg,
+                      "SELECT count(*) FROM jobs j JOIN requests r ON r.id = j.request_id "
+                      "WHERE r.idempotency_key = $1 AND j.state = 'cancelled' AND "
+                      "r.state = 'cancelled'",
                       fix_key("disp-cancel-1")),
              1);
     /* again: nothing changes, capacity is not released twice */
@@ -482,8 +503,8 @@ static void priority_and_waitlist(void)
     fix_resident(pg, &f, 4, true, p2);
     start((const char *const[]){"--priority_reserve_pct=50", "--reconcile_interval_ms=200", NULL});
     ClConn *c = gateway(pg);
-    Req qa = meal(fix_key("prio-a"), a), qb = meal(fix_key("prio-b"), b), qp1 = meal(fix_key("prio-p1"), p1),
-        qp2 = meal(fix_key("prio-p2"), p2);
+    Req qa = meal(fix_key("prio-a"), a), qb = meal(fix_key("prio-b"), b),
+        qp1 = meal(fix_key("prio-p1"), p1), qp2 = meal(fix_key("prio-p2"), p2);
     ClEnvelope *r = submit(c, &qa);
     T_EQ_INT(result(r)->state, S(REQUEST_STATE__QUEUED));
     cl_free(r);
@@ -531,8 +552,8 @@ static void follows_station_changes(void)
     snprintf(id, sizeof(id), "%lld", (long long)st);
     start(NULL);
     ClConn *c = gateway(pg);
-    PQclear(itest_sql(pg, "UPDATE stations SET active = false WHERE id = $1", 1,
-                      (const char *[]){id}));
+    PQclear(
+        itest_sql(pg, "UPDATE stations SET active = false WHERE id = $1", 1, (const char *[]){id}));
     int state = 0;
     for (int i = 0; i < 50 && state != S(REQUEST_STATE__REJECTED); i++) {
         snprintf(key, sizeof(key), "%s", fix_key("follow-off"));
@@ -545,8 +566,8 @@ static void follows_station_changes(void)
             usleep(100000);
     }
     T_EQ_INT(state, S(REQUEST_STATE__REJECTED));
-    PQclear(itest_sql(pg, "UPDATE stations SET active = true WHERE id = $1", 1,
-                      (const char *[]){id}));
+    PQclear(
+        itest_sql(pg, "UPDATE stations SET active = true WHERE id = $1", 1, (const char *[]){id}));
     for (int i = 0; i < 50 && state != S(REQUEST_STATE__QUEUED); i++) {
         snprintf(key, sizeof(key), "%s", fix_key("follow-on"));
         snprintf(key + strlen(key), sizeof(key) - strlen(key), "-%d", i);
@@ -621,8 +642,8 @@ static void two_daemons_never_overbook(void)
     int caps[] = {3, 4, 5, 6};
     int64_t st[4];
     for (int i = 0; i < 4; i++)
-        st[i] = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = caps[i],
-                                                  .dlat = 0.002 * i});
+        st[i] = fix_station(pg, &f,
+                            &(FixStation){.meal = true, .cap_lunch = caps[i], .dlat = 0.002 * i});
     char phones[50][16];
     for (int i = 0; i < 50; i++)
         fix_resident(pg, &f, i, i % 5 == 0, phones[i]);
@@ -647,9 +668,8 @@ static void two_daemons_never_overbook(void)
             burst(c, prefix, k * PER, PER, phones, 50, &t, NULL, NULL);
             cl_close(c);
             /* the exit code carries queued count; errors make it fail */
-            _exit(t.errors || t.other || t.rejected || t.queued + t.waitlisted != PER
-                      ? 255
-                      : t.queued);
+            _exit(t.errors || t.other || t.rejected || t.queued + t.waitlisted != PER ? 255
+                                                                                      : t.queued);
         }
     }
     int queued = 0;
@@ -665,15 +685,15 @@ static void two_daemons_never_overbook(void)
     snprintf(like, sizeof(like), "%s-%%", prefix);
     T_EQ_INT(sql_long(pg, "SELECT count(*) FROM requests WHERE idempotency_key LIKE $1", like),
              CONNS * PER);
-    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM requests WHERE idempotency_key LIKE $1 AND "
-                          "state NOT IN ('queued', 'waitlisted')",
+    T_EQ_INT(sql_long(pg,
+                      "SELECT count(*) FROM requests WHERE idempotency_key LIKE $1 AND "
+                      "state NOT IN ('queued', 'waitlisted')",
                       like),
              0);
     for (int i = 0; i < 4; i++) {
         char id[24], cap[96];
         snprintf(id, sizeof(id), "%lld", (long long)st[i]);
-        snprintf(cap, sizeof(cap), "{c330281}:cap:%lld:%s:lunch", (long long)st[i],
-                 fix_tomorrow());
+        snprintf(cap, sizeof(cap), "{c330281}:cap:%lld:%s:lunch", (long long)st[i], fix_tomorrow());
         long jobs = sql_long(pg, "SELECT count(*) FROM jobs WHERE station_id = $1", id);
         T_EQ_INT(jobs, caps[i]);
         T_EQ_INT(fix_stream_count(rd, st[i], 0), caps[i]);
@@ -718,15 +738,16 @@ static void crash_at(const char *point, int k)
     T_ASSERT(!itest_daemon_alive(&d));
     T_ASSERT(nacked < 60);
     /* restart without the fault: the sweep repairs what the crash left */
-    itest_daemon_start(&d, (const char *const[]){"--reconcile_age_ms=0",
-                                                 "--reconcile_interval_ms=200", NULL});
+    itest_daemon_start(
+        &d, (const char *const[]){"--reconcile_age_ms=0", "--reconcile_interval_ms=200", NULL});
     itest_daemon_wait_ready(&d);
     char like[80];
     snprintf(like, sizeof(like), "%s-%%", prefix);
     long left = -1;
     for (int i = 0; i < 150 && left != 0; i++) {
-        left = sql_long(pg, "SELECT count(*) FROM requests WHERE idempotency_key LIKE $1 AND "
-                            "state = 'received'",
+        left = sql_long(pg,
+                        "SELECT count(*) FROM requests WHERE idempotency_key LIKE $1 AND "
+                        "state = 'received'",
                         like);
         if (left)
             usleep(100000);
@@ -734,16 +755,16 @@ static void crash_at(const char *point, int k)
     T_EQ_INT(left, 0);
     /* every acknowledged QUEUED is queued in PostgreSQL and once in Redis */
     for (int i = 0; i < nacked; i++) {
-        PGresult *r = itest_sql(pg, "SELECT id, state FROM requests WHERE idempotency_key = $1",
-                                1, (const char *[]){acked[i]});
+        PGresult *r = itest_sql(pg, "SELECT id, state FROM requests WHERE idempotency_key = $1", 1,
+                                (const char *[]){acked[i]});
         T_EQ_INT(PQntuples(r), 1);
         T_EQ_STR(PQgetvalue(r, 0, 1), "queued");
         T_EQ_INT(fix_stream_count(rd, st, atoll(PQgetvalue(r, 0, 0))), 1);
         PQclear(r);
     }
     /* and no request at all is queued twice; stream, jobs and capacity agree */
-    PGresult *all = itest_sql(pg, "SELECT id, state FROM requests WHERE idempotency_key LIKE $1",
-                              1, (const char *[]){like});
+    PGresult *all = itest_sql(pg, "SELECT id, state FROM requests WHERE idempotency_key LIKE $1", 1,
+                              (const char *[]){like});
     long queued = 0;
     for (int i = 0; i < PQntuples(all); i++) {
         long n = fix_stream_count(rd, st, atoll(PQgetvalue(all, i, 0)));

@@ -17,7 +17,7 @@
 #include "itest.h"
 #include "t.h"
 
-#define S(x) CARELINE__V1__##x
+#define S(x)    CARELINE__V1__##x
 #define BODY(b) CARELINE__V1__ENVELOPE__BODY_##b
 
 static int64_t now_ms(void)
@@ -255,12 +255,13 @@ static void cross_daemon_lifecycle(void)
         T_ASSERT(strncmp(PQgetvalue(ev, i, 2), want[i][2], strlen(want[i][2])) == 0);
     }
     PQclear(ev);
-    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM requests WHERE id = $1 AND state = 'delivered'",
-                      req),
-             1);
+    T_EQ_INT(
+        sql_long(pg, "SELECT count(*) FROM requests WHERE id = $1 AND state = 'delivered'", req),
+        1);
     /* the terminal log has this console's session open */
-    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM terminal_sessions WHERE station_id = $1 AND "
-                          "disconnected_at IS NULL",
+    T_EQ_INT(sql_long(pg,
+                      "SELECT count(*) FROM terminal_sessions WHERE station_id = $1 AND "
+                      "disconnected_at IS NULL",
                       st),
              1);
     console_close(k);
@@ -268,8 +269,9 @@ static void cross_daemon_lifecycle(void)
     stop(&a);
     stop(&b);
     /* ...and closed once it went */
-    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM terminal_sessions WHERE station_id = $1 AND "
-                          "disconnected_at IS NULL",
+    T_EQ_INT(sql_long(pg,
+                      "SELECT count(*) FROM terminal_sessions WHERE station_id = $1 AND "
+                      "disconnected_at IS NULL",
                       st),
              0);
     PQfinish(pg);
@@ -318,8 +320,7 @@ static void isolation_and_forbidden(void)
     Console g = {.c = itest_login(&d, itest_make_token(pg, "gateway", 0, tok))};
     update_refused(&g, job, S(JOB_ACTION__ACCEPT), 0, S(ERROR_CODE__FORBIDDEN));
     cl_close(g.c);
-    T_ASSERT(itest_metric(d.http_port, "careline_errors_total{code=\"INVALID_TRANSITION\"}") >=
-             5);
+    T_ASSERT(itest_metric(d.http_port, "careline_errors_total{code=\"INVALID_TRANSITION\"}") >= 5);
     console_close(k1);
     console_close(k2);
     cl_free(keep);
@@ -335,8 +336,8 @@ static void reject_redispatch_dead_letter(void)
     fix_area(pg, 33, &f);
     int64_t st[3];
     for (int i = 0; i < 3; i++)
-        st[i] = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10,
-                                                  .dlat = 0.004 * (i + 1)});
+        st[i] = fix_station(pg, &f,
+                            &(FixStation){.meal = true, .cap_lunch = 10, .dlat = 0.004 * (i + 1)});
     char phone[16];
     fix_resident(pg, &f, 1, false, phone);
     Daemon d;
@@ -358,8 +359,7 @@ static void reject_redispatch_dead_letter(void)
                   S(JOB_STATE__JOB_REJECTED), true);
         T_ASSERT(console_wait(k[i], o->job_id, S(JOB_STATE__JOB_REJECTED), 5000));
         char cap[96];
-        snprintf(cap, sizeof(cap), "{c330281}:cap:%lld:%s:lunch", (long long)st[i],
-                 fix_tomorrow());
+        snprintf(cap, sizeof(cap), "{c330281}:cap:%lld:%s:lunch", (long long)st[i], fix_tomorrow());
         for (int w = 0; w < 50 && fix_redis_int(rd, cap) != 0; w++)
             usleep(20000);
         T_EQ_INT(fix_redis_int(rd, cap), 0); /* its capacity went back */
@@ -496,8 +496,9 @@ static void close_and_capacity(void)
     cl_free(r);
     Careline__V1__JobOffer *o = console_wait(kf, 0, S(JOB_STATE__OFFERED), 5000);
     T_ASSERT(o && o->request_id == s->request_id);
-    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM stations WHERE id = $1 AND NOT is_open AND "
-                          "caregivers_on_duty = 3",
+    T_EQ_INT(sql_long(pg,
+                      "SELECT count(*) FROM stations WHERE id = $1 AND NOT is_open AND "
+                      "caregivers_on_duty = 3",
                       near),
              1);
     /* the far station says it has 1 lunch left for tomorrow: one more, then the waitlist */
@@ -522,8 +523,7 @@ static void close_and_capacity(void)
     e.station_status = &m;
     char err[128];
     r = cl_call(kf->c, &e, 5000, err, sizeof(err), on_push, kf);
-    T_ASSERT(r && r->body_case == BODY(ERROR) &&
-             r->error->code == S(ERROR_CODE__INVALID_ARGUMENT));
+    T_ASSERT(r && r->body_case == BODY(ERROR) && r->error->code == S(ERROR_CODE__INVALID_ARGUMENT));
     cl_free(r);
     console_close(kn);
     console_close(kf);
@@ -550,8 +550,9 @@ static void welfare_alert(void)
     update_ok(k, s->job_id, S(JOB_ACTION__ACCEPT), 0, S(JOB_STATE__JOB_ACCEPTED), true);
     update_ok(k, s->job_id, S(JOB_ACTION__FAIL), S(REASON_CODE__RESIDENT_UNWELL),
               S(JOB_STATE__JOB_FAILED), true);
-    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM welfare_alerts WHERE request_id = $1 AND "
-                          "resolved_at IS NULL",
+    T_EQ_INT(sql_long(pg,
+                      "SELECT count(*) FROM welfare_alerts WHERE request_id = $1 AND "
+                      "resolved_at IS NULL",
                       s->request_id),
              1);
     T_EQ_INT(sql_long(pg, "SELECT count(*) FROM requests WHERE id = $1 AND state = 'failed'",
@@ -650,9 +651,9 @@ static void non_reading_console(void)
         usleep(100000);
     }
     T_ASSERT(cut);
-    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM jobs WHERE station_id = $1 AND state = 'offered'",
-                      st),
-             N);
+    T_EQ_INT(
+        sql_long(pg, "SELECT count(*) FROM jobs WHERE station_id = $1 AND state = 'offered'", st),
+        N);
     console_close(k);
     /* back again, reading: the whole backlog */
     k = console_open(&d, pg, st);

@@ -64,8 +64,18 @@ int64_t fix_station(PGconn *pg, const Fixture *f, const FixStation *s)
     snprintf(cl, sizeof(cl), "%d", s->cap_lunch);
     snprintf(cd, sizeof(cd), "%d", s->cap_dinner);
     snprintf(cg, sizeof(cg), "%d", s->caregivers);
-    const char *p[] = {code, name, f->town, f->village, lat, lon, s->meal ? "t" : "f",
-                       s->care ? "t" : "f", cl, cd, cg, s->opens ? s->opens : "00:00",
+    const char *p[] = {code,
+                       name,
+                       f->town,
+                       f->village,
+                       lat,
+                       lon,
+                       s->meal ? "t" : "f",
+                       s->care ? "t" : "f",
+                       cl,
+                       cd,
+                       cg,
+                       s->opens ? s->opens : "00:00",
                        s->closes ? s->closes : "23:59"};
     PGresult *r = itest_sql(
         pg,

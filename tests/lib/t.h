@@ -22,7 +22,7 @@ int t_main(int argc, char **argv, const TCase *cases);
 
 /* Fails the current case with a message (file:line added). Does not return. */
 void t_fail(const char *file, int line, const char *fmt, ...) __attribute__((noreturn))
-    __attribute__((format(printf, 3, 4)));
+__attribute__((format(printf, 3, 4)));
 
 /* The current case's private directory (removed after the case passes). */
 const char *t_tmpdir(void);
@@ -30,29 +30,29 @@ const char *t_tmpdir(void);
 /* Environment the integration runner (tests/run.sh) provides; fails the case if unset. */
 const char *t_env(const char *name);
 
-#define T_ASSERT(c)                                                                            \
-    do {                                                                                       \
-        if (!(c))                                                                              \
-            t_fail(__FILE__, __LINE__, "assertion failed: %s", #c);                            \
+#define T_ASSERT(c)                                                                                \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            t_fail(__FILE__, __LINE__, "assertion failed: %s", #c);                                \
     } while (0)
-#define T_EQ_INT(a, b)                                                                         \
-    do {                                                                                       \
-        long long t_a_ = (long long)(a), t_b_ = (long long)(b);                                \
-        if (t_a_ != t_b_)                                                                      \
-            t_fail(__FILE__, __LINE__, "%s == %lld, expected %s == %lld", #a, t_a_, #b, t_b_); \
+#define T_EQ_INT(a, b)                                                                             \
+    do {                                                                                           \
+        long long t_a_ = (long long)(a), t_b_ = (long long)(b);                                    \
+        if (t_a_ != t_b_)                                                                          \
+            t_fail(__FILE__, __LINE__, "%s == %lld, expected %s == %lld", #a, t_a_, #b, t_b_);     \
     } while (0)
-#define T_EQ_STR(a, b)                                                                         \
-    do {                                                                                       \
-        const char *t_a_ = (a), *t_b_ = (b);                                                   \
-        if (!t_a_ || !t_b_ || strcmp(t_a_, t_b_) != 0)                                         \
-            t_fail(__FILE__, __LINE__, "%s == \"%s\", expected \"%s\"", #a,                    \
-                   t_a_ ? t_a_ : "(null)", t_b_ ? t_b_ : "(null)");                            \
+#define T_EQ_STR(a, b)                                                                             \
+    do {                                                                                           \
+        const char *t_a_ = (a), *t_b_ = (b);                                                       \
+        if (!t_a_ || !t_b_ || strcmp(t_a_, t_b_) != 0)                                             \
+            t_fail(__FILE__, __LINE__, "%s == \"%s\", expected \"%s\"", #a,                        \
+                   t_a_ ? t_a_ : "(null)", t_b_ ? t_b_ : "(null)");                                \
     } while (0)
-#define T_NEAR(a, b, eps)                                                                      \
-    do {                                                                                       \
-        double t_a_ = (a), t_b_ = (b);                                                         \
-        if (!(t_a_ - t_b_ <= (eps) && t_b_ - t_a_ <= (eps)))                                   \
-            t_fail(__FILE__, __LINE__, "%s == %.9g, expected %.9g", #a, t_a_, t_b_);           \
+#define T_NEAR(a, b, eps)                                                                          \
+    do {                                                                                           \
+        double t_a_ = (a), t_b_ = (b);                                                             \
+        if (!(t_a_ - t_b_ <= (eps) && t_b_ - t_a_ <= (eps)))                                       \
+            t_fail(__FILE__, __LINE__, "%s == %.9g, expected %.9g", #a, t_a_, t_b_);               \
     } while (0)
 
 #endif

@@ -159,8 +159,8 @@ static void check_same(const DirSnap *s, const TravelModel *m, const MatchQuery 
     for (size_t i = 0; i < na; i++) {
         if (a[i].station_id != b[i].station_id || a[i].minutes != b[i].minutes ||
             a[i].limit != b[i].limit)
-            t_fail(__FILE__, __LINE__, "candidate %zu: station %lld (%.6f min) vs %lld (%.6f)",
-                   i, (long long)a[i].station_id, a[i].minutes, (long long)b[i].station_id,
+            t_fail(__FILE__, __LINE__, "candidate %zu: station %lld (%.6f min) vs %lld (%.6f)", i,
+                   (long long)a[i].station_id, a[i].minutes, (long long)b[i].station_id,
                    b[i].minutes);
     }
 }
@@ -246,10 +246,17 @@ static void sentences(void)
     CalDay d;
     T_ASSERT(cal_parse("2026-11-30", &d));
     char out[512];
-    SpeechArgs a = {CARELINE__V1__REQUEST_STATE__QUEUED, 0, CARELINE__V1__SERVICE_KIND__MEAL_DELIVERY,
-                    CARELINE__V1__MEAL_SLOT__LUNCH, 0, "凤山街道居家养老服务中心",
-                    cal_unix_ms(d, 11 * 60), cal_unix_ms(d, 12 * 60 + 30),
-                    cal_unix_ms(d - 1, 9 * 60), false, 7};
+    SpeechArgs a = {CARELINE__V1__REQUEST_STATE__QUEUED,
+                    0,
+                    CARELINE__V1__SERVICE_KIND__MEAL_DELIVERY,
+                    CARELINE__V1__MEAL_SLOT__LUNCH,
+                    0,
+                    "凤山街道居家养老服务中心",
+                    cal_unix_ms(d, 11 * 60),
+                    cal_unix_ms(d, 12 * 60 + 30),
+                    cal_unix_ms(d - 1, 9 * 60),
+                    false,
+                    7};
     speech_request(&a, out, sizeof(out));
     T_EQ_STR(out, "好的，凤山街道居家养老服务中心会在明天11点到12点半把午餐送到您家。");
     a.state = CARELINE__V1__REQUEST_STATE__WAITLISTED;
