@@ -196,7 +196,7 @@ bool config_set(Config *c, const char *key, const char *value, const char *sourc
         if (errno || end == value || *end || !(dv >= (double)k->min && dv <= (double)k->max))
             return seterr(err, errlen, "%s: '%s' needs a number within %ld..%ld, not '%s'", source,
                           k->name, k->min, k->max, value);
-        *(double *)field = dv;
+        memcpy(field, &dv, sizeof(dv));
         return true;
     }
     long v;
@@ -325,8 +325,11 @@ void config_print(const Config *c, FILE *out, bool with_help)
                     k->def[0] ? "" : "\"", k->reloadable ? " [reloadable]" : "");
         if (k->type == CT_STR)
             fprintf(out, "%s = %s\n", k->name, field);
-        else if (k->type == CT_DOUBLE)
-            fprintf(out, "%s = %g\n", k->name, *(const double *)field);
+        else if (k->type == CT_DOUBLE) {
+            double dv;
+            memcpy(&dv, field, sizeof(dv));
+            fprintf(out, "%s = %g\n", k->name, dv);
+        }
         else
             fprintf(out, "%s = %d\n", k->name, *(const int *)field);
         if (with_help)

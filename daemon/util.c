@@ -15,7 +15,7 @@ void util_assert_fail(const char *expr, const char *file, int line)
     abort();
 }
 
-static void *oom(size_t n)
+static _Noreturn void oom(size_t n)
 {
     log_error("out of memory allocating %zu bytes", n);
     abort();
@@ -24,19 +24,25 @@ static void *oom(size_t n)
 void *xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
-    return p ? p : oom(n);
+    if (!p)
+        oom(n);
+    return p;
 }
 
 void *xcalloc(size_t nmemb, size_t size)
 {
     void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
-    return p ? p : oom(nmemb * size);
+    if (!p)
+        oom(nmemb * size);
+    return p;
 }
 
 void *xrealloc(void *p, size_t n)
 {
     void *q = realloc(p, n ? n : 1);
-    return q ? q : oom(n);
+    if (!q)
+        oom(n);
+    return q;
 }
 
 char *xstrdup(const char *s)

@@ -714,7 +714,7 @@ static int run_yuyao(const Opts *o)
     }
 
     /* write */
-    Out ot, ov, os, oa, orr;
+    Out ot = {0}, ov = {0}, os = {0}, oa = {0}, orr = {0};
     out_open(&ot, o->out_dir, "towns.csv", TOWN_HEADER);
     for (int i = 0; i < nt; i++) {
         const Town *t = &towns[i];
@@ -816,7 +816,7 @@ static int run_national(const Opts *o)
     Rng pick = rng_for(o->seed, "national-pick", 0);
     uint64_t centres_left = centres, sites_left = village_sites;
 
-    Out ot, ov, os, oa, orr;
+    Out ot = {0}, ov = {0}, os = {0}, oa = {0}, orr = {0};
     out_open(&ot, o->out_dir, "towns.csv", TOWN_HEADER);
     out_open(&ov, o->out_dir, "villages.csv", VILLAGE_HEADER);
     out_open(&os, o->out_dir, "stations.csv", STATION_HEADER);

@@ -5,6 +5,8 @@
  */
 #include "ihttp.h"
 
+#include "util.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -85,7 +87,7 @@ int ihttp_request(int port, const char *method, const char *path, const char *co
         size_t hl = strlen(headers[i]);
         if ((size_t)n + hl + 64 + len >= cap) {
             cap = (size_t)n + hl + 64 + len + 4096;
-            req = realloc(req, cap);
+            req = xrealloc(req, cap);
         }
         n += snprintf(req + n, cap - (size_t)n, "%s\r\n", headers[i]);
     }
@@ -101,7 +103,7 @@ int ihttp_request(int port, const char *method, const char *path, const char *co
     while (rc == 0) {
         if (got + 1 >= bcap) {
             bcap *= 2;
-            buf = realloc(buf, bcap);
+            buf = xrealloc(buf, bcap);
         }
         ssize_t k = recv(fd, buf + got, bcap - got - 1, 0);
         if (k > 0) {
