@@ -22,6 +22,17 @@ void auth_token_hash_hex(const char *token, char out[2 * AUTH_HASH_LEN + 1])
         snprintf(out + 2 * i, 3, "%02x", h[i]);
 }
 
+bool auth_token_well_formed(const char *t)
+{
+    size_t n = strlen(t);
+    if (n == 0 || n > AUTH_TOKEN_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f)
+            return false;
+    return true;
+}
+
 static const char *const role_names[] = {"", "gateway", "station", "bureau", "admin"};
 
 Role auth_role_parse(const char *s)

@@ -22,6 +22,14 @@ void auth_token_hash(const char *token, uint8_t out[AUTH_HASH_LEN]);
 /* Lower-case hex of the hash, NUL-terminated (65 bytes). */
 void auth_token_hash_hex(const char *token, char out[2 * AUTH_HASH_LEN + 1]);
 
+/* 1..AUTH_TOKEN_MAX printable ASCII characters: anything else is refused unhashed. */
+bool auth_token_well_formed(const char *token);
+
+/* The one query that maps a token's hash (hex, $1) to (role, station id, name). */
+#define AUTH_LOOKUP_SQL                                                                        \
+    "SELECT role, coalesce(station_id, 0), name FROM principals "                              \
+    "WHERE token_hash = decode($1, 'hex') AND revoked_at IS NULL"
+
 /* Maps the principals.role column ("gateway", ...) to a Role; ROLE_UNSPECIFIED if unknown. */
 Role auth_role_parse(const char *s);
 const char *auth_role_name(Role r);

@@ -1159,17 +1159,6 @@ static void auth_done(PGresult *res, const char *err, void *arg)
     free(op);
 }
 
-static bool token_ok(const char *t)
-{
-    size_t n = strlen(t);
-    if (n == 0 || n > AUTH_TOKEN_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f)
-            return false;
-    return true;
-}
-
 static void http_entry(Server *s, struct evhttp_request *h)
 {
     Bureau *b = s->bureau;
@@ -1197,7 +1186,7 @@ static void http_entry(Server *s, struct evhttp_request *h)
     const char *tok = auth + 7;
     while (*tok == ' ')
         tok++;
-    if (!token_ok(tok)) {
+    if (!auth_token_well_formed(tok)) {
         metrics.auth_failed++;
         req_fail(r, ERRC(AUTH_FAILED), NULL,
                  "malformed token (expected 1..256 printable ASCII characters)");
@@ -1218,10 +1207,7 @@ static void http_entry(Server *s, struct evhttp_request *h)
         }
     }
     const char *params[] = {op->hex};
-    if (!pg_query(s->pg,
-                  "SELECT role FROM principals "
-                  "WHERE token_hash = decode($1, 'hex') AND revoked_at IS NULL",
-                  1, params, auth_done, op)) {
+    if (!pg_query(s->pg, AUTH_LOOKUP_SQL, 1, params, auth_done, op)) {
         free(op);
         req_fail(r, ERRC(OVERLOADED), NULL, "too many queries waiting for the database");
     }

@@ -56,12 +56,13 @@ static void snap_free(DirSnap *s)
     free(s);
 }
 
-static int town_index(const DirSnap *s, const char *code)
+/* Binary search by code in an array sorted by code whose elements start with the code. */
+static int code_index(const void *base, int n, size_t stride, const char *code)
 {
-    int lo = 0, hi = s->ntowns - 1;
+    int lo = 0, hi = n - 1;
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
-        int c = strcmp(s->towns[mid].code, code);
+        int c = strcmp((const char *)base + (size_t)mid * stride, code);
         if (c == 0)
             return mid;
         if (c < 0)
@@ -72,20 +73,14 @@ static int town_index(const DirSnap *s, const char *code)
     return -1;
 }
 
+static int town_index(const DirSnap *s, const char *code)
+{
+    return code_index(s->towns, s->ntowns, sizeof(Town), code);
+}
+
 static int village_index(const DirSnap *s, const char *code)
 {
-    int lo = 0, hi = s->nvillages - 1;
-    while (lo <= hi) {
-        int mid = (lo + hi) / 2;
-        int c = strcmp(s->villages[mid].code, code);
-        if (c == 0)
-            return mid;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid - 1;
-    }
-    return -1;
+    return code_index(s->villages, s->nvillages, sizeof(Village), code);
 }
 
 const Village *dir_village(const DirSnap *s, const char *code)

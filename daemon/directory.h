@@ -19,12 +19,12 @@
 #include "stindex.h"
 
 typedef struct {
-    char code[16];
+    char code[16]; /* first: directory.c searches by it */
     char *name;
 } Town;
 
 typedef struct {
-    char code[16];
+    char code[16]; /* first: directory.c searches by it */
     char *name;
     int town;        /* index into DirSnap.towns */
     double lat, lon; /* GCJ-02 */

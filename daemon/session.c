@@ -107,17 +107,6 @@ out:
     free(op);
 }
 
-static bool token_well_formed(const char *t)
-{
-    size_t n = strlen(t);
-    if (n == 0 || n > AUTH_TOKEN_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f)
-            return false;
-    return true;
-}
-
 static void handle_hello(Conn *c, uint64_t seq, const Careline__V1__Hello *h)
 {
     if (h->protocol_version != PROTOCOL_VERSION) {
@@ -127,7 +116,7 @@ static void handle_hello(Conn *c, uint64_t seq, const Careline__V1__Hello *h)
                         h->protocol_version, PROTOCOL_VERSION);
         return;
     }
-    if (!token_well_formed(h->token)) {
+    if (!auth_token_well_formed(h->token)) {
         hello_fail(c, seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED,
                    "malformed token (expected 1..256 printable ASCII characters)");
         return;
@@ -141,10 +130,7 @@ static void handle_hello(Conn *c, uint64_t seq, const Careline__V1__Hello *h)
     c->hello_pending = true;
     conn_inflight_begin(c);
     conn_ref(c);
-    if (!pg_query(c->srv->pg,
-                  "SELECT role, coalesce(station_id, 0), name FROM principals "
-                  "WHERE token_hash = decode($1, 'hex') AND revoked_at IS NULL",
-                  1, params, hello_done, op)) {
+    if (!pg_query(c->srv->pg, AUTH_LOOKUP_SQL, 1, params, hello_done, op)) {
         hello_done(NULL, "too many queries waiting for the database", op);
     }
 }
