@@ -438,8 +438,8 @@ static void batch_done(PGresult *res, const char *err, void *arg)
 static void batch_flush(Dispatch *d, BatchKind kind)
 {
     static const char *const sql[] = {
-        "SELECT * FROM careline_submit_begin_many($1::jsonb)",
-        "SELECT * FROM careline_submit_finish_many($1::jsonb)",
+        "SELECT * FROM careline_submit_begin_set($1::jsonb)",
+        "SELECT * FROM careline_submit_finish_set($1::jsonb)",
     };
     while (d->npend[kind] > 0 && d->batches[kind] < d->srv->cfg.pg_pool_size && !d->stopped) {
         size_t n = d->npend[kind] < BATCH_MAX ? d->npend[kind] : BATCH_MAX;

@@ -67,9 +67,14 @@ static void hello_done(PGresult *res, const char *err, void *arg)
                    "cannot check the token now (the database is unreachable); retry shortly");
         goto out;
     }
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        if (PQresultStatus(res) != PGRES_TUPLES_OK)
-            clog_warn(c, "token lookup failed: %s", PQresultErrorMessage(res));
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        /* a database problem is not the caller's fault: say so, so it retries */
+        clog_warn(c, "token lookup failed: %s", PQresultErrorMessage(res));
+        hello_fail(c, op->seq, CARELINE__V1__ERROR_CODE__UNAVAILABLE,
+                   "cannot check the token now (database error); retry shortly");
+        goto out;
+    }
+    if (PQntuples(res) != 1) {
         hello_fail(c, op->seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED, "unknown or revoked token");
         goto out;
     }

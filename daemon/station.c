@@ -60,6 +60,11 @@ static void session_refresh(Stations *st, StSession *ss);
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
+static const DirSnap *dir_snapshot_of(Server *srv)
+{
+    return dir_snap(dispatch_directory(srv->dispatch));
+}
+
 void station_cap_key(const char *prefix, const char *kind, int64_t station_id, const char *day,
                      const char *slot, char *out, size_t n)
 {
@@ -654,6 +659,14 @@ static void handle_station_status(Conn *c, Envelope *env)
             op->pending++;
         else
             op->failed = true;
+    }
+    if (m->capacity_only) { /* open state and staff stay as they were */
+        const DirSnap *snap = dir_snapshot_of(srv);
+        const Station *me = snap ? dir_station(snap, c->station_id) : NULL;
+        op->open = me ? me->is_open : m->open;
+        op->pg_done = true;
+        status_finish(op);
+        goto done;
     }
     char sid[24], duty[16];
     snprintf(sid, sizeof(sid), "%lld", (long long)c->station_id);

@@ -57,7 +57,6 @@ CREATE TABLE requests (
     CHECK (window_end IS NULL OR window_start IS NULL OR window_end >= window_start),
     CHECK (resident_id IS NOT NULL OR caller_phone_hash IS NOT NULL)
 );
-CREATE INDEX requests_state_created_idx ON requests (state, created_at);
 CREATE INDEX requests_created_idx ON requests (created_at);
 CREATE INDEX requests_resident_idx ON requests (resident_id, created_at DESC);
 CREATE INDEX requests_caller_hash_idx ON requests (caller_phone_hash, created_at DESC);

@@ -1,0 +1,239 @@
+/*
+ * console_link: a non-blocking TCP link with an input buffer cut into frames and an output
+ * queue flushed on POLLOUT. The owner's poll loop drives it; nothing here waits, so a
+ * console stays responsive to its operator while dispatchd is slow or unreachable.
+ */
+#include "console_link.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CLINK_MAX_FRAME  (16u * 1024 * 1024) /* what we accept from the server */
+#define CLINK_MAX_QUEUED (1u << 20)          /* output queued before we call the peer stuck */
+
+typedef struct {
+    uint8_t *b;
+    size_t len, cap; /* b[0..len) holds data; len <= cap */
+} Buf;
+
+struct ClinkConn {
+    int fd;           /* -1 while down */
+    bool established; /* connect() finished */
+    Buf in;           /* received bytes not yet returned as frames */
+    Buf out;          /* queued frames not yet written */
+    char broken[128]; /* a send failed outside clink_io: reported by the next clink_io */
+};
+
+static void buf_reserve(Buf *b, size_t extra)
+{
+    if (b->len + extra <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + extra)
+        cap *= 2;
+    b->b = xrealloc(b->b, cap);
+    b->cap = cap;
+}
+
+static void buf_consume(Buf *b, size_t n)
+{
+    memmove(b->b, b->b + n, b->len - n);
+    b->len -= n;
+}
+
+ClinkConn *clink_new(void)
+{
+    ClinkConn *l = xcalloc(1, sizeof(*l));
+    l->fd = -1;
+    return l;
+}
+
+void clink_close(ClinkConn *l)
+{
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+    l->established = false;
+    l->in.len = 0;
+    l->out.len = 0;
+    l->broken[0] = '\0';
+}
+
+void clink_free(ClinkConn *l)
+{
+    if (!l)
+        return;
+    clink_close(l);
+    free(l->in.b);
+    free(l->out.b);
+    free(l);
+}
+
+bool clink_connect(ClinkConn *l, const char *host, int port, char *err, size_t errlen)
+{
+    clink_close(l);
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    char ports[16];
+    snprintf(ports, sizeof(ports), "%d", port);
+    int rc = getaddrinfo(host, ports, &hints, &ai);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
+        return false;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        freeaddrinfo(ai);
+        return false;
+    }
+    rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+    int saved = errno;
+    freeaddrinfo(ai);
+    if (rc != 0 && saved != EINPROGRESS) {
+        snprintf(err, errlen, "%s", strerror(saved));
+        close(fd);
+        return false;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    l->fd = fd;
+    l->established = rc == 0;
+    return true;
+}
+
+int clink_fd(const ClinkConn *l)
+{
+    return l->fd;
+}
+
+bool clink_established(const ClinkConn *l)
+{
+    return l->fd >= 0 && l->established;
+}
+
+short clink_events(const ClinkConn *l)
+{
+    if (l->fd < 0)
+        return 0;
+    if (!l->established || l->broken[0])
+        return POLLOUT;
+    return (short)(POLLIN | (l->out.len ? POLLOUT : 0));
+}
+
+static bool flush_out(ClinkConn *l, char *err, size_t errlen)
+{
+    while (l->out.len) {
+        ssize_t n = send(l->fd, l->out.b, l->out.len, MSG_NOSIGNAL);
+        if (n > 0) {
+            buf_consume(&l->out, (size_t)n);
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return true; /* POLLOUT tells us when to go on */
+        snprintf(err, errlen, "send: %s", strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+bool clink_io(ClinkConn *l, short revents, char *err, size_t errlen)
+{
+    if (l->fd < 0) {
+        snprintf(err, errlen, "not connected");
+        return false;
+    }
+    if (l->broken[0]) {
+        snprintf(err, errlen, "%s", l->broken);
+        return false;
+    }
+    if (!l->established) {
+        if (!(revents & (POLLOUT | POLLERR | POLLHUP)))
+            return true;
+        int soerr = 0;
+        socklen_t sl = sizeof(soerr);
+        if (getsockopt(l->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
+            soerr = errno;
+        if (soerr) {
+            snprintf(err, errlen, "%s", strerror(soerr));
+            return false;
+        }
+        l->established = true;
+        return flush_out(l, err, errlen);
+    }
+    if (revents & (POLLIN | POLLHUP | POLLERR)) {
+        for (;;) {
+            buf_reserve(&l->in, 16384);
+            size_t room = l->in.cap - l->in.len;
+            ssize_t n = recv(l->fd, l->in.b + l->in.len, room, 0);
+            if (n > 0) {
+                l->in.len += (size_t)n;
+                if ((size_t)n < room)
+                    break; /* drained what the kernel had */
+                continue;
+            }
+            if (n == 0) {
+                snprintf(err, errlen, "dispatchd closed the connection");
+                return false;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                break;
+            snprintf(err, errlen, "recv: %s", strerror(errno));
+            return false;
+        }
+    }
+    if (revents & POLLOUT)
+        return flush_out(l, err, errlen);
+    return true;
+}
+
+ClEnvelope *clink_next(ClinkConn *l, bool *bad, char *err, size_t errlen)
+{
+    *bad = false;
+    if (l->in.len < 4)
+        return NULL;
+    uint32_t be;
+    memcpy(&be, l->in.b, 4);
+    uint32_t n = ntohl(be);
+    if (n == 0 || n > CLINK_MAX_FRAME) {
+        snprintf(err, errlen, "bad frame length %u from dispatchd", n);
+        *bad = true;
+        return NULL;
+    }
+    if (l->in.len < 4 + (size_t)n)
+        return NULL;
+    ClEnvelope *env = careline__v1__envelope__unpack(NULL, n, l->in.b + 4);
+    buf_consume(&l->in, 4 + (size_t)n);
+    if (!env) {
+        snprintf(err, errlen, "dispatchd sent a frame that is not an Envelope");
+        *bad = true;
+    }
+    return env;
+}
+
+bool clink_send(ClinkConn *l, const ClEnvelope *env)
+{
+    if (!clink_established(l) || l->out.len > CLINK_MAX_QUEUED)
+        return false;
+    size_t n = careline__v1__envelope__get_packed_size(env);
+    buf_reserve(&l->out, n + 4);
+    uint32_t be = htonl((uint32_t)n);
+    memcpy(l->out.b + l->out.len, &be, 4);
+    careline__v1__envelope__pack(env, l->out.b + l->out.len + 4);
+    l->out.len += n + 4;
+    /* a failure here is kept for the next clink_io, so the poll loop handles every failure
+     * of the link in one place */
+    if (!flush_out(l, l->broken, sizeof(l->broken)) && !l->broken[0])
+        snprintf(l->broken, sizeof(l->broken), "send failed");
+    return true;
+}
