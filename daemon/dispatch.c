@@ -124,9 +124,12 @@ typedef struct Sub {
     int attempt;                    /* this offer's number: 1 + the stations offered before */
     int64_t excluded[MAX_EXCLUDED]; /* stations that already had this request */
     int nexcluded;
-    int prior_reason; /* why the last station did not take it */
-    char hash[65];    /* content hash (hex) for the idempotency check */
-    bool solo;        /* its batch failed: retried alone */
+    int prior_reason;       /* why the last station did not take it */
+    char hash[65];          /* content hash (hex) for the idempotency check */
+    char resident_name[64]; /* for the station's screen (masked before it leaves) */
+    char address[256];
+    int64_t expires_ms; /* the offer's accept-by time */
+    bool solo;          /* its batch failed: retried alone */
     /* outcome */
     int state, reason;
     int64_t station_id;
@@ -281,6 +284,42 @@ static void station_name_of(Dispatch *d, int64_t id, char *out, size_t n)
     snprintf(out, n, "%s", st ? st->name : "");
 }
 
+/* The job is committed: its station's console gets it now, from the wake-up itself. */
+static void offer_out(const Sub *s)
+{
+    Dispatch *d = s->d;
+    char day[11], masked[LOG_MASK_BUF];
+    cal_format(s->day, day);
+    const DirSnap *snap = dir_snap(d->dir);
+    const Village *v = snap ? dir_village(snap, s->village) : NULL;
+    Careline__V1__JobOffer o = CARELINE__V1__JOB_OFFER__INIT;
+    o.job_id = s->job_id;
+    o.request_id = s->request_id;
+    o.state = S(JOB_STATE__OFFERED);
+    o.attempt = (uint32_t)s->attempt;
+    o.kind = (Careline__V1__ServiceKind)s->kind;
+    o.meal_slot = (Careline__V1__MealSlot)s->slot;
+    o.service_date = day;
+    o.care_subtype = (Careline__V1__CareSubtype)s->subtype;
+    o.resident_name_masked = (char *)log_mask_name(s->resident_name, masked);
+    o.address = (char *)s->address;
+    o.village_name = v ? v->name : (char *)"";
+    o.lat = s->lat;
+    o.lon = s->lon;
+    Careline__V1__PriorityFlag flags[3];
+    for (int f = 1; f <= 3; f++)
+        if (s->prio & (1u << f))
+            flags[o.n_priority++] = (Careline__V1__PriorityFlag)f;
+    o.priority = flags;
+    o.note = (char *)s->note;
+    o.window_start_ms = s->ws_ms;
+    o.window_end_ms = s->we_ms;
+    o.offer_expires_at_ms = s->expires_ms;
+    o.travel_minutes = (uint32_t)(s->minutes + 0.5);
+    o.resident_phone = (char *)"";
+    station_offer(d->srv->station, s->station_id, &o);
+}
+
 static void finish_failed(Sub *s, const char *err)
 {
     /* the request stays 'received' in PostgreSQL; the sweep will finish it */
@@ -310,7 +349,7 @@ static void finish_row(Sub *s, PGresult *res, int row, int o)
         s->duplicate = true;
     } else if (s->state == S(REQUEST_STATE__QUEUED)) {
         fault(s, "after_finish");
-        station_wake(s->d->srv->station, s->station_id);
+        offer_out(s);
         log_debug("request %lld queued at station %lld (job %lld, %.1f min)",
                   (long long)s->request_id, (long long)s->station_id, (long long)s->job_id,
                   s->minutes);
@@ -387,8 +426,7 @@ static json_t *finish_json(const Sub *s)
     json_object_set_new(o, "travel", queued ? json_integer((int)(s->minutes + 0.5)) : json_null());
     json_object_set_new(o, "ws", json_integer(s->ws_ms));
     json_object_set_new(o, "we", json_integer(s->we_ms));
-    json_object_set_new(o, "expires",
-                        json_integer(util_wall_ms() + s->d->srv->cfg.offer_timeout_s * 1000LL));
+    json_object_set_new(o, "expires", json_integer(s->expires_ms));
     json_object_set_new(o, "actor", json_string(s->c ? "gateway" : "daemon"));
     return o;
 }
@@ -493,6 +531,7 @@ static void sub_finish(Sub *s)
         sub_free(s);
         return;
     }
+    s->expires_ms = util_wall_ms() + d->srv->cfg.offer_timeout_s * 1000LL;
     if (s->was_waitlisted && s->state == S(REQUEST_STATE__WAITLISTED)) {
         sub_free(s); /* still no room: nothing new to record */
         return;
@@ -808,6 +847,8 @@ static void begin_row(Sub *s, PGresult *res, int row, int o)
     s->minutes = (double)col_ll(res, row, o + 11);
     s->ws_ms = col_ll(res, row, o + 12);
     s->we_ms = col_ll(res, row, o + 13);
+    snprintf(s->resident_name, sizeof(s->resident_name), "%s", PQgetvalue(res, row, o + 15));
+    snprintf(s->address, sizeof(s->address), "%s", PQgetvalue(res, row, o + 16));
     s->reason = PQgetisnull(res, row, o + 14)
                     ? 0
                     : dispatch_enum_from_db(&careline__v1__reason_code__descriptor,
@@ -1283,7 +1324,8 @@ static void handle_cancel(Conn *c, Envelope *env)
     "coalesce(r.care_subtype, ''), array_to_string(r.priority, ','), x.village_code, x.lat, "      \
     "x.lon, r.state, r.idempotency_key, (cardinality(r.priority) = 0)::text, "                     \
     "r.created_at::text, r.attempts, coalesce(r.reason_code, ''), (SELECT "                        \
-    "coalesce(string_agg(j.station_id::text, ','), '') FROM jobs j WHERE j.request_id = r.id) "
+    "coalesce(string_agg(j.station_id::text, ','), '') FROM jobs j WHERE j.request_id = r.id), "   \
+    "r.note, x.name, x.address "
 static const char sweep_sql[] =
     "SELECT q.*, nextval('jobs_id_seq') FROM ("
     " (SELECT " SWEEP_COLS "FROM requests r JOIN residents x ON x.id = r.resident_id"
@@ -1327,7 +1369,10 @@ static void sub_from_row(Sub *s, PGresult *res, int i)
         if (*ex == ',')
             ex++;
     }
-    s->job_id = strtoll(PQgetvalue(res, i, 16), NULL, 10);
+    snprintf(s->note, sizeof(s->note), "%s", PQgetvalue(res, i, 16));
+    snprintf(s->resident_name, sizeof(s->resident_name), "%s", PQgetvalue(res, i, 17));
+    snprintf(s->address, sizeof(s->address), "%s", PQgetvalue(res, i, 18));
+    s->job_id = strtoll(PQgetvalue(res, i, 19), NULL, 10);
     s->state = S(REQUEST_STATE__RECEIVED);
 }
 

@@ -93,6 +93,15 @@ static Seen *seen_find(StSession *ss, int64_t job)
     return NULL;
 }
 
+static void seen_add(StSession *ss, int64_t job, int state)
+{
+    if (ss->nseen == ss->capseen) {
+        ss->capseen = ss->capseen ? 2 * ss->capseen : 16;
+        ss->seen = xrealloc(ss->seen, ss->capseen * sizeof(Seen));
+    }
+    ss->seen[ss->nseen++] = (Seen){job, state};
+}
+
 static bool job_final(int state)
 {
     return state != S(JOB_STATE__OFFERED) && state != S(JOB_STATE__JOB_ACCEPTED) &&
@@ -194,11 +203,7 @@ static void refresh_done(PGresult *res, const char *err, void *arg)
         } else if (s) {
             s->state = state;
         } else {
-            if (ss->nseen == ss->capseen) {
-                ss->capseen = ss->capseen ? 2 * ss->capseen : 16;
-                ss->seen = xrealloc(ss->seen, ss->capseen * sizeof(Seen));
-            }
-            ss->seen[ss->nseen++] = (Seen){job, state};
+            seen_add(ss, job, state);
         }
     }
     if (ss->again) {
@@ -245,9 +250,45 @@ static void refresh_station(Stations *st, int64_t station_id)
             session_refresh(st, ss);
 }
 
+static void publish_done(redisReply *r, const char *err, void *arg);
+
+/* Pushes a new job to this daemon's consoles of the station that have not shown it yet. */
+static void deliver_offer(Stations *st, int64_t station_id, const Careline__V1__JobOffer *o)
+{
+    Envelope env = CARELINE__V1__ENVELOPE__INIT;
+    env.body_case = CARELINE__V1__ENVELOPE__BODY_JOB_OFFER;
+    env.job_offer = (Careline__V1__JobOffer *)o;
+    for (StSession *ss = st->bucket[bucket_of(station_id)]; ss; ss = ss->next) {
+        if (ss->station_id != station_id || ss->closed || !conn_alive(ss->c) ||
+            seen_find(ss, o->job_id))
+            continue;
+        conn_send(ss->c, &env);
+        seen_add(ss, o->job_id, o->state);
+    }
+}
+
+void station_offer(Stations *st, int64_t station_id, const Careline__V1__JobOffer *o)
+{
+    if (!st || st->stopped)
+        return;
+    deliver_offer(st, station_id, o); /* consoles on this daemon: at once */
+    /* the others: "STATION_ID <packed JobOffer>" on the wake channel */
+    size_t n = careline__v1__job_offer__get_packed_size(o);
+    char *msg = xmalloc(n + 24);
+    int h = snprintf(msg, 24, "%lld ", (long long)station_id);
+    careline__v1__job_offer__pack(o, (uint8_t *)msg + h);
+    const char *argv[] = {"PUBLISH", st->channel, msg};
+    size_t lens[] = {7, strlen(st->channel), (size_t)h + n};
+    if (!rds_command(st->srv->rds, publish_done, NULL, 3, argv, lens))
+        log_debug("offer for station %lld not published (Redis unavailable); the periodic "
+                  "re-read will deliver it",
+                  (long long)station_id);
+    free(msg);
+}
+
 static void wake_cb(const char *channel, const char *msg, size_t len, void *arg)
 {
-    (void)channel, (void)len;
+    (void)channel;
     Stations *st = arg;
     if (!msg) { /* (re)subscribed: anything may have been missed */
         for (size_t b = 0; b < BUCKETS; b++)
@@ -255,7 +296,22 @@ static void wake_cb(const char *channel, const char *msg, size_t len, void *arg)
                 session_refresh(st, ss);
         return;
     }
-    refresh_station(st, strtoll(msg, NULL, 10));
+    const char *sp = memchr(msg, ' ', len);
+    int64_t station_id = strtoll(msg, NULL, 10);
+    if (!sp) { /* a plain wake-up: something changed, re-read */
+        refresh_station(st, station_id);
+        return;
+    }
+    Careline__V1__JobOffer *o = careline__v1__job_offer__unpack(NULL, len - (size_t)(sp + 1 - msg),
+                                                                (const uint8_t *)sp + 1);
+    if (!o) {
+        log_warn("malformed offer on %s; re-reading station %lld", st->channel,
+                 (long long)station_id);
+        refresh_station(st, station_id);
+        return;
+    }
+    deliver_offer(st, station_id, o);
+    careline__v1__job_offer__free_unpacked(o, NULL);
 }
 
 static void publish_done(redisReply *r, const char *err, void *arg)

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "careline.pb-c.h"
 struct Server;
 typedef struct Stations Stations;
 
@@ -22,6 +23,11 @@ Stations *station_new(struct Server *s);
 /* From now on callbacks only clean up (before the backends are freed). */
 void station_stop(Stations *st);
 void station_free(Stations *st);
+
+/* A job was just committed at station_id: every console of that station, on whichever
+ * daemon, gets it pushed at once from the wake-up message itself (no database read).
+ * offer is borrowed. */
+void station_offer(Stations *st, int64_t station_id, const Careline__V1__JobOffer *offer);
 
 /* Tells every daemon that station_id's jobs changed (PUBLISH); fire and forget. */
 void station_wake(Stations *st, int64_t station_id);

@@ -44,7 +44,8 @@ CREATE TYPE careline_begin_result AS (
     window_start_ms bigint,
     window_end_ms   bigint,
     reason_code     text,
-    resident_name   text
+    resident_name   text,
+    address         text       -- the resident's address line (for the station's screen)
 );
 
 -- Records a submitted request. p_phone is the normalised caller number (digits) or NULL
@@ -75,7 +76,7 @@ BEGIN
                     r.attempts, r.travel_minutes,
                     (extract(epoch FROM r.window_start) * 1000)::bigint,
                     (extract(epoch FROM r.window_end) * 1000)::bigint, r.reason_code,
-                    res.name);
+                    res.name, res.address);
             RETURN out;
         END IF;
 
@@ -110,7 +111,7 @@ BEGIN
             out := ('new', r.id, r.state, res.id, res.village_code, res.lat, res.lon,
                     array_to_string(r.priority, ','), NULL,
                     CASE WHEN r.state = 'received' THEN nextval('jobs_id_seq') END,
-                    0, NULL, NULL, NULL, NULL, res.name);
+                    0, NULL, NULL, NULL, NULL, res.name, res.address);
             RETURN out;
         END IF;
         -- a concurrent submit with the same key won the insert: read its row
@@ -227,7 +228,8 @@ CREATE FUNCTION careline_submit_begin_many(p jsonb)
                    resident_id bigint, village_code text, lat double precision,
                    lon double precision, priority text, station_id bigint, job_id bigint,
                    attempts integer, travel_minutes integer, window_start_ms bigint,
-                   window_end_ms bigint, reason_code text, resident_name text)
+                   window_end_ms bigint, reason_code text, resident_name text,
+                   address text)
     LANGUAGE plpgsql AS $$
 DECLARE
     e jsonb;
@@ -275,7 +277,8 @@ CREATE FUNCTION careline_submit_begin_set(p jsonb)
                    resident_id bigint, village_code text, lat double precision,
                    lon double precision, priority text, station_id bigint, job_id bigint,
                    attempts integer, travel_minutes integer, window_start_ms bigint,
-                   window_end_ms bigint, reason_code text, resident_name text)
+                   window_end_ms bigint, reason_code text, resident_name text,
+                   address text)
     LANGUAGE plpgsql AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM jsonb_array_elements(p) e
@@ -298,6 +301,7 @@ BEGIN
           FROM jsonb_array_elements(p) WITH ORDINALITY AS t(v, ord)),
     matched AS (
         SELECT i.*, x.id AS rid, x.village_code AS vc, x.lat AS la, x.lon AS lo, x.name AS nm,
+               x.address AS ad,
                CASE WHEN x.id IS NULL THEN '{}'::text[] ELSE careline_priority(x) END AS pr
           FROM input i
           LEFT JOIN residents x
@@ -324,7 +328,7 @@ BEGIN
     SELECT m.i, 'new'::text, ins.id, ins.s, m.rid, m.vc::text, m.la, m.lo,
            array_to_string(m.pr, ','), NULL::bigint,
            CASE WHEN ins.s = 'received' THEN nextval('jobs_id_seq') END, 0, NULL::integer,
-           NULL::bigint, NULL::bigint, NULL::text, m.nm
+           NULL::bigint, NULL::bigint, NULL::text, m.nm, m.ad
       FROM ins JOIN matched m ON m.k = ins.idempotency_key
      ORDER BY m.i;
 END $$;
