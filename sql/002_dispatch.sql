@@ -59,7 +59,10 @@ CREATE TABLE requests (
 );
 CREATE INDEX requests_created_idx ON requests (created_at);
 CREATE INDEX requests_resident_idx ON requests (resident_id, created_at DESC);
-CREATE INDEX requests_caller_hash_idx ON requests (caller_phone_hash, created_at DESC);
+-- callers who are not registered residents, found by their number's hash (registered ones
+-- are found by resident_id; a hash index over everyone would be a random insert each time)
+CREATE INDEX requests_caller_hash_idx ON requests (caller_phone_hash, created_at DESC)
+    WHERE resident_id IS NULL;
 CREATE INDEX requests_station_date_idx ON requests (station_id, service_date);
 CREATE INDEX requests_village_date_idx ON requests (village_code, service_date);
 

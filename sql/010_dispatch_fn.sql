@@ -186,9 +186,9 @@ BEGIN
     ELSIF p_key IS NOT NULL THEN
         SELECT q.id INTO v_id FROM requests q WHERE q.idempotency_key = p_key;
     ELSE
-        SELECT q.id INTO v_id FROM requests q
-         WHERE (q.caller_phone_hash = sha256(convert_to(p_phone, 'UTF8'))
-                OR q.resident_id = (SELECT x.id FROM residents x WHERE x.phone = p_phone))
+        SELECT q.id INTO v_id FROM requests q         WHERE (q.resident_id = (SELECT x.id FROM residents x WHERE x.phone = p_phone)
+                OR (q.resident_id IS NULL
+                    AND q.caller_phone_hash = sha256(convert_to(p_phone, 'UTF8'))))
            AND q.state IN ('received', 'waitlisted', 'queued', 'accepted', 'en_route')
          ORDER BY q.created_at DESC LIMIT 1;
     END IF;
