@@ -302,10 +302,12 @@ BEGIN
     matched AS (
         SELECT i.*, x.id AS rid, x.village_code AS vc, x.lat AS la, x.lon AS lo, x.name AS nm,
                x.address AS ad,
-               CASE WHEN x.id IS NULL THEN '{}'::text[] ELSE careline_priority(x) END AS pr
-          FROM input i
-          LEFT JOIN residents x
-            ON x.id = coalesce(i.res, (SELECT y.id FROM residents y WHERE y.phone = i.ph))),
+               CASE WHEN x.id IS NULL THEN '{}'::text[] ELSE careline_priority(x) END AS pr          FROM input i
+          -- LATERAL: one index probe per element (a join would hash all residents per batch)
+          LEFT JOIN LATERAL (
+              SELECT * FROM residents y               WHERE y.id = coalesce(i.res, (SELECT z.id FROM residents z WHERE z.phone = i.ph))
+               LIMIT 1 -- keeps the planner from flattening it back into a hash join
+          ) x ON true),
     ins AS (
         INSERT INTO requests (idempotency_key, content_hash, resident_id, village_code,
                               caller_phone_masked, caller_phone_hash, kind, meal_slot,
@@ -395,3 +397,11 @@ END $$;
 
 GRANT EXECUTE ON FUNCTION careline_submit_begin_set(jsonb), careline_submit_finish_set(jsonb)
     TO careline_app;
+
+-- PL/pgSQL caches plans per connection; a generic plan made while `requests` was small
+-- (hash join + sequential scan) would be kept as the table grows. Plan these batch
+-- statements afresh each call, with the table as it is now.
+ALTER FUNCTION careline_submit_begin_set(jsonb) SET plan_cache_mode = force_custom_plan;
+ALTER FUNCTION careline_submit_finish_set(jsonb) SET plan_cache_mode = force_custom_plan;
+ALTER FUNCTION careline_submit_begin_many(jsonb) SET plan_cache_mode = force_custom_plan;
+ALTER FUNCTION careline_submit_finish_many(jsonb) SET plan_cache_mode = force_custom_plan;
