@@ -26,8 +26,8 @@ void auth_token_hash_hex(const char *token, char out[2 * AUTH_HASH_LEN + 1]);
 bool auth_token_well_formed(const char *token);
 
 /* The one query that maps a token's hash (hex, $1) to (role, station id, name). */
-#define AUTH_LOOKUP_SQL                                                                        \
-    "SELECT role, coalesce(station_id, 0), name FROM principals "                              \
+#define AUTH_LOOKUP_SQL                                                                            \
+    "SELECT role, coalesce(station_id, 0), name FROM principals "                                  \
     "WHERE token_hash = decode($1, 'hex') AND revoked_at IS NULL"
 
 /* Maps the principals.role column ("gateway", ...) to a Role; ROLE_UNSPECIFIED if unknown. */

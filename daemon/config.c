@@ -329,8 +329,7 @@ void config_print(const Config *c, FILE *out, bool with_help)
             double dv;
             memcpy(&dv, field, sizeof(dv));
             fprintf(out, "%s = %g\n", k->name, dv);
-        }
-        else
+        } else
             fprintf(out, "%s = %d\n", k->name, *(const int *)field);
         if (with_help)
             fputc('\n', out);

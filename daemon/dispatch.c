@@ -1067,7 +1067,8 @@ static void ask_free(Ask *a)
 static const char status_sql[] =
     "WITH target AS (SELECT q.id FROM requests q WHERE "
     "  ($1::bigint IS NOT NULL AND q.id = $1) "
-    "  OR ($2::text IS NOT NULL AND q.idempotency_key = $2) "    "  OR ($3::text IS NOT NULL AND (q.resident_id = (SELECT x.id FROM residents x "
+    "  OR ($2::text IS NOT NULL AND q.idempotency_key = $2) "
+    "  OR ($3::text IS NOT NULL AND (q.resident_id = (SELECT x.id FROM residents x "
     "      WHERE x.phone = $3) OR (q.resident_id IS NULL "
     "      AND q.caller_phone_hash = sha256(convert_to($3, 'UTF8'))))) "
     "  ORDER BY q.created_at DESC LIMIT 1) "
