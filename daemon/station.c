@@ -742,6 +742,8 @@ done:
 
 /* ---- the tick: expired offers, heartbeats, periodic re-reads ------------------------------ */
 
+static void expire_start(Stations *st);
+
 static void expire_done(PGresult *res, const char *err, void *arg)
 {
     Stations *st = arg;
@@ -760,6 +762,19 @@ static void expire_done(PGresult *res, const char *err, void *arg)
         dispatch_redispatch(srv->dispatch, req);
         station_wake(st, station); /* its console drops the offer */
     }
+    /* a full batch means more are overdue (say, after an outage): drain now, not at 200/s */
+    if (PQntuples(res) == EXPIRE_BATCH && !st->stopped)
+        expire_start(st);
+}
+
+static void expire_start(Stations *st)
+{
+    char n[16];
+    snprintf(n, sizeof(n), "%d", EXPIRE_BATCH);
+    const char *p[] = {n};
+    st->expiring = true;
+    if (!pg_query(st->srv->pg, "SELECT * FROM careline_expire_offers($1)", 1, p, expire_done, st))
+        st->expiring = false;
 }
 
 static void ping_console(StSession *ss)
@@ -779,14 +794,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     Server *srv = st->srv;
     if (st->stopped || srv->shutting_down)
         return;
-    if (!st->expiring && pg_pool_ready(srv->pg) && dispatch_ready(srv->dispatch)) {
-        char n[16];
-        snprintf(n, sizeof(n), "%d", EXPIRE_BATCH);
-        const char *p[] = {n};
-        st->expiring = true;
-        if (!pg_query(srv->pg, "SELECT * FROM careline_expire_offers($1)", 1, p, expire_done, st))
-            st->expiring = false;
-    }
+    if (!st->expiring && pg_pool_ready(srv->pg) && dispatch_ready(srv->dispatch))
+        expire_start(st);
     int64_t now = util_now_ms();
     const Config *cfg = &srv->cfg;
     for (size_t b = 0; b < BUCKETS; b++) {
@@ -806,10 +815,28 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- set-up -------------------------------------------------------------------------------- */
 
+/* A daemon with a configured server_id that restarts after a crash closes the terminal
+ * sessions its previous run left open (they would count as connected forever). Only rows
+ * from before this start: this run's own sessions are not touched. */
+static void close_stale_sessions(Server *srv)
+{
+    if (!srv->cfg.server_id[0])
+        return; /* host-pid ids never repeat: nothing of ours can be left over */
+    char since[32];
+    snprintf(since, sizeof(since), "%.3f", (double)util_wall_ms() / 1000.0);
+    const char *p[] = {srv->cfg.server_id, since};
+    if (!pg_query(srv->pg,
+                  "UPDATE terminal_sessions SET disconnected_at = now() WHERE daemon_id = $1 "
+                  "AND disconnected_at IS NULL AND connected_at < to_timestamp($2::float8)",
+                  2, p, NULL, NULL))
+        log_warn("could not close the terminal sessions of this daemon's previous run");
+}
+
 Stations *station_new(Server *srv)
 {
     Stations *st = xcalloc(1, sizeof(*st));
     st->srv = srv;
+    close_stale_sessions(srv);
     snprintf(st->channel, sizeof(st->channel), "{c%s}:wake", srv->cfg.county_code);
     caplim_script = rds_script_new(srv->rds, caplim_lua);
     if (!rds_subscribe(srv->rds, st->channel, wake_cb, st))

@@ -6,6 +6,7 @@
  * the last attempt dead-letters it; backlog on reconnect; closing re-dispatches; capacity
  * left; welfare alerts; heartbeats; a console that stops reading is cut off, jobs kept.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -669,6 +670,63 @@ static void non_reading_console(void)
     PQfinish(pg);
 }
 
+/* A daemon restarted with the same server_id after kill -9 closes the terminal sessions its
+ * previous run left open, so the terminal indicator does not count them forever. */
+static void stale_sessions_closed(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 40, &f);
+    int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10});
+    char sid[64], opt[96];
+    snprintf(sid, sizeof(sid), "%s", fix_key("lease"));
+    snprintf(opt, sizeof(opt), "--server_id=%s", sid);
+    Daemon d;
+    start(&d, (const char *const[]){opt, NULL});
+    Console *k = console_open(&d, pg, st);
+    const char *p[] = {sid};
+    PGresult *r = NULL;
+    for (int i = 0; i < 100; i++) { /* the session row is written asynchronously */
+        r = itest_sql(pg,
+                      "SELECT count(*) FROM terminal_sessions WHERE daemon_id = $1 AND "
+                      "disconnected_at IS NULL",
+                      1, p);
+        bool open = atoi(PQgetvalue(r, 0, 0)) == 1;
+        PQclear(r);
+        if (open)
+            break;
+        usleep(20000);
+    }
+    kill(d.pid, SIGKILL);
+    itest_daemon_stop(&d, 5000);
+    console_close(k);
+    r = itest_sql(pg,
+                  "SELECT count(*) FROM terminal_sessions WHERE daemon_id = $1 AND "
+                  "disconnected_at IS NULL",
+                  1, p);
+    T_EQ_INT(atoi(PQgetvalue(r, 0, 0)), 1); /* the crash left it open */
+    PQclear(r);
+    start(&d, (const char *const[]){opt, NULL});
+    Console *k2 = console_open(&d, pg, st); /* this run's own session stays open */
+    long open = -1;
+    for (int i = 0; i < 100 && open != 1; i++) {
+        usleep(20000);
+        r = itest_sql(pg,
+                      "SELECT count(*) FROM terminal_sessions WHERE daemon_id = $1 AND "
+                      "disconnected_at IS NULL",
+                      1, p);
+        open = atol(PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    T_EQ_INT(open, 1);
+    r = itest_sql(pg, "SELECT count(*) FROM terminal_sessions WHERE daemon_id = $1", 1, p);
+    T_EQ_INT(atoi(PQgetvalue(r, 0, 0)), 2);
+    PQclear(r);
+    console_close(k2);
+    stop(&d);
+    PQfinish(pg);
+}
+
 int main(int argc, char **argv)
 {
     static const TCase cases[] = {
@@ -681,6 +739,7 @@ int main(int argc, char **argv)
         {"station_welfare_alert", welfare_alert, 60},
         {"station_heartbeats", heartbeats, 60},
         {"station_non_reading_console", non_reading_console, 120},
+        {"station_stale_sessions_closed", stale_sessions_closed, 60},
         {NULL, NULL, 0},
     };
     return t_main(argc, argv, cases);
