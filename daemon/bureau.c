@@ -248,19 +248,8 @@ static void req_fail(Req *r, int code, const char *field, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (r->out == OUT_PROTO) {
-        if (conn_alive(r->c)) {
-            Careline__V1__Error err = CARELINE__V1__ERROR__INIT;
-            err.code = (Careline__V1__ErrorCode)code;
-            err.message = msg;
-            err.field = (char *)(field ? field : "");
-            Envelope env = CARELINE__V1__ENVELOPE__INIT;
-            env.seq = r->seq;
-            env.body_case = CARELINE__V1__ENVELOPE__BODY_ERROR;
-            env.error = &err;
-            if (code >= 0 && code < METRICS_ERROR_CODES)
-                metrics.errors[code]++;
-            conn_send(r->c, &env);
-        }
+        if (conn_alive(r->c))
+            conn_send_field_error(r->c, r->seq, code, field, "%s", msg);
     } else if (r->out == OUT_NONE) {
         log_warn("bureau: daily snapshot failed: %s", msg);
     } else {
@@ -1217,8 +1206,7 @@ static void http_entry(Server *s, struct evhttp_request *h)
 
 static void timer_arm(Bureau *b, int64_t delay_ms)
 {
-    struct timeval tv = {(time_t)(delay_ms / 1000), (suseconds_t)((delay_ms % 1000) * 1000)};
-    evtimer_add(b->timer, &tv);
+    util_timer_ms(b->timer, delay_ms);
 }
 
 static int64_t ms_to_next_snapshot(void)

@@ -241,13 +241,13 @@ void conn_send(Conn *c, const Envelope *env)
     check_obuf(c);
 }
 
-void conn_send_error(Conn *c, uint64_t seq, int code, bool fatal, const char *fmt, ...)
+static void send_error(Conn *c, uint64_t seq, int code, bool fatal, const char *field,
+                       const char *fmt, va_list ap) PRINTF_LIKE(6, 0);
+static void send_error(Conn *c, uint64_t seq, int code, bool fatal, const char *field,
+                       const char *fmt, va_list ap)
 {
     char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     if (code >= 0 && code < METRICS_ERROR_CODES)
         metrics.errors[code]++;
     if (!conn_alive(c))
@@ -256,6 +256,7 @@ void conn_send_error(Conn *c, uint64_t seq, int code, bool fatal, const char *fm
     err.code = (Careline__V1__ErrorCode)code;
     err.message = msg;
     err.fatal = fatal;
+    err.field = (char *)(field ? field : "");
     Envelope env = CARELINE__V1__ENVELOPE__INIT;
     env.seq = seq;
     env.body_case = CARELINE__V1__ENVELOPE__BODY_ERROR;
@@ -267,6 +268,22 @@ void conn_send_error(Conn *c, uint64_t seq, int code, bool fatal, const char *fm
     conn_send(c, &env);
     if (fatal && conn_alive(c))
         conn_close_after_flush(c, msg);
+}
+
+void conn_send_error(Conn *c, uint64_t seq, int code, bool fatal, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    send_error(c, seq, code, fatal, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void conn_send_field_error(Conn *c, uint64_t seq, int code, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    send_error(c, seq, code, false, field, fmt, ap);
+    va_end(ap);
 }
 
 void conn_drain(Conn *c)

@@ -56,8 +56,12 @@ Conn *conn_new(struct Server *srv, int fd, const struct sockaddr *sa, int salen)
  * A no-op once the connection is CLOSING or CLOSED. */
 void conn_send(Conn *c, const Envelope *env);
 
-/* Sends Error{code, message}; fatal = close after the frame is flushed. */
+/* Sends Error{code, message}; fatal = close after the frame is flushed. Counted in
+ * /metrics by code whether or not the connection can still take it. */
 void conn_send_error(Conn *c, uint64_t seq, int code, bool fatal, const char *fmt, ...)
+    PRINTF_LIKE(5, 6);
+/* The same, non-fatal, naming the request field that was wrong (INVALID_ARGUMENT, ...). */
+void conn_send_field_error(Conn *c, uint64_t seq, int code, const char *field, const char *fmt, ...)
     PRINTF_LIKE(5, 6);
 
 /* Stops reading; closes after in-flight work finishes and output is flushed. */

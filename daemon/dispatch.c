@@ -208,28 +208,14 @@ static void reply_error(Sub *s, int code, const char *field, const char *fmt, ..
 static void reply_error(Sub *s, int code, const char *field, const char *fmt, ...)
 {
     if (!s->c || !conn_alive(s->c))
-        return;
+        return; /* sweep-driven: nobody to answer */
     char msg[300];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (!field) {
-        conn_send_error(s->c, s->seq, code, false, "%s", msg);
-        return;
-    }
-    /* INVALID_ARGUMENT names the field, so a gateway can say which input was wrong */
-    Careline__V1__Error err = CARELINE__V1__ERROR__INIT;
-    err.code = (Careline__V1__ErrorCode)code;
-    err.message = msg;
-    err.field = (char *)field;
-    Envelope env = CARELINE__V1__ENVELOPE__INIT;
-    env.seq = s->seq;
-    env.body_case = CARELINE__V1__ENVELOPE__BODY_ERROR;
-    env.error = &err;
-    if (code >= 0 && code < METRICS_ERROR_CODES)
-        metrics.errors[code]++;
-    conn_send(s->c, &env);
+    /* the field lets a gateway say which input was wrong */
+    conn_send_field_error(s->c, s->seq, code, field, "%s", msg);
 }
 
 static void reply_result(Sub *s)
@@ -1002,29 +988,7 @@ static void handle_submit(Conn *c, Envelope *env)
     }
     if (!validate(s, env->submit))
         goto done;
-    char hash[65], kb[64], sb[64], cb[64], ub[64], date[11];
-    content_hash(s, hash);
-    char hexhash[70];
-    snprintf(hexhash, sizeof(hexhash), "\\x%s", hash);
-    char resid[24];
-    snprintf(resid, sizeof(resid), "%lld", (long long)s->resident_param);
-    cal_format(s->day, date);
-    bool meal = s->kind == S(SERVICE_KIND__MEAL_DELIVERY);
-    const char *params[] = {
-        s->key,
-        hexhash,
-        s->phone[0] ? s->phone : NULL,
-        s->resident_param ? resid : NULL,
-        db_name(&careline__v1__service_kind__descriptor, s->kind, kb),
-        meal ? db_name(&careline__v1__meal_slot__descriptor, s->slot, sb) : NULL,
-        date,
-        meal ? NULL : db_name(&careline__v1__care_subtype__descriptor, s->subtype, cb),
-        s->note,
-        s->urgency ? "urgent" : "normal",
-        "gateway",
-    };
-    (void)ub, (void)params, (void)hexhash;
-    memcpy(s->hash, hash, sizeof(s->hash));
+    content_hash(s, s->hash);
     if (d->npend[BATCH_BEGIN] >= (size_t)d->srv->cfg.pg_max_queue) {
         reply_error(s, S(ERROR_CODE__OVERLOADED), NULL,
                     "too many requests are waiting for the database; retry shortly");
@@ -1502,9 +1466,7 @@ Dispatch *dispatch_new(Server *srv)
     d->release = rds_script_new(srv->rds, release_lua);
     sweep_cursor_reset(d);
     d->sweep = event_new(srv->base, -1, EV_PERSIST, sweep_cb, d);
-    struct timeval tv = {cfg->reconcile_interval_ms / 1000,
-                         (cfg->reconcile_interval_ms % 1000) * 1000};
-    event_add(d->sweep, &tv);
+    util_timer_ms(d->sweep, cfg->reconcile_interval_ms);
     d->dir = dir_new(srv->pg, directory_changed, d);
     session_route(CARELINE__V1__ENVELOPE__BODY_SUBMIT, handle_submit);
     session_route(CARELINE__V1__ENVELOPE__BODY_STATUS_QUERY, handle_status);

@@ -112,21 +112,6 @@ static void err_copy(char *dst, size_t n, const char *msg)
     dst[len] = '\0';
 }
 
-static uint32_t pool_rand(PgPool *p)
-{
-    uint32_t x = p->rng;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return p->rng = x;
-}
-
-static void timer_arm_ms(struct event *ev, int64_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    event_add(ev, &tv);
-}
-
 static const char *conn_name(const PgConn *c, char buf[16])
 {
     if (c->id < 0)
@@ -229,9 +214,7 @@ static void conn_fail(PgConn *c, const char *what, const char *why)
         log_warn("%s: %s (reconnecting; further failures are counted)", conn_name(c, name), err);
     else
         log_debug("%s: %s (failure %u)", conn_name(c, name), err, p->failures);
-    int delay = c->backoff_ms + (int)(pool_rand(p) % (uint32_t)(c->backoff_ms / 4 + 1));
-    c->backoff_ms = c->backoff_ms * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS : c->backoff_ms * 2;
-    timer_arm_ms(c->timer, delay);
+    util_timer_ms(c->timer, util_backoff_next(&c->backoff_ms, PG_BACKOFF_MAX_MS, &p->rng));
     if (q) {
         if (user)
             p->running--;
@@ -284,7 +267,7 @@ static void conn_connect(PgConn *c)
     c->state = PGC_CONNECTING;
     int limit =
         p->timeout_ms > PG_CONNECT_TIMEOUT_MIN_MS ? p->timeout_ms : PG_CONNECT_TIMEOUT_MIN_MS;
-    timer_arm_ms(c->timer, limit);
+    util_timer_ms(c->timer, limit);
     conn_wait(c, EV_WRITE); /* PQconnectStart behaves as if POLLING_WRITING was returned */
 }
 
@@ -392,7 +375,7 @@ static void conn_start(PgConn *c, PgQuery *q)
         return;
     }
     int64_t left = q->deadline - util_now_ms();
-    timer_arm_ms(c->timer, left > 0 ? left : 0);
+    util_timer_ms(c->timer, left > 0 ? left : 0);
     conn_flush(c);
 }
 
@@ -505,7 +488,7 @@ static void queue_arm(PgPool *p)
 {
     if (p->qhead && !evtimer_pending(p->qtimer, NULL)) {
         int64_t left = p->qhead->deadline - util_now_ms();
-        timer_arm_ms(p->qtimer, left > 0 ? left : 0);
+        util_timer_ms(p->qtimer, left > 0 ? left : 0);
     }
 }
 
@@ -641,9 +624,7 @@ PgPool *pg_pool_new(struct event_base *base, const char *conninfo, int size, int
     p->size = size;
     p->timeout_ms = query_timeout_ms;
     p->max_queue = max_queue;
-    p->rng = (uint32_t)util_now_ms() ^ (uint32_t)(uintptr_t)p ^ 0x9e3779b9u;
-    if (!p->rng)
-        p->rng = 1;
+    p->rng = util_rng_seed(p);
     if (!strstr(conninfo, "options"))
         snprintf(p->options, sizeof(p->options), "-c statement_timeout=%d",
                  query_timeout_ms + 1000);
@@ -686,7 +667,7 @@ bool pg_query(PgPool *p, const char *sql, int nparams, const char *const *params
     p->qlen++;
     if (pool_idle_conn(p)) {
         event_del(p->qtimer);
-        timer_arm_ms(p->qtimer, 0);
+        util_timer_ms(p->qtimer, 0);
     } else {
         queue_arm(p);
     }

@@ -98,21 +98,6 @@ static void link_connect(RdsLink *l);
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
-static uint32_t rds_rand(Rds *r)
-{
-    uint32_t x = r->rng;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return r->rng = x;
-}
-
-static void timer_arm_ms(struct event *ev, int64_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    event_add(ev, &tv);
-}
-
 static void op_unlink(Rds *r, RdsOp *op)
 {
     if (op->prev)
@@ -137,7 +122,7 @@ static void op_append(Rds *r, RdsOp *op)
     r->tail = op;
     r->ninflight++;
     if (!evtimer_pending(r->op_timer, NULL))
-        timer_arm_ms(r->op_timer, r->op_timeout_ms);
+        util_timer_ms(r->op_timer, r->op_timeout_ms);
 }
 
 static void op_free(RdsOp *op)
@@ -168,9 +153,7 @@ static void link_down(RdsLink *l, const char *why)
                  r->port, why);
     else
         log_debug("%s %s:%d: %s (failure %u)", l->name, r->host, r->port, why, l->failures);
-    int delay = l->backoff_ms + (int)(rds_rand(r) % (uint32_t)(l->backoff_ms / 4 + 1));
-    l->backoff_ms = l->backoff_ms * 2 > RDS_BACKOFF_MAX_MS ? RDS_BACKOFF_MAX_MS : l->backoff_ms * 2;
-    timer_arm_ms(l->timer, delay);
+    util_timer_ms(l->timer, util_backoff_next(&l->backoff_ms, RDS_BACKOFF_MAX_MS, &r->rng));
 }
 
 /*
@@ -287,7 +270,7 @@ static void link_connect(RdsLink *l)
     l->state = RDS_CONNECTING;
     int limit = r->op_timeout_ms > RDS_CONNECT_TIMEOUT_MIN_MS ? r->op_timeout_ms
                                                               : RDS_CONNECT_TIMEOUT_MIN_MS;
-    timer_arm_ms(l->timer, limit);
+    util_timer_ms(l->timer, limit);
 }
 
 static void link_init(Rds *r, RdsLink *l, const char *name, bool is_sub)
@@ -351,7 +334,7 @@ static void op_timer_cb(evutil_socket_t fd, short what, void *arg)
         link_drop(&r->cmd, "operation timed out (link reset)");
     }
     if (r->head)
-        timer_arm_ms(r->op_timer, r->head->deadline > now ? r->head->deadline - now : 0);
+        util_timer_ms(r->op_timer, r->head->deadline > now ? r->head->deadline - now : 0);
 }
 
 static bool rds_can_send(const Rds *r)
@@ -385,9 +368,7 @@ Rds *rds_new(struct event_base *base, const char *host, int port, int op_timeout
     r->port = port;
     r->op_timeout_ms = op_timeout_ms;
     r->max_inflight = max_inflight;
-    r->rng = (uint32_t)util_now_ms() ^ (uint32_t)(uintptr_t)r ^ 0x85ebca6bu;
-    if (!r->rng)
-        r->rng = 1;
+    r->rng = util_rng_seed(r);
     r->op_timer = evtimer_new(base, op_timer_cb, r);
     ASSERT(r->op_timer);
     link_init(r, &r->cmd, "redis", false);

@@ -843,8 +843,7 @@ Stations *station_new(Server *srv)
         log_warn("cannot subscribe to %s; consoles rely on the periodic re-read", st->channel);
     st->wake_ev = event_new(srv->base, -1, 0, wake_flush, st);
     st->tick = event_new(srv->base, -1, EV_PERSIST, tick_cb, st);
-    struct timeval tv = {TICK_MS / 1000, (TICK_MS % 1000) * 1000};
-    event_add(st->tick, &tv);
+    util_timer_ms(st->tick, TICK_MS);
     session_on_auth(on_auth);
     session_on_close(on_close);
     session_route(CARELINE__V1__ENVELOPE__BODY_JOB_UPDATE, handle_job_update);

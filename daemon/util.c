@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <event2/event.h>
 #include <time.h>
 
 void util_assert_fail(const char *expr, const char *file, int line)
@@ -70,6 +71,35 @@ int64_t util_wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void util_timer_ms(struct event *ev, int64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    event_add(ev, &tv);
+}
+
+static uint32_t xorshift32(uint32_t *state)
+{
+    uint32_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return *state = x;
+}
+
+int util_backoff_next(int *step_ms, int max_ms, uint32_t *rng)
+{
+    int delay = *step_ms + (int)(xorshift32(rng) % (uint32_t)(*step_ms / 4 + 1));
+    *step_ms = *step_ms * 2 > max_ms ? max_ms : *step_ms * 2;
+    return delay;
+}
+
+uint32_t util_rng_seed(const void *salt)
+{
+    /* different per process and per object, so reconnecting clients do not move in step */
+    uint32_t s = (uint32_t)util_now_ms() ^ (uint32_t)(uintptr_t)salt ^ 0x9e3779b9u;
+    return s ? s : 1;
 }
 
 bool util_utf8_valid(const char *str, size_t n)

@@ -29,6 +29,16 @@ int64_t util_now_ms(void);
 /* Wall-clock milliseconds since the Unix epoch, for timestamps shown to people. */
 int64_t util_wall_ms(void);
 
+struct event;
+/* Arms a libevent timer to fire in ms milliseconds (event_add with a relative timeout). */
+void util_timer_ms(struct event *ev, int64_t ms);
+
+/* Reconnect backoff with jitter: returns the delay to wait now (the current step plus up to a
+ * quarter of it at random) and doubles *step_ms, capped at max_ms. *rng is xorshift32 state,
+ * seeded by util_rng_seed (never 0). */
+int util_backoff_next(int *step_ms, int max_ms, uint32_t *rng);
+uint32_t util_rng_seed(const void *salt);
+
 /* true when s[0..n) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 bool util_utf8_valid(const char *s, size_t n);
 
