@@ -254,21 +254,6 @@ static void con_stop(Con *k)
 
 /* ---- the daemon side -------------------------------------------------------------------- */
 
-static void start(const char *const *extra)
-{
-    itest_daemon_start(&d, extra);
-    itest_daemon_wait_ready(&d);
-}
-
-static void stop(void)
-{
-    int rc = itest_daemon_stop(&d, 15000);
-    if (rc != 0) {
-        itest_daemon_dump_log(&d);
-        t_fail(__FILE__, __LINE__, "dispatchd exited with %d", rc);
-    }
-}
-
 static ClConn *gateway(PGconn *pg)
 {
     char tok[64];
@@ -338,7 +323,7 @@ static void auto_accept_delivers(void)
     char phones[3][16];
     for (int i = 0; i < 3; i++)
         fix_resident(pg, &f, i + 1, i == 0, phones[i]);
-    start(NULL);
+    itest_daemon_up(&d, NULL);
     char tok[64], port[16];
     itest_make_token(pg, "station", st, tok);
     Con k;
@@ -406,7 +391,7 @@ static void auto_accept_delivers(void)
     }
     cl_close(gw);
     con_stop(&k);
-    stop();
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 
@@ -420,7 +405,7 @@ static void reconnect_backlog(void)
     int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10});
     char phone[16];
     fix_resident(pg, &f, 1, false, phone);
-    start(NULL);
+    itest_daemon_up(&d, NULL);
     char tok[64], port[16];
     itest_make_token(pg, "station", st, tok);
     Con k;
@@ -435,14 +420,14 @@ static void reconnect_backlog(void)
     T_ASSERT(json_is_true(json_object_get(first, "first")));
 
     int old_port = d.proto_port;
-    stop();
+    itest_daemon_down(&d);
     json_t *gone = con_wait(&k, 10000, "disconnected", 0, NULL);
     T_ASSERT(jstr(gone, "reason")[0]);
     T_ASSERT(jint(gone, "retry_in_ms") >= 100 && jint(gone, "retry_in_ms") <= 5000);
     usleep(1500 * 1000); /* a few failed attempts while it is down */
     char lp[48];
     snprintf(lp, sizeof(lp), "--listen_port=%d", old_port);
-    start((const char *const[]){lp, "--http_port=0", NULL});
+    itest_daemon_up(&d, (const char *const[]){lp, "--http_port=0", NULL});
     T_EQ_INT(d.proto_port, old_port);
     con_wait(&k, 15000, "connected", 0, NULL);
     json_t *again = con_wait(&k, 15000, "job", job, "offered");
@@ -464,7 +449,7 @@ static void reconnect_backlog(void)
     json_t *u = con_wait(&k, 10000, "update", job, NULL);
     T_EQ_STR(jstr(u, "state"), "accepted");
     con_stop(&k);
-    stop();
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 
@@ -479,7 +464,8 @@ static void commands_and_errors(void)
     char phones[2][16];
     fix_resident(pg, &f, 1, false, phones[0]);
     fix_resident(pg, &f, 2, false, phones[1]);
-    start((const char *const[]){"--heartbeat_interval_ms=200", "--idle_timeout_ms=1000", NULL});
+    itest_daemon_up(
+        &d, (const char *const[]){"--heartbeat_interval_ms=200", "--idle_timeout_ms=1000", NULL});
     char tok[64], port[16];
     itest_make_token(pg, "station", st, tok);
     Con k;
@@ -571,13 +557,13 @@ static void commands_and_errors(void)
     if (con_count(&k, "disconnected", 0, NULL) != 0)
         CON_FAIL(&k, "the session dropped although the console pings and answers pings");
     con_stop(&k);
-    stop();
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 
 static void wrong_token(void)
 {
-    start(NULL);
+    itest_daemon_up(&d, NULL);
     char port[16];
     Con k;
     con_start(&k, false,
@@ -609,7 +595,7 @@ static void wrong_token(void)
     k.pid = k2.pid = 0;
     con_stop(&k);
     con_stop(&k2);
-    stop();
+    itest_daemon_down(&d);
 }
 
 /* Nothing listens yet: the console retries with a growing backoff, then connects once the
@@ -642,11 +628,11 @@ static void waits_for_daemon(void)
     T_ASSERT(strstr(jstr(e1, "reason"), "refused"));
     char lp[48];
     snprintf(lp, sizeof(lp), "--listen_port=%d", free_port);
-    start((const char *const[]){lp, NULL});
+    itest_daemon_up(&d, (const char *const[]){lp, NULL});
     json_t *hello = con_wait(&k, 15000, "connected", 0, NULL);
     T_EQ_INT(jint(hello, "station_id"), st);
     con_stop(&k);
-    stop();
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 
@@ -659,7 +645,7 @@ static void text_screen(void)
     int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10});
     char phone[16];
     fix_resident(pg, &f, 1, true, phone);
-    start(NULL);
+    itest_daemon_up(&d, NULL);
     char tok[64], port[16];
     itest_make_token(pg, "station", st, tok);
     Con k;
@@ -695,7 +681,7 @@ static void text_screen(void)
     k.in = -1;
     T_EQ_INT(con_wait_exit(&k, 5000), 0);
     con_stop(&k);
-    stop();
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 
@@ -710,7 +696,7 @@ static void reject_all_redispatches(void)
     int64_t far = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10, .dlat = 0.02});
     char phone[16];
     fix_resident(pg, &f, 1, false, phone);
-    start(NULL);
+    itest_daemon_up(&d, NULL);
     char tn[64], tf[64], port[16];
     itest_make_token(pg, "station", near, tn);
     itest_make_token(pg, "station", far, tf);
@@ -748,7 +734,7 @@ static void reject_all_redispatches(void)
              want);
     con_stop(&a);
     con_stop(&b);
-    stop();
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 
@@ -762,7 +748,7 @@ static void offer_expires(void)
     int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10});
     char phone[16];
     fix_resident(pg, &f, 1, false, phone);
-    start((const char *const[]){"--offer_timeout_s=5", NULL});
+    itest_daemon_up(&d, (const char *const[]){"--offer_timeout_s=5", NULL});
     char tok[64], port[16];
     itest_make_token(pg, "station", st, tok);
     Con k;
@@ -781,7 +767,7 @@ static void offer_expires(void)
     con_say(&k, "accept %lld", (long long)job);
     T_EQ_STR(jstr(con_wait(&k, 10000, "error", job, NULL), "code"), "INVALID_TRANSITION");
     con_stop(&k);
-    stop();
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 

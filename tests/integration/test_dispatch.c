@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cal.h"
 #include "fixture.h"
 #include "itest.h"
 #include "t.h"
@@ -105,21 +106,6 @@ static long sql_long(PGconn *pg, const char *sql, const char *p1)
     return v;
 }
 
-static void start(const char *const *extra)
-{
-    itest_daemon_start(&d, extra);
-    itest_daemon_wait_ready(&d);
-}
-
-static void stop(void)
-{
-    int rc = itest_daemon_stop(&d, 15000);
-    if (rc != 0) {
-        itest_daemon_dump_log(&d);
-        t_fail(__FILE__, __LINE__, "dispatchd exited with %d", rc);
-    }
-}
-
 static ClConn *gateway(PGconn *pg)
 {
     char tok[64];
@@ -138,7 +124,7 @@ static void queued_and_recorded(void)
     int64_t near = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10, .dlat = 0.005});
     char phone[16];
     fix_resident(pg, &f, 1, false, phone);
-    start(NULL);
+    itest_daemon_up(&d, NULL);
     ClConn *c = gateway(pg);
     Req q = meal(fix_key("disp-queued-1"), phone);
     ClEnvelope *r = submit(c, &q);
@@ -182,7 +168,7 @@ static void queued_and_recorded(void)
     snprintf(cmd, sizeof(cmd), "grep -q %s %s", phone, d.log_path);
     T_ASSERT(system(cmd) != 0);
     cl_close(c);
-    stop();
+    itest_daemon_down(&d);
     redisFree(rd);
     PQfinish(pg);
 }
@@ -195,7 +181,7 @@ static void home_care_queued(void)
     int64_t st = fix_station(pg, &f, &(FixStation){.care = true, .caregivers = 2});
     char phone[16];
     fix_resident(pg, &f, 1, false, phone);
-    start(NULL);
+    itest_daemon_up(&d, NULL);
     ClConn *c = gateway(pg);
     Req q = {.key = fix_key("disp-care-1"),
              .phone = phone,
@@ -216,7 +202,44 @@ static void home_care_queued(void)
     T_EQ_INT(s->reason_code, S(REASON_CODE__NO_STATION_IN_RANGE));
     cl_free(r);
     cl_close(c);
-    stop();
+    itest_daemon_down(&d);
+    PQfinish(pg);
+}
+
+/* Rejections that are recorded with their reason: the only station nearby is open only in
+ * the afternoon (lunch cannot be served), and a date beyond the booking horizon. */
+static void recorded_rejections(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 10, &f);
+    fix_station(pg, &f,
+                &(FixStation){.meal = true, .cap_lunch = 10, .opens = "14:00", .closes = "16:00"});
+    char phone[16];
+    fix_resident(pg, &f, 1, false, phone);
+    itest_daemon_up(&d, NULL);
+    ClConn *c = gateway(pg);
+    Req q = meal(fix_key("closed-1"), phone);
+    ClEnvelope *r = submit(c, &q);
+    T_EQ_INT(result(r)->state, S(REQUEST_STATE__REJECTED));
+    T_EQ_INT(result(r)->reason_code, S(REASON_CODE__STATION_CLOSED));
+    T_ASSERT(strstr(result(r)->speech_zh, "不开门"));
+    T_EQ_INT(sql_long(pg,
+                      "SELECT count(*) FROM requests WHERE idempotency_key = $1 AND "
+                      "state = 'rejected' AND reason_code = 'station_closed'",
+                      q.key),
+             1);
+    cl_free(r);
+    char far[11];
+    cal_format(cal_day_of(util_wall_ms(), NULL) + 30, far);
+    q = meal(fix_key("too-far-1"), phone);
+    q.date = far;
+    r = submit(c, &q);
+    T_EQ_INT(result(r)->state, S(REQUEST_STATE__REJECTED));
+    T_EQ_INT(result(r)->reason_code, S(REASON_CODE__DATE_TOO_FAR));
+    cl_free(r);
+    cl_close(c);
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 
@@ -229,7 +252,7 @@ static void idempotent(void)
     int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10});
     char phone[16];
     fix_resident(pg, &f, 1, false, phone);
-    start(NULL);
+    itest_daemon_up(&d, NULL);
     ClConn *c = gateway(pg);
     Req q = meal(fix_key("disp-idem-1"), phone);
     ClEnvelope *r1 = submit(c, &q);
@@ -255,7 +278,7 @@ static void idempotent(void)
     cl_free(r2);
     cl_free(r3);
     cl_close(c);
-    stop();
+    itest_daemon_down(&d);
     redisFree(rd);
     PQfinish(pg);
 }
@@ -263,7 +286,7 @@ static void idempotent(void)
 static void not_registered(void)
 {
     PGconn *pg = itest_pg();
-    start(NULL);
+    itest_daemon_up(&d, NULL);
     ClConn *c = gateway(pg);
     Req q = meal(fix_key("disp-unknown-1"), "+86 139-9999-0001");
     ClEnvelope *r = submit(c, &q);
@@ -289,7 +312,7 @@ static void not_registered(void)
              1);
     cl_free(r);
     cl_close(c);
-    stop();
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 
@@ -309,7 +332,7 @@ static void bad_input_leaves_nothing(void)
                 &(FixStation){.meal = true, .care = true, .cap_lunch = 10, .caregivers = 2});
     char phone[16];
     fix_resident(pg, &f, 1, false, phone);
-    start(NULL);
+    itest_daemon_up(&d, NULL);
     ClConn *c = gateway(pg);
     static char longnote[600];
     memset(longnote, 'x', sizeof(longnote) - 1);
@@ -380,7 +403,7 @@ static void bad_input_leaves_nothing(void)
     T_EQ_INT(result(r)->state, S(REQUEST_STATE__QUEUED));
     cl_free(r);
     cl_close(c);
-    stop();
+    itest_daemon_down(&d);
     redisFree(rd);
     PQfinish(pg);
 }
@@ -429,7 +452,7 @@ static void cancel_releases(void)
     int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10});
     char phone[16];
     fix_resident(pg, &f, 1, false, phone);
-    start(NULL);
+    itest_daemon_up(&d, NULL);
     ClConn *c = gateway(pg);
     Req q = meal(fix_key("disp-cancel-1"), phone);
     cl_free(submit(c, &q));
@@ -473,7 +496,7 @@ static void cancel_releases(void)
     T_EQ_INT(r->error->code, S(ERROR_CODE__NOT_FOUND));
     cl_free(r);
     cl_close(c);
-    stop();
+    itest_daemon_down(&d);
     redisFree(rd);
     PQfinish(pg);
 }
@@ -501,7 +524,8 @@ static void priority_and_waitlist(void)
     fix_resident(pg, &f, 2, false, b);
     fix_resident(pg, &f, 3, true, p1);
     fix_resident(pg, &f, 4, true, p2);
-    start((const char *const[]){"--priority_reserve_pct=50", "--reconcile_interval_ms=200", NULL});
+    itest_daemon_up(&d, (const char *const[]){"--priority_reserve_pct=50",
+                                              "--reconcile_interval_ms=200", NULL});
     ClConn *c = gateway(pg);
     Req qa = meal(fix_key("prio-a"), a), qb = meal(fix_key("prio-b"), b),
         qp1 = meal(fix_key("prio-p1"), p1), qp2 = meal(fix_key("prio-p2"), p2);
@@ -537,7 +561,7 @@ static void priority_and_waitlist(void)
     T_EQ_STR(s->request_status->history[s->request_status->n_history - 1]->actor, "daemon");
     cl_free(s);
     cl_close(c);
-    stop();
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 
@@ -550,7 +574,7 @@ static void follows_station_changes(void)
     char phone[16], id[24], key[64];
     fix_resident(pg, &f, 1, false, phone);
     snprintf(id, sizeof(id), "%lld", (long long)st);
-    start(NULL);
+    itest_daemon_up(&d, NULL);
     ClConn *c = gateway(pg);
     PQclear(
         itest_sql(pg, "UPDATE stations SET active = false WHERE id = $1", 1, (const char *[]){id}));
@@ -580,7 +604,7 @@ static void follows_station_changes(void)
     }
     T_EQ_INT(state, S(REQUEST_STATE__QUEUED));
     cl_close(c);
-    stop();
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 
@@ -780,7 +804,7 @@ static void crash_at(const char *point, int k)
     snprintf(cap, sizeof(cap), "{c330281}:cap:%lld:%s:lunch", (long long)st, fix_tomorrow());
     T_EQ_INT(sql_long(pg, "SELECT count(*) FROM jobs WHERE station_id = $1", id), queued);
     T_EQ_INT(fix_redis_int(rd, cap), queued);
-    stop();
+    itest_daemon_down(&d);
     redisFree(rd);
     PQfinish(pg);
 }
@@ -812,7 +836,7 @@ static void slow_postgres_loop_alive(void)
     fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10});
     char phone[16];
     fix_resident(pg, &f, 1, false, phone);
-    start(NULL);
+    itest_daemon_up(&d, NULL);
     ClConn *c = gateway(pg);
     /* another session holds a lock every submission needs */
     PGconn *locker = itest_pg();
@@ -859,7 +883,7 @@ static void slow_postgres_loop_alive(void)
     PQfinish(locker);
     cl_close(c);
     cl_close(c2);
-    stop();
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 
@@ -868,6 +892,7 @@ int main(int argc, char **argv)
     static const TCase cases[] = {
         {"dispatch_queued_and_recorded", queued_and_recorded, 60},
         {"dispatch_home_care", home_care_queued, 60},
+        {"dispatch_recorded_rejections", recorded_rejections, 60},
         {"dispatch_idempotent", idempotent, 60},
         {"dispatch_not_registered", not_registered, 60},
         {"dispatch_bad_input_leaves_nothing", bad_input_leaves_nothing, 60},

@@ -182,21 +182,6 @@ static long sql_long(PGconn *pg, const char *sql, long long arg)
     return v;
 }
 
-static void start(Daemon *d, const char *const *extra)
-{
-    itest_daemon_start(d, extra);
-    itest_daemon_wait_ready(d);
-}
-
-static void stop(Daemon *d)
-{
-    int rc = itest_daemon_stop(d, 15000);
-    if (rc != 0) {
-        itest_daemon_dump_log(d);
-        t_fail(__FILE__, __LINE__, "dispatchd exited with %d", rc);
-    }
-}
-
 /* ---- cases ------------------------------------------------------------------------------ */
 
 static void cross_daemon_lifecycle(void)
@@ -208,9 +193,9 @@ static void cross_daemon_lifecycle(void)
     char phone[16];
     fix_resident(pg, &f, 1, true, phone);
     Daemon a, b;
-    start(&a, NULL);
+    itest_daemon_up(&a, NULL);
     /* B re-reads consoles only every minute: a job arriving sooner came by wake-up */
-    start(&b, (const char *const[]){"--console_refresh_ms=60000", NULL});
+    itest_daemon_up(&b, (const char *const[]){"--console_refresh_ms=60000", NULL});
     Console *k = console_open(&b, pg, st);
     int64_t t0 = now_ms();
     ClEnvelope *keep;
@@ -267,8 +252,8 @@ static void cross_daemon_lifecycle(void)
              1);
     console_close(k);
     cl_free(keep);
-    stop(&a);
-    stop(&b);
+    itest_daemon_down(&a);
+    itest_daemon_down(&b);
     /* ...and closed once it went */
     T_EQ_INT(sql_long(pg,
                       "SELECT count(*) FROM terminal_sessions WHERE station_id = $1 AND "
@@ -289,7 +274,7 @@ static void isolation_and_forbidden(void)
     char p1[16];
     fix_resident(pg, &f1, 1, false, p1);
     Daemon d;
-    start(&d, NULL);
+    itest_daemon_up(&d, NULL);
     Console *k1 = console_open(&d, pg, s1), *k2 = console_open(&d, pg, s2);
     ClEnvelope *keep;
     Careline__V1__SubmitResult *s = submit_meal(&d, pg, fix_key("iso-1"), p1, &keep);
@@ -325,7 +310,7 @@ static void isolation_and_forbidden(void)
     console_close(k1);
     console_close(k2);
     cl_free(keep);
-    stop(&d);
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 
@@ -342,7 +327,7 @@ static void reject_redispatch_dead_letter(void)
     char phone[16];
     fix_resident(pg, &f, 1, false, phone);
     Daemon d;
-    start(&d, (const char *const[]){"--max_attempts=3", NULL});
+    itest_daemon_up(&d, (const char *const[]){"--max_attempts=3", NULL});
     Console *k[3];
     for (int i = 0; i < 3; i++)
         k[i] = console_open(&d, pg, st[i]);
@@ -387,7 +372,7 @@ static void reject_redispatch_dead_letter(void)
     for (int i = 0; i < 3; i++)
         console_close(k[i]);
     cl_free(keep);
-    stop(&d);
+    itest_daemon_down(&d);
     redisFree(rd);
     PQfinish(pg);
 }
@@ -402,7 +387,7 @@ static void offer_timeout_moves_on(void)
     char phone[16];
     fix_resident(pg, &f, 1, false, phone);
     Daemon d;
-    start(&d, (const char *const[]){"--offer_timeout_s=5", NULL});
+    itest_daemon_up(&d, (const char *const[]){"--offer_timeout_s=5", NULL});
     Console *kn = console_open(&d, pg, near), *kf = console_open(&d, pg, far);
     ClEnvelope *keep;
     Careline__V1__SubmitResult *s = submit_meal(&d, pg, fix_key("timeout-1"), phone, &keep);
@@ -414,7 +399,7 @@ static void offer_timeout_moves_on(void)
     console_close(kn);
     console_close(kf);
     cl_free(keep);
-    stop(&d);
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 
@@ -428,7 +413,7 @@ static void reconnect_gets_backlog(void)
     fix_resident(pg, &f, 1, false, p1);
     fix_resident(pg, &f, 2, false, p2);
     Daemon d;
-    start(&d, NULL);
+    itest_daemon_up(&d, NULL);
     Console *k = console_open(&d, pg, st);
     ClEnvelope *k1, *k2;
     Careline__V1__SubmitResult *s1 = submit_meal(&d, pg, fix_key("back-1"), p1, &k1);
@@ -445,7 +430,7 @@ static void reconnect_gets_backlog(void)
     T_EQ_INT(sql_long(pg, "SELECT count(*) FROM terminal_sessions WHERE station_id = $1", st), 2);
     cl_free(k1);
     cl_free(k2);
-    stop(&d);
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 
@@ -484,7 +469,7 @@ static void close_and_capacity(void)
     for (int i = 0; i < 4; i++)
         fix_resident(pg, &f, i, false, p[i]);
     Daemon d;
-    start(&d, (const char *const[]){"--priority_reserve_pct=0", NULL});
+    itest_daemon_up(&d, (const char *const[]){"--priority_reserve_pct=0", NULL});
     Console *kn = console_open(&d, pg, near), *kf = console_open(&d, pg, far);
     ClEnvelope *keep[4];
     Careline__V1__SubmitResult *s = submit_meal(&d, pg, fix_key("close-1"), p[0], &keep[0]);
@@ -530,7 +515,7 @@ static void close_and_capacity(void)
     console_close(kf);
     for (int i = 0; i < 3; i++)
         cl_free(keep[i]);
-    stop(&d);
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 
@@ -543,7 +528,7 @@ static void welfare_alert(void)
     char phone[16];
     fix_resident(pg, &f, 1, true, phone);
     Daemon d;
-    start(&d, NULL);
+    itest_daemon_up(&d, NULL);
     Console *k = console_open(&d, pg, st);
     ClEnvelope *keep;
     Careline__V1__SubmitResult *s = submit_meal(&d, pg, fix_key("welfare-1"), phone, &keep);
@@ -561,7 +546,7 @@ static void welfare_alert(void)
              1);
     console_close(k);
     cl_free(keep);
-    stop(&d);
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 
@@ -572,7 +557,8 @@ static void heartbeats(void)
     fix_area(pg, 38, &f);
     int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10});
     Daemon d;
-    start(&d, (const char *const[]){"--heartbeat_interval_ms=300", "--idle_timeout_ms=1500", NULL});
+    itest_daemon_up(
+        &d, (const char *const[]){"--heartbeat_interval_ms=300", "--idle_timeout_ms=1500", NULL});
     Console *alive = console_open(&d, pg, st), *silent = console_open(&d, pg, st);
     /* the live console answers the daemon's Pings and stays; the silent one is dropped */
     int64_t until = now_ms() + 3000;
@@ -602,7 +588,7 @@ static void heartbeats(void)
     cl_free(e);
     console_close(alive);
     console_close(silent);
-    stop(&d);
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 
@@ -617,9 +603,9 @@ static void non_reading_console(void)
     char phone[16];
     fix_resident(pg, &f, 1, false, phone);
     Daemon d;
-    start(&d, (const char *const[]){"--obuf_soft_bytes=4096", "--obuf_hard_bytes=131072",
-                                    "--obuf_soft_seconds=1", "--so_sndbuf_bytes=4096",
-                                    "--priority_reserve_pct=0", NULL});
+    itest_daemon_up(&d, (const char *const[]){"--obuf_soft_bytes=4096", "--obuf_hard_bytes=131072",
+                                              "--obuf_soft_seconds=1", "--so_sndbuf_bytes=4096",
+                                              "--priority_reserve_pct=0", NULL});
     Console *k = console_open(&d, pg, st);
     int small = 2048;
     setsockopt(cl_fd(k->c), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
@@ -666,7 +652,7 @@ static void non_reading_console(void)
     }
     T_EQ_INT(k->total, N);
     console_close(k);
-    stop(&d);
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 
@@ -682,7 +668,7 @@ static void stale_sessions_closed(void)
     snprintf(sid, sizeof(sid), "%s", fix_key("lease"));
     snprintf(opt, sizeof(opt), "--server_id=%s", sid);
     Daemon d;
-    start(&d, (const char *const[]){opt, NULL});
+    itest_daemon_up(&d, (const char *const[]){opt, NULL});
     Console *k = console_open(&d, pg, st);
     const char *p[] = {sid};
     PGresult *r = NULL;
@@ -706,7 +692,7 @@ static void stale_sessions_closed(void)
                   1, p);
     T_EQ_INT(atoi(PQgetvalue(r, 0, 0)), 1); /* the crash left it open */
     PQclear(r);
-    start(&d, (const char *const[]){opt, NULL});
+    itest_daemon_up(&d, (const char *const[]){opt, NULL});
     Console *k2 = console_open(&d, pg, st); /* this run's own session stays open */
     long open = -1;
     for (int i = 0; i < 100 && open != 1; i++) {
@@ -723,7 +709,7 @@ static void stale_sessions_closed(void)
     T_EQ_INT(atoi(PQgetvalue(r, 0, 0)), 2);
     PQclear(r);
     console_close(k2);
-    stop(&d);
+    itest_daemon_down(&d);
     PQfinish(pg);
 }
 

@@ -242,3 +242,18 @@ void itest_daemon_wait_ready(const Daemon *d)
     itest_daemon_dump_log(d);
     t_fail(__FILE__, __LINE__, "dispatchd never became ready: %s", body);
 }
+
+void itest_daemon_up(Daemon *d, const char *const *extra)
+{
+    itest_daemon_start(d, extra);
+    itest_daemon_wait_ready(d);
+}
+
+void itest_daemon_down(Daemon *d)
+{
+    int rc = itest_daemon_stop(d, 15000);
+    if (rc != 0) {
+        itest_daemon_dump_log(d);
+        t_fail(__FILE__, __LINE__, "dispatchd exited with %d", rc);
+    }
+}

@@ -26,6 +26,10 @@ typedef struct {
 void itest_daemon_start(Daemon *d, const char *const *extra_args);
 /* Waits (bounded) until /readyz says PostgreSQL, Redis and the directory are ready. */
 void itest_daemon_wait_ready(const Daemon *d);
+/* itest_daemon_start + itest_daemon_wait_ready. */
+void itest_daemon_up(Daemon *d, const char *const *extra_args);
+/* Graceful stop that must exit 0; otherwise dumps the log and fails the case. */
+void itest_daemon_down(Daemon *d);
 /* SIGTERM, then wait up to timeout_ms; returns the exit status (or -1 if it had to be
  * killed). */
 int itest_daemon_stop(Daemon *d, int timeout_ms);

@@ -218,6 +218,77 @@ static void edge_of_circle(void)
     world_free(s);
 }
 
+/* Each eligibility rule on its own, so a wrong rule cannot hide behind the brute-force
+ * comparison (which shares match_station_ok). */
+static void eligibility_rules(void)
+{
+    const Station base = {
+        .id = 1,
+        .active = true,
+        .meal = true,
+        .care = true,
+        .care_subtypes = (1u << CARELINE__V1__CARE_SUBTYPE__BATHING) |
+                         (1u << CARELINE__V1__CARE_SUBTYPE__CLEANING),
+        .cap_lunch = 10,
+        .cap_dinner = 0,
+        .caregivers = 2,
+        .caregivers_on_duty = -1,
+        .opens_min = 7 * 60,
+        .closes_min = 19 * 60,
+        .open_days = 0x1f, /* Monday to Friday */
+        .is_open = true,
+    };
+    const MatchQuery lunch = {.service = MATCH_MEAL_LUNCH,
+                              .weekday = 1,
+                              .start_min = 660,
+                              .end_min = 750,
+                              .today = true,
+                              .care_visits_per_caregiver = 4};
+    Station st = base;
+    MatchQuery q = lunch;
+    T_ASSERT(match_station_ok(&st, &q));
+    T_EQ_INT(match_capacity(&st, &q), 10);
+    q.service = MATCH_MEAL_DINNER; /* no dinner capacity */
+    T_ASSERT(!match_station_ok(&st, &q));
+    q = lunch;
+    q.weekday = 6; /* closed on Saturdays */
+    T_ASSERT(!match_station_ok(&st, &q));
+    st.opens_min = 11 * 60 + 30; /* opens after the slot starts */
+    q = lunch;
+    T_ASSERT(!match_station_ok(&st, &q));
+    st = base;
+    st.closes_min = 12 * 60; /* closes before the slot ends */
+    T_ASSERT(!match_station_ok(&st, &q));
+    st = base;
+    st.is_open = false; /* reported closed: counts for today only */
+    T_ASSERT(!match_station_ok(&st, &q));
+    q.today = false;
+    T_ASSERT(match_station_ok(&st, &q));
+    st = base;
+    st.active = false;
+    T_ASSERT(!match_station_ok(&st, &q));
+    st = base;
+    st.meal = false;
+    T_ASSERT(!match_station_ok(&st, &q));
+    /* home care: the subtype must be offered; capacity is staff x visits */
+    st = base;
+    q = lunch;
+    q.service = MATCH_CARE;
+    q.care_subtype = CARELINE__V1__CARE_SUBTYPE__CLEANING;
+    T_ASSERT(match_station_ok(&st, &q));
+    T_EQ_INT(match_capacity(&st, &q), 8);
+    q.care_subtype = CARELINE__V1__CARE_SUBTYPE__COMPANIONSHIP;
+    T_ASSERT(!match_station_ok(&st, &q));
+    q.care_subtype = CARELINE__V1__CARE_SUBTYPE__BATHING;
+    st.caregivers_on_duty = 0; /* nobody on duty today */
+    T_ASSERT(!match_station_ok(&st, &q));
+    q.today = false; /* another day: the roster, not today's report */
+    T_ASSERT(match_station_ok(&st, &q));
+    T_EQ_INT(match_capacity(&st, &q), 8);
+    st.care = false;
+    T_ASSERT(!match_station_ok(&st, &q));
+}
+
 static void calendar(void)
 {
     CalDay d;
@@ -276,6 +347,7 @@ int main(int argc, char **argv)
     static const TCase cases[] = {
         {"match_equals_brute_force", matches_brute_force, 240},
         {"match_edge_of_circle", edge_of_circle, 120},
+        {"match_eligibility_rules", eligibility_rules, 0},
         {"cal_calendar", calendar, 0},
         {"speech_sentences", sentences, 0},
         {NULL, NULL, 0},
