@@ -20,6 +20,7 @@
 #include "log.h"
 #include "match.h"
 #include "metrics.h"
+#include "pgbatch.h"
 #include "server.h"
 #include "session.h"
 #include "speech.h"
@@ -87,12 +88,10 @@ struct Dispatch {
     bool sweep_waitlist;  /* the sweep in flight includes a waitlist page */
     bool waitlist_paging; /* the last page was full: continue on the next sweep */
     char cur_prio[8], cur_at[64], cur_id[24]; /* waitlist cursor (see sweep_sql) */
-    struct Sub **pend[2]; /* submissions waiting for the next batch, by BatchKind */
-    size_t npend[2], cappend[2];
-    int batches[2];  /* batches in flight, by BatchKind */
-    int sweep_left;  /* subs of the current batch not finished */
-    int win[2][2];   /* [lunch|dinner][start|end] local minutes */
-    char prefix[32]; /* "{c330281}:" */
+    PgBatch *batch[2];                        /* group commit, by BatchKind */
+    int sweep_left;                           /* subs of the current batch not finished */
+    int win[2][2];                            /* [lunch|dinner][start|end] local minutes */
+    char prefix[32];                          /* "{c330281}:" */
     int fault_count;
     bool stopped; /* dispatch_stop: backends are going away */
 };
@@ -129,7 +128,6 @@ typedef struct Sub {
     char resident_name[64]; /* for the station's screen (masked before it leaves) */
     char address[256];
     int64_t expires_ms; /* the offer's accept-by time */
-    bool solo;          /* its batch failed: retried alone */
     /* outcome */
     int state, reason;
     int64_t station_id;
@@ -344,26 +342,10 @@ static void finish_row(Sub *s, PGresult *res, int row, int o)
     sub_free(s);
 }
 
-/* ---- group commit ------------------------------------------------------------------------
- * Submissions wait here for PostgreSQL. A batch goes out at once while fewer than the pool's
- * connections are busy with batches of its kind; otherwise submissions accumulate and leave
- * together when one returns. At low load a batch is one submission (no added latency); at
- * high load one transaction commits hundreds. */
-
-#define BATCH_MAX 256
+/* ---- group commit (pgbatch) ---------------------------------------------------------- */
 
 static void begin_row(Sub *s, PGresult *res, int row, int o);
 static void begin_failed(Sub *s, const char *err);
-static void batch_add(Dispatch *d, BatchKind kind, Sub *s);
-
-typedef struct {
-    Dispatch *d;
-    BatchKind kind;
-    size_t n;
-    Sub *subs[];
-} Batch;
-
-static void batch_flush(Dispatch *d, BatchKind kind);
 
 static json_t *begin_json(const Sub *s)
 {
@@ -417,83 +399,26 @@ static json_t *finish_json(const Sub *s)
     return o;
 }
 
-static void batch_fail(Sub *s, BatchKind kind, const char *err)
+static void begin_done(PGresult *res, int row, const char *err, void *arg)
 {
-    if (kind == BATCH_BEGIN)
+    Sub *s = arg;
+    if (s->d->stopped)
+        sub_free(s);
+    else if (!res)
         begin_failed(s, err);
     else
+        begin_row(s, res, row, 1);
+}
+
+static void finish_done(PGresult *res, int row, const char *err, void *arg)
+{
+    Sub *s = arg;
+    if (s->d->stopped)
+        sub_free(s);
+    else if (!res)
         finish_failed(s, err);
-}
-
-static void batch_done(PGresult *res, const char *err, void *arg)
-{
-    Batch *b = arg;
-    Dispatch *d = b->d;
-    d->batches[b->kind]--;
-    bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && (size_t)PQntuples(res) == b->n;
-    if (!ok && b->n > 1 && !d->stopped) {
-        /* one bad element must not hold back the others: retry each alone */
-        log_warn("a batch of %zu failed (%s); retrying one by one", b->n,
-                 res ? PQresultErrorMessage(res) : err);
-        for (size_t i = 0; i < b->n; i++) {
-            b->subs[i]->solo = true;
-            batch_add(d, b->kind, b->subs[i]);
-        }
-    } else if (!ok) {
-        for (size_t i = 0; i < b->n; i++)
-            batch_fail(b->subs[i], b->kind,
-                       res ? (PQresultStatus(res) == PGRES_TUPLES_OK ? "incomplete batch result"
-                                                                     : PQresultErrorMessage(res))
-                           : err);
-    } else {
-        for (int row = 0; row < PQntuples(res); row++) {
-            Sub *s = b->subs[atoi(PQgetvalue(res, row, 0))];
-            if (b->kind == BATCH_BEGIN)
-                begin_row(s, res, row, 1);
-            else
-                finish_row(s, res, row, 1);
-        }
-    }
-    BatchKind kind = b->kind;
-    free(b);
-    batch_flush(d, kind);
-}
-
-static void batch_flush(Dispatch *d, BatchKind kind)
-{
-    static const char *const sql[] = {
-        "SELECT * FROM careline_submit_begin_set($1::jsonb)",
-        "SELECT * FROM careline_submit_finish_set($1::jsonb)",
-    };
-    while (d->npend[kind] > 0 && d->batches[kind] < d->srv->cfg.pg_pool_size && !d->stopped) {
-        size_t n = d->npend[kind] < BATCH_MAX ? d->npend[kind] : BATCH_MAX;
-        if (d->pend[kind][0]->solo)
-            n = 1;
-        Batch *b = xmalloc(sizeof(*b) + n * sizeof(Sub *));
-        b->d = d;
-        b->kind = kind;
-        b->n = n;
-        json_t *arr = json_array();
-        for (size_t i = 0; i < n; i++) {
-            b->subs[i] = d->pend[kind][i];
-            json_array_append_new(arr, kind == BATCH_BEGIN ? begin_json(b->subs[i])
-                                                           : finish_json(b->subs[i]));
-        }
-        memmove(d->pend[kind], d->pend[kind] + n, (d->npend[kind] - n) * sizeof(Sub *));
-        d->npend[kind] -= n;
-        char *text = json_dumps(arr, JSON_COMPACT);
-        json_decref(arr);
-        const char *params[] = {text};
-        d->batches[kind]++;
-        bool sent = pg_query(d->srv->pg, sql[kind], 1, params, batch_done, b);
-        free(text);
-        if (!sent) {
-            d->batches[kind]--;
-            for (size_t i = 0; i < n; i++)
-                batch_fail(b->subs[i], kind, "too many queries waiting for the database");
-            free(b);
-        }
-    }
+    else
+        finish_row(s, res, row, 1);
 }
 
 static void batch_add(Dispatch *d, BatchKind kind, Sub *s)
@@ -502,12 +427,10 @@ static void batch_add(Dispatch *d, BatchKind kind, Sub *s)
         sub_free(s);
         return;
     }
-    if (d->npend[kind] == d->cappend[kind]) {
-        d->cappend[kind] = d->cappend[kind] ? 2 * d->cappend[kind] : 256;
-        d->pend[kind] = xrealloc(d->pend[kind], d->cappend[kind] * sizeof(Sub *));
-    }
-    d->pend[kind][d->npend[kind]++] = s;
-    batch_flush(d, kind);
+    if (kind == BATCH_BEGIN)
+        pgbatch_add(d->batch[kind], begin_json(s), begin_done, s);
+    else
+        pgbatch_add(d->batch[kind], finish_json(s), finish_done, s);
 }
 
 static void sub_finish(Sub *s)
@@ -989,7 +912,7 @@ static void handle_submit(Conn *c, Envelope *env)
     if (!validate(s, env->submit))
         goto done;
     content_hash(s, s->hash);
-    if (d->npend[BATCH_BEGIN] >= (size_t)d->srv->cfg.pg_max_queue) {
+    if (pgbatch_waiting(d->batch[BATCH_BEGIN]) >= (size_t)d->srv->cfg.pg_max_queue) {
         reply_error(s, S(ERROR_CODE__OVERLOADED), NULL,
                     "too many requests are waiting for the database; retry shortly");
         goto done;
@@ -1468,6 +1391,11 @@ Dispatch *dispatch_new(Server *srv)
     d->sweep = event_new(srv->base, -1, EV_PERSIST, sweep_cb, d);
     util_timer_ms(d->sweep, cfg->reconcile_interval_ms);
     d->dir = dir_new(srv->pg, directory_changed, d);
+    /* one batch of each kind per pool connection at most; a full one commits 256 requests */
+    d->batch[BATCH_BEGIN] = pgbatch_new(
+        srv->pg, "SELECT * FROM careline_submit_begin_set($1::jsonb)", srv->cfg.pg_pool_size, 256);
+    d->batch[BATCH_FINISH] = pgbatch_new(
+        srv->pg, "SELECT * FROM careline_submit_finish_set($1::jsonb)", srv->cfg.pg_pool_size, 256);
     session_route(CARELINE__V1__ENVELOPE__BODY_SUBMIT, handle_submit);
     session_route(CARELINE__V1__ENVELOPE__BODY_STATUS_QUERY, handle_status);
     session_route(CARELINE__V1__ENVELOPE__BODY_CANCEL, handle_cancel);
@@ -1476,8 +1404,13 @@ Dispatch *dispatch_new(Server *srv)
 
 void dispatch_stop(Dispatch *d)
 {
-    if (d)
-        d->stopped = true;
+    if (!d)
+        return;
+    d->stopped = true;
+    for (int k = 0; k < 2; k++) {
+        pgbatch_free(d->batch[k]); /* what waits or runs is dropped, not answered */
+        d->batch[k] = NULL;
+    }
 }
 
 void dispatch_free(Dispatch *d)
@@ -1487,11 +1420,8 @@ void dispatch_free(Dispatch *d)
     if (d->sweep)
         event_free(d->sweep);
     dir_free(d->dir);
-    for (int k = 0; k < 2; k++) {
-        for (size_t i = 0; i < d->npend[k]; i++)
-            sub_free(d->pend[k][i]);
-        free(d->pend[k]);
-    }
+    for (int k = 0; k < 2; k++)
+        pgbatch_free(d->batch[k]);
     free(d);
 }
 

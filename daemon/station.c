@@ -16,6 +16,7 @@
 #include "dispatch.h"
 #include "log.h"
 #include "metrics.h"
+#include "pgbatch.h"
 #include "server.h"
 #include "session.h"
 
@@ -54,6 +55,7 @@ struct Stations {
     int64_t *wake;    /* stations to announce at the end of this loop turn */
     size_t nwake, capwake;
     struct event *wake_ev; /* fires once per turn while wake is non-empty */
+    PgBatch *updates;      /* JobUpdates, group-committed */
 };
 
 static void session_refresh(Stations *st, StSession *ss);
@@ -455,26 +457,26 @@ static const char *action_db(int action)
     return action > 0 && action < 7 ? names[action] : NULL;
 }
 
-static void update_done(PGresult *res, const char *err, void *arg)
+/* One row of careline_job_update_many (columns from 1: careline_job_update_result). */
+static void update_done(PGresult *res, int row, const char *err, void *arg)
 {
     UpdOp *op = arg;
     Conn *c = op->c;
     Server *srv = c->srv;
-    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        log_warn("job %lld: update failed: %s", (long long)op->job_id,
-                 res ? PQresultErrorMessage(res) : err);
+    if (!res) {
+        log_warn("job %lld: update failed: %s", (long long)op->job_id, err);
         conn_send_error(c, op->seq, S(ERROR_CODE__UNAVAILABLE), false,
                         "the update could not be saved (database unavailable); nothing changed, "
                         "retry shortly");
         goto out;
     }
-    const char *outcome = PQgetvalue(res, 0, 0);
+    const char *outcome = PQgetvalue(res, row, 1);
     if (strcmp(outcome, "not_found") == 0) {
         conn_send_error(c, op->seq, S(ERROR_CODE__NOT_FOUND), false,
                         "job %lld is not one of this station's jobs", (long long)op->job_id);
         goto out;
     }
-    int state = job_state_from_db(PQgetvalue(res, 0, 1));
+    int state = job_state_from_db(PQgetvalue(res, row, 2));
     if (strcmp(outcome, "invalid") == 0) {
         char now[32];
         job_state_to_db(state, now);
@@ -484,14 +486,14 @@ static void update_done(PGresult *res, const char *err, void *arg)
         goto out;
     }
     bool changed = strcmp(outcome, "changed") == 0;
-    int64_t request_id = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-    int attempt = atoi(PQgetvalue(res, 0, 3));
-    if (changed && PQgetvalue(res, 0, 5)[0] == 't') {
+    int64_t request_id = strtoll(PQgetvalue(res, row, 3), NULL, 10);
+    int attempt = atoi(PQgetvalue(res, row, 4));
+    if (changed && PQgetvalue(res, row, 6)[0] == 't') {
         /* rejected: its capacity goes back and the request moves on to the next station */
         dispatch_release(srv->dispatch, request_id, attempt, "rejected");
         dispatch_redispatch(srv->dispatch, request_id);
     }
-    if (changed && PQgetvalue(res, 0, 6)[0] == 't')
+    if (changed && PQgetvalue(res, row, 7)[0] == 't')
         log_warn("welfare alert raised for request %lld (job %lld)", (long long)request_id,
                  (long long)op->job_id);
     Careline__V1__JobUpdateResult r = CARELINE__V1__JOB_UPDATE_RESULT__INIT;
@@ -550,15 +552,22 @@ static void handle_job_update(Conn *c, Envelope *env)
                         "note must be at most %d bytes of valid UTF-8", MAX_NOTE);
     } else {
         bool admin = c->role == CARELINE__V1__ROLE__ROLE_ADMIN;
-        char job[24], station[24], reason[64] = "", actor[48];
-        snprintf(job, sizeof(job), "%lld", (long long)u->job_id);
-        snprintf(station, sizeof(station), "%lld", (long long)c->station_id);
+        char reason[64] = "", actor[48];
         if (u->reason_code)
             dispatch_enum_to_db(&careline__v1__reason_code__descriptor, u->reason_code, reason,
                                 sizeof(reason));
         snprintf(actor, sizeof(actor), admin ? "admin" : "station:%lld", (long long)c->station_id);
-        const char *p[] = {job,  admin ? NULL : station, action, reason[0] ? reason : NULL, u->note,
-                           actor};
+        Stations *st = c->srv->station;
+        if (pgbatch_waiting(st->updates) >= (size_t)c->srv->cfg.pg_max_queue) {
+            conn_send_error(c, env->seq, S(ERROR_CODE__OVERLOADED), false,
+                            "too many requests are waiting for the database; retry shortly");
+            frame_free(env);
+            return;
+        }
+        json_t *e = json_pack("{sIsosssossss}", "job", (json_int_t)u->job_id, "station",
+                              admin ? json_null() : json_integer(c->station_id), "action", action,
+                              "reason_code", reason[0] ? json_string(reason) : json_null(), "note",
+                              u->note, "actor", actor);
         UpdOp *op = xcalloc(1, sizeof(*op));
         op->c = c;
         op->seq = env->seq;
@@ -566,14 +575,7 @@ static void handle_job_update(Conn *c, Envelope *env)
         op->station_id = admin ? 0 : c->station_id;
         conn_inflight_begin(c);
         conn_ref(c);
-        if (!pg_query(c->srv->pg, "SELECT * FROM careline_job_update($1, $2, $3, $4, $5, $6)", 6, p,
-                      update_done, op)) {
-            conn_send_error(c, env->seq, S(ERROR_CODE__OVERLOADED), false,
-                            "too many requests are waiting for the database; retry shortly");
-            conn_inflight_end(c);
-            conn_unref(c);
-            free(op);
-        }
+        pgbatch_add(st->updates, e, update_done, op);
     }
     frame_free(env);
 }
@@ -846,6 +848,8 @@ Stations *station_new(Server *srv)
     util_timer_ms(st->tick, TICK_MS);
     session_on_auth(on_auth);
     session_on_close(on_close);
+    st->updates = pgbatch_new(srv->pg, "SELECT * FROM careline_job_update_many($1::jsonb)",
+                              srv->cfg.pg_pool_size, 256);
     session_route(CARELINE__V1__ENVELOPE__BODY_JOB_UPDATE, handle_job_update);
     session_route(CARELINE__V1__ENVELOPE__BODY_STATION_STATUS, handle_station_status);
     return st;
@@ -853,8 +857,11 @@ Stations *station_new(Server *srv)
 
 void station_stop(Stations *st)
 {
-    if (st)
-        st->stopped = true;
+    if (!st)
+        return;
+    st->stopped = true;
+    pgbatch_free(st->updates);
+    st->updates = NULL;
 }
 
 void station_free(Stations *st)
@@ -865,6 +872,7 @@ void station_free(Stations *st)
         event_free(st->tick);
     if (st->wake_ev)
         event_free(st->wake_ev);
+    pgbatch_free(st->updates);
     free(st->wake);
     free(st);
 }

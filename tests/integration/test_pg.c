@@ -1,11 +1,13 @@
 /*
  * test_pg: the nonblocking PgPool against a real PostgreSQL (CARELINE_PG_ADMIN): round
  * trips, queueing, timeouts, pg_terminate_backend, loop latency while the server is slow, and
- * LISTEN/NOTIFY across a reconnect. Every wait is bounded. Our sessions carry a unique
- * application_name so terminating them never touches other tests on the same server.
+ * LISTEN/NOTIFY across a reconnect; and pgbatch's group commit on top of it. Every wait is bounded.
+ * Our sessions carry a unique application_name so terminating them never touches other tests on the
+ * same server.
  */
 #include "log.h"
 #include "pg.h"
+#include "pgbatch.h"
 #include "t.h"
 #include "util.h"
 
@@ -462,6 +464,133 @@ static void free_fails_pending(void)
     leak_check();
 }
 
+/* ---- pgbatch ------------------------------------------------------------------------------ */
+
+/* Echoes each element's x with the transaction it ran in; x "bad" makes the statement fail. */
+#define BATCH_SQL                                                                                  \
+    "SELECT (t.ord - 1)::int, (t.v->>'x')::int, txid_current() "                                   \
+    "FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(v, ord)"
+
+typedef struct {
+    int calls;
+    int x;        /* echoed back */
+    long long tx; /* its transaction */
+    char err[128];
+} BItem;
+
+static void bitem_cb(PGresult *res, int row, const char *err, void *arg)
+{
+    BItem *it = arg;
+    it->calls++;
+    if (res) {
+        T_ASSERT(err == NULL);
+        it->x = atoi(PQgetvalue(res, row, 1));
+        it->tx = atoll(PQgetvalue(res, row, 2));
+    } else {
+        T_ASSERT(err != NULL);
+        snprintf(it->err, sizeof(it->err), "%s", err);
+    }
+}
+
+typedef struct {
+    BItem *items;
+    int n;
+} BAll;
+
+static bool all_called(void *arg)
+{
+    BAll *a = arg;
+    for (int i = 0; i < a->n; i++)
+        if (a->items[i].calls == 0)
+            return false;
+    return true;
+}
+
+/* Items arriving while a batch runs leave together: 120 items, one batch in flight at a time
+ * and at most 50 a statement, take 1 + 50 + 50 + 19 transactions, each item answered once
+ * with its own row. */
+static void batch_groups(void)
+{
+    struct event_base *b = event_base_new();
+    PgPool *p = pg_pool_new(b, pool_conninfo("bg"), 2, 5000, 16);
+    T_ASSERT(wait_for(b, pool_ready, p, 5000));
+    PgBatch *q = pgbatch_new(p, BATCH_SQL, 1, 50);
+    static BItem items[120];
+    memset(items, 0, sizeof(items));
+    for (int i = 0; i < 120; i++)
+        pgbatch_add(q, json_pack("{si}", "x", 1000 + i), bitem_cb, &items[i]);
+    T_EQ_INT(pgbatch_waiting(q), 119); /* the first left at once */
+    BAll all = {items, 120};
+    T_ASSERT(wait_for(b, all_called, &all, 10000));
+    int ntx = 0;
+    for (int i = 0; i < 120; i++) {
+        T_EQ_INT(items[i].calls, 1);
+        T_EQ_INT(items[i].x, 1000 + i);
+        if (i == 0 || items[i].tx != items[i - 1].tx)
+            ntx++;
+    }
+    T_EQ_INT(ntx, 4);
+    T_ASSERT(items[0].tx != items[1].tx && items[1].tx == items[50].tx);
+    T_ASSERT(items[51].tx == items[100].tx && items[101].tx == items[119].tx);
+    pgbatch_free(q);
+    pg_pool_free(p);
+    event_base_free(b);
+    leak_check();
+}
+
+/* One bad element fails only itself: its batch is retried one by one. */
+static void batch_bad_element(void)
+{
+    struct event_base *b = event_base_new();
+    PgPool *p = pg_pool_new(b, pool_conninfo("bb"), 2, 5000, 64);
+    T_ASSERT(wait_for(b, pool_ready, p, 5000));
+    PgBatch *q = pgbatch_new(p, BATCH_SQL, 1, 50);
+    static BItem items[20];
+    memset(items, 0, sizeof(items));
+    for (int i = 0; i < 20; i++)
+        pgbatch_add(q, i == 7 ? json_pack("{ss}", "x", "bad") : json_pack("{si}", "x", i), bitem_cb,
+                    &items[i]);
+    BAll all = {items, 20};
+    T_ASSERT(wait_for(b, all_called, &all, 10000));
+    for (int i = 0; i < 20; i++) {
+        T_EQ_INT(items[i].calls, 1);
+        if (i == 7) {
+            T_ASSERT(strstr(items[i].err, "invalid input syntax") != NULL);
+        } else {
+            T_EQ_STR(items[i].err, "");
+            T_EQ_INT(items[i].x, i);
+        }
+    }
+    pgbatch_free(q);
+    pg_pool_free(p);
+    event_base_free(b);
+    leak_check();
+}
+
+/* Freeing the queue answers what waits at once and what runs when the pool drops it. */
+static void batch_free_fails_waiting(void)
+{
+    struct event_base *b = event_base_new();
+    PgPool *p = pg_pool_new(b, pool_conninfo("bf"), 1, 5000, 16);
+    T_ASSERT(wait_for(b, pool_ready, p, 5000));
+    PgBatch *q = pgbatch_new(p, BATCH_SQL, 1, 50);
+    static BItem items[5];
+    memset(items, 0, sizeof(items));
+    for (int i = 0; i < 5; i++)
+        pgbatch_add(q, json_pack("{si}", "x", i), bitem_cb, &items[i]);
+    pgbatch_free(q);
+    for (int i = 1; i < 5; i++) {
+        T_EQ_INT(items[i].calls, 1);
+        T_EQ_STR(items[i].err, "shutting down");
+    }
+    T_EQ_INT(items[0].calls, 0); /* running: the pool still owns it */
+    pg_pool_free(p);
+    T_EQ_INT(items[0].calls, 1);
+    T_ASSERT(items[0].err[0] != '\0');
+    event_base_free(b);
+    leak_check();
+}
+
 int main(int argc, char **argv)
 {
     static const TCase cases[] = {
@@ -474,6 +603,9 @@ int main(int argc, char **argv)
         {"pg_loop_not_blocked", loop_not_blocked, 20},
         {"pg_listen_notify", listen_notify, 30},
         {"pg_free_fails_pending", free_fails_pending, 20},
+        {"pgbatch_groups", batch_groups, 30},
+        {"pgbatch_bad_element", batch_bad_element, 30},
+        {"pgbatch_free_fails_waiting", batch_free_fails_waiting, 20},
         {NULL, NULL, 0},
     };
     return t_main(argc, argv, cases);

@@ -1,0 +1,164 @@
+/* pgbatch: group commit for one kind of write (see pgbatch.h). */
+#include "pgbatch.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "util.h"
+
+typedef struct {
+    json_t *elem;
+    PgBatchCb cb;
+    void *arg;
+    bool solo; /* its batch failed: retried alone */
+} Item;
+
+struct PgBatch {
+    PgPool *pg;
+    char *sql;
+    int max_inflight;
+    size_t max_batch;
+    Item *wait; /* FIFO */
+    size_t nwait, capwait;
+    int inflight;
+    bool freed;
+};
+
+typedef struct {
+    PgBatch *q;
+    size_t n;
+    Item items[];
+} Batch;
+
+static void flush(PgBatch *q);
+
+static void item_fail(Item *it, const char *err)
+{
+    json_decref(it->elem);
+    it->cb(NULL, -1, err, it->arg);
+}
+
+static void push(PgBatch *q, Item it)
+{
+    if (q->nwait == q->capwait) {
+        q->capwait = q->capwait ? 2 * q->capwait : 64;
+        q->wait = xrealloc(q->wait, q->capwait * sizeof(Item));
+    }
+    q->wait[q->nwait++] = it;
+}
+
+static void release(PgBatch *q)
+{
+    if (!q->freed || q->inflight > 0)
+        return;
+    free(q->wait);
+    free(q->sql);
+    free(q);
+}
+
+static void batch_done(PGresult *res, const char *err, void *arg)
+{
+    Batch *b = arg;
+    PgBatch *q = b->q;
+    q->inflight--;
+    bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && (size_t)PQntuples(res) == b->n;
+    if (!ok && b->n > 1 && !q->freed) {
+        log_warn("a batch of %zu failed (%s); retrying one by one", b->n,
+                 res ? PQresultErrorMessage(res) : err);
+        for (size_t i = 0; i < b->n; i++) {
+            b->items[i].solo = true;
+            push(q, b->items[i]);
+        }
+    } else if (!ok) {
+        const char *why = !res ? err
+                          : PQresultStatus(res) == PGRES_TUPLES_OK ? "incomplete batch result"
+                                                                   : PQresultErrorMessage(res);
+        for (size_t i = 0; i < b->n; i++)
+            item_fail(&b->items[i], why);
+    } else {
+        for (size_t i = 0; i < b->n; i++)
+            json_decref(b->items[i].elem);
+        for (int row = 0; row < PQntuples(res); row++) {
+            size_t i = strtoul(PQgetvalue(res, row, 0), NULL, 10);
+            if (i < b->n)
+                b->items[i].cb(res, row, NULL, b->items[i].arg);
+        }
+    }
+    free(b);
+    flush(q);
+    release(q);
+}
+
+static void flush(PgBatch *q)
+{
+    while (q->nwait > 0 && q->inflight < q->max_inflight && !q->freed) {
+        size_t n = q->wait[0].solo ? 1 : q->nwait < q->max_batch ? q->nwait : q->max_batch;
+        Batch *b = xmalloc(sizeof(*b) + n * sizeof(Item));
+        b->q = q;
+        b->n = n;
+        memcpy(b->items, q->wait, n * sizeof(Item));
+        memmove(q->wait, q->wait + n, (q->nwait - n) * sizeof(Item));
+        q->nwait -= n;
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append(arr, b->items[i].elem);
+        char *text = json_dumps(arr, JSON_COMPACT);
+        json_decref(arr);
+        const char *params[] = {text};
+        q->inflight++;
+        bool sent = text && pg_query(q->pg, q->sql, 1, params, batch_done, b);
+        free(text);
+        if (!sent) {
+            q->inflight--;
+            for (size_t i = 0; i < n; i++)
+                item_fail(&b->items[i], "too many queries waiting for the database");
+            free(b);
+        }
+    }
+}
+
+PgBatch *pgbatch_new(PgPool *pg, const char *sql, int max_inflight, size_t max_batch)
+{
+    PgBatch *q = xcalloc(1, sizeof(*q));
+    q->pg = pg;
+    q->sql = xstrdup(sql);
+    q->max_inflight = max_inflight > 0 ? max_inflight : 1;
+    q->max_batch = max_batch > 0 ? max_batch : 1;
+    return q;
+}
+
+void pgbatch_add(PgBatch *q, json_t *elem, PgBatchCb cb, void *arg)
+{
+    Item it = {.elem = elem, .cb = cb, .arg = arg};
+    if (q->freed) {
+        item_fail(&it, "shutting down");
+        return;
+    }
+    push(q, it);
+    flush(q);
+}
+
+size_t pgbatch_waiting(const PgBatch *q)
+{
+    return q->nwait;
+}
+
+void pgbatch_free(PgBatch *q)
+{
+    if (!q)
+        return;
+    q->freed = true;
+    /* callbacks may add to the queue while it is drained: take the list first */
+    Item *w = q->wait;
+    size_t n = q->nwait;
+    q->wait = NULL;
+    q->nwait = q->capwait = 0;
+    for (size_t i = 0; i < n; i++)
+        item_fail(&w[i], "shutting down");
+    free(w);
+    release(q);
+}
