@@ -117,6 +117,9 @@ static const ConfKey keys[] = {
             "how often unfinished and waitlisted requests are swept"),
     INT_KEY(reconcile_age_ms, "3000", 0, 600000, true,
             "an unfinished request this old is resumed by the sweep"),
+    INT_KEY(orphan_grace_ms, "60000", 1000, 3600000, true,
+            "a reservation whose request was never recorded is given back when this old "
+            "(> 2 x pg_query_timeout_ms + 2000)"),
     STR_KEY(fault_point, "", false,
             "TESTS ONLY: crash at this point (after_begin, "
             "after_enqueue, after_finish); empty = never"),
@@ -303,6 +306,12 @@ bool config_validate(const Config *c, char *err, size_t errlen)
         return seterr(err, errlen, "county_code '%s' must be 6 digits", c->county_code);
     if (!c->pg_conninfo[0])
         return seterr(err, errlen, "pg_conninfo must be set");
+    /* a record statement may wait one query timeout for its batch and run another (plus the
+     * server's statement_timeout margin): only after that is a pending reservation orphaned */
+    if (c->orphan_grace_ms <= 2 * c->pg_query_timeout_ms + 2000)
+        return seterr(err, errlen,
+                      "orphan_grace_ms (%d) must exceed 2 x pg_query_timeout_ms + 2000 (%d)",
+                      c->orphan_grace_ms, 2 * c->pg_query_timeout_ms + 2000);
     return true;
 }
 

@@ -64,6 +64,7 @@ typedef struct Config {
     int console_refresh_ms;        /* re-read each console's jobs this often (missed wake-ups) */
     int reconcile_interval_ms;     /* sweep for unfinished and waitlisted requests */
     int reconcile_age_ms;          /* a request unfinished this long is resumed by the sweep */
+    int orphan_grace_ms;           /* a reservation never recorded is given back when this old */
     char fault_point[32];          /* TESTS ONLY: kill the process at this point (see dispatch.c) */
     int fault_after;               /* TESTS ONLY: ... on the Nth time it is reached */
 } Config;

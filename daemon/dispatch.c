@@ -1,9 +1,13 @@
 /*
  * dispatch: each submission is a small state machine (Sub) driven by callbacks:
- * begin (PostgreSQL) -> match (memory) -> reserve + enqueue (one Redis script) -> finish
- * (PostgreSQL) -> reply. Every step is idempotent, keyed by the request id and the offer's
- * attempt number, so the sweep (or a second daemon) may redo any step after a crash and the
- * request is still queued exactly once. Nothing here blocks: every wait is a callback.
+ * resolve (PostgreSQL, read-only: an existing request, the resident, fresh ids) -> match
+ * (memory) -> reserve + enqueue (one Redis script) -> record (PostgreSQL: request, job and
+ * event in one statement) -> reply. Requests that exist already (re-dispatch, waitlist, the
+ * sweep's leftovers) are moved on by finish instead of record. Every step is idempotent,
+ * keyed by the request id and the offer's attempt number, so the sweep (or a second daemon)
+ * may redo any step after a crash and the request is still queued exactly once; a
+ * reservation whose record never committed is given back by the orphan reconciler (see
+ * sql/013_record_once.sql). Nothing here blocks: every wait is a callback.
  */
 #include "dispatch.h"
 
@@ -37,8 +41,10 @@
 
 /* Reserve capacity at the first candidate that has some left and queue the job there, or
  * return the reservation an earlier run made for this request and attempt.
- * KEYS: the reservation, then per candidate (used counter, job stream, limit override);
- * ARGV: job, request, attempt, expire-at, priority, reserve %, n, then (station, limit). */
+ * KEYS: the reservation, then per candidate (used counter, job stream, limit override), then
+ * the county's pending set; ARGV: job, request, attempt, expire-at, priority, reserve %, n,
+ * then (station, limit) per candidate, then the time in ms when the request is not recorded
+ * yet ("" otherwise): the reservation is listed as pending until its record commits. */
 static const char reserve_lua[] =
     "local m = redis.call('HGET', KEYS[1], 'job')\n"
     "if m then return {1, tonumber(redis.call('HGET', KEYS[1], 'station')), tonumber(m)} end\n"
@@ -61,18 +67,30 @@ static const char reserve_lua[] =
     "    redis.call('HSET', KEYS[1], 'job', ARGV[1], 'station', sid, 'cap', capk, 'stream',"
     " KEYS[3 * i], 'entry', eid, 'state', 'held')\n"
     "    redis.call('EXPIREAT', KEYS[1], ARGV[4])\n"
+    "    if ARGV[8 + 2 * n] ~= '' then\n"
+    "      redis.call('ZADD', KEYS[3 * n + 2], ARGV[8 + 2 * n], KEYS[1])\n"
+    "    end\n"
     "    return {0, tonumber(sid), tonumber(ARGV[1])}\n"
     "  elseif used < limit then held = 1 end\n"
     "end\n"
     "return {2, 0, held}\n";
 
-/* Give a reservation's capacity back once (cancel, or a reservation nobody will use). */
+/* Give a reservation's capacity back once (cancel, or a reservation nobody will use), and
+ * drop it from the pending set. With ARGV[2] = '1' its stream entry goes too: the job was
+ * never recorded (an orphan, or a key recorded meanwhile by someone else).
+ * KEYS: the reservation, the pending set; ARGV: why, drop-entry. */
 static const char release_lua[] =
+    "redis.call('ZREM', KEYS[2], KEYS[1])\n"
     "local st = redis.call('HGET', KEYS[1], 'state')\n"
     "if not st then return 0 end\n"
     "if st ~= 'held' then return 1 end\n"
     "local capk = redis.call('HGET', KEYS[1], 'cap')\n"
     "if tonumber(redis.call('GET', capk) or '0') > 0 then redis.call('DECR', capk) end\n"
+    "if ARGV[2] == '1' then\n"
+    "  local sk = redis.call('HGET', KEYS[1], 'stream')\n"
+    "  local e = redis.call('HGET', KEYS[1], 'entry')\n"
+    "  if sk and e then redis.call('XDEL', sk, e) end\n"
+    "end\n"
     "redis.call('HSET', KEYS[1], 'state', ARGV[1])\n"
     "return 2\n";
 
@@ -88,7 +106,8 @@ struct Dispatch {
     bool sweep_waitlist;  /* the sweep in flight includes a waitlist page */
     bool waitlist_paging; /* the last page was full: continue on the next sweep */
     char cur_prio[8], cur_at[64], cur_id[24]; /* waitlist cursor (see sweep_sql) */
-    PgBatch *batch[2];                        /* group commit, by BatchKind */
+    PgBatch *batch[3];                        /* group commit, by BatchKind */
+    bool orphan_scan;                         /* an orphan reconciliation is in flight */
     int sweep_left;                           /* subs of the current batch not finished */
     int win[2][2];                            /* [lunch|dinner][start|end] local minutes */
     char prefix[32];                          /* "{c330281}:" */
@@ -96,7 +115,9 @@ struct Dispatch {
     bool stopped; /* dispatch_stop: backends are going away */
 };
 
-typedef enum { BATCH_BEGIN, BATCH_FINISH } BatchKind;
+/* BEGIN resolves a submission; FINISH moves an existing request on; RECORD writes a
+ * resolved one with its outcome */
+typedef enum { BATCH_BEGIN, BATCH_FINISH, BATCH_RECORD } BatchKind;
 
 typedef struct Sub {
     Dispatch *d;
@@ -113,7 +134,8 @@ typedef struct Sub {
     bool has_loc;
     double loc_lat, loc_lon;
     /* from PostgreSQL */
-    int64_t request_id, job_id;
+    bool fresh; /* resolved but not recorded yet: request_id and job_id are reserved ids */
+    int64_t request_id, job_id, resident_id;
     char village[16];
     double lat, lon;
     unsigned prio; /* bit per PriorityFlag */
@@ -304,8 +326,22 @@ static void offer_out(const Sub *s)
     station_offer(d->srv->station, s->station_id, &o);
 }
 
+static void release_marker(Dispatch *d, int64_t request_id, int attempt, const char *why,
+                           bool drop_entry);
+static void settle_pending(Dispatch *d, int64_t request_id, int attempt);
+
 static void finish_failed(Sub *s, const char *err)
 {
+    if (s->fresh) {
+        /* nothing is acknowledged; a reservation left behind is the reconciler's (it may not
+         * be ours to give back: the record may have committed just as its link failed) */
+        log_warn("request %lld: recording it failed: %s", (long long)s->request_id, err);
+        reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
+                    "the request could not be recorded (database unavailable); please retry "
+                    "with the same idempotency key");
+        sub_free(s);
+        return;
+    }
     /* the request stays 'received' in PostgreSQL; the sweep will finish it */
     log_warn("request %lld: recording the outcome failed: %s", (long long)s->request_id, err);
     reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
@@ -314,11 +350,28 @@ static void finish_failed(Sub *s, const char *err)
     sub_free(s);
 }
 
-/* One row of careline_submit_finish_many, columns from `o` on. */
+/* A fresh submission's key was recorded meanwhile (a retry racing it, another daemon):
+ * its own reservation is not needed; report the request that holds the key. */
+static void record_lost(Sub *s, PGresult *res, int row, int o)
+{
+    if (s->reserved)
+        release_marker(s->d, s->request_id, s->attempt, "duplicate", true);
+    s->request_id = strtoll(PQgetvalue(res, row, o + 4), NULL, 10);
+    s->state =
+        dispatch_enum_from_db(&careline__v1__request_state__descriptor, PQgetvalue(res, row, o));
+    s->station_id = strtoll(PQgetvalue(res, row, o + 1), NULL, 10);
+    s->job_id = strtoll(PQgetvalue(res, row, o + 2), NULL, 10);
+    station_name_of(s->d, s->station_id, s->station_name, sizeof(s->station_name));
+    s->duplicate = true;
+}
+
+/* One row of careline_submit_finish_set or _record_set, columns from `o` on. */
 static void finish_row(Sub *s, PGresult *res, int row, int o)
 {
     bool changed = PQgetvalue(res, row, o + 3)[0] == 't';
-    if (!changed) {
+    if (!changed && s->fresh) {
+        record_lost(s, res, row, o);
+    } else if (!changed) {
         /* someone else moved it (another daemon's sweep, or a cancel): report what is true */
         int now_state = dispatch_enum_from_db(&careline__v1__request_state__descriptor,
                                               PQgetvalue(res, row, o));
@@ -332,6 +385,8 @@ static void finish_row(Sub *s, PGresult *res, int row, int o)
         }
         s->duplicate = true;
     } else if (s->state == S(REQUEST_STATE__QUEUED)) {
+        if (s->fresh)
+            settle_pending(s->d, s->request_id, s->attempt);
         fault(s, "after_finish");
         offer_out(s);
         log_debug("request %lld queued at station %lld (job %lld, %.1f min)",
@@ -399,6 +454,27 @@ static json_t *finish_json(const Sub *s)
     return o;
 }
 
+/* A resolved submission with its outcome, for careline_submit_record_set. */
+static json_t *record_json(const Sub *s)
+{
+    static const char *const names[] = {"", "lives_alone", "disabled", "aged_80_plus"};
+    char prio[48] = "";
+    for (int f = 1; f <= 3; f++)
+        if (s->prio & (1u << f))
+            snprintf(prio + strlen(prio), sizeof(prio) - strlen(prio), "%s%s", prio[0] ? "," : "",
+                     names[f]);
+    json_t *o = begin_json(s), *f = finish_json(s);
+    json_object_update(o, f);
+    json_decref(f);
+    json_object_set_new(o, "resident_id",
+                        s->resident_id ? json_integer(s->resident_id) : json_null());
+    json_object_set_new(o, "village", s->village[0] ? json_string(s->village) : json_null());
+    json_object_set_new(o, "priority", json_string(prio));
+    if (s->state == S(REQUEST_STATE__NOT_REGISTERED))
+        json_object_set_new(o, "reason", json_string("caller is not a registered resident"));
+    return o;
+}
+
 static void begin_done(PGresult *res, int row, const char *err, void *arg)
 {
     Sub *s = arg;
@@ -429,6 +505,8 @@ static void batch_add(Dispatch *d, BatchKind kind, Sub *s)
     }
     if (kind == BATCH_BEGIN)
         pgbatch_add(d->batch[kind], begin_json(s), begin_done, s);
+    else if (s->fresh)
+        pgbatch_add(d->batch[BATCH_RECORD], record_json(s), finish_done, s);
     else
         pgbatch_add(d->batch[kind], finish_json(s), finish_done, s);
 }
@@ -464,17 +542,50 @@ static void release_done(redisReply *r, const char *err, void *arg)
         dispatch_kick(d); /* capacity freed: the waitlist may move */
 }
 
-void dispatch_release(Dispatch *d, int64_t request_id, int attempt, const char *why)
+static void pending_key(const Dispatch *d, char *out, size_t n)
+{
+    snprintf(out, n, "%spending", d->prefix);
+}
+
+static void release_marker(Dispatch *d, int64_t request_id, int attempt, const char *why,
+                           bool drop_entry)
 {
     if (d->stopped)
         return;
-    char key[96];
+    char key[96], pend[64];
     marker_key(d, request_id, attempt, key, sizeof(key));
-    const char *args[] = {key, why};
-    size_t lens[] = {strlen(key), strlen(why)};
-    if (!rds_eval(d->srv->rds, d->release, release_done, d, 1, 1, args, lens))
+    pending_key(d, pend, sizeof(pend));
+    const char *drop = drop_entry ? "1" : "0";
+    const char *args[] = {key, pend, why, drop};
+    size_t lens[] = {strlen(key), strlen(pend), strlen(why), 1};
+    if (!rds_eval(d->srv->rds, d->release, release_done, d, 2, 2, args, lens))
         log_warn("request %lld: cannot release its reservation now (Redis unavailable)",
                  (long long)request_id);
+}
+
+void dispatch_release(Dispatch *d, int64_t request_id, int attempt, const char *why)
+{
+    release_marker(d, request_id, attempt, why, false);
+}
+
+static void settle_done(redisReply *r, const char *err, void *arg)
+{
+    (void)arg;
+    if (!r || r->type == REDIS_REPLY_ERROR) /* harmless: the reconciler will find it recorded */
+        log_debug("clearing a pending reservation failed: %s", r ? r->str : err);
+}
+
+/* The record committed: the reservation is no longer pending. */
+static void settle_pending(Dispatch *d, int64_t request_id, int attempt)
+{
+    char key[96], pend[64];
+    marker_key(d, request_id, attempt, key, sizeof(key));
+    pending_key(d, pend, sizeof(pend));
+    const char *argv[] = {"ZREM", pend, key};
+    const size_t lens[] = {4, strlen(pend), strlen(key)};
+    if (!rds_command(d->srv->rds, settle_done, NULL, 3, argv, lens))
+        log_debug("request %lld: pending reservation left for the reconciler",
+                  (long long)request_id);
 }
 
 static void reserve_done(redisReply *r, const char *err, void *arg)
@@ -534,8 +645,8 @@ static void sub_reserve(Sub *s, const MatchCand *cands, size_t n)
     const char *slot = s->kind == S(SERVICE_KIND__HOME_CARE)
                            ? "care"
                            : (s->slot == S(MEAL_SLOT__DINNER) ? "dinner" : "lunch");
-    /* keys: marker, then (capacity, stream, limit override) per candidate; args after */
-    size_t nkeys = 1 + 3 * n, nargs = 7 + 2 * n;
+    /* keys: marker, (capacity, stream, limit override) per candidate, pending; args after */
+    size_t nkeys = 2 + 3 * n, nargs = 8 + 2 * n;
     char(*buf)[96] = xcalloc(nkeys + nargs, sizeof(*buf));
     const char **args = xcalloc(nkeys + nargs, sizeof(char *));
     size_t *lens = xcalloc(nkeys + nargs, sizeof(size_t));
@@ -548,6 +659,7 @@ static void sub_reserve(Sub *s, const MatchCand *cands, size_t n)
         station_cap_key(d->prefix, "lim", cands[i].station_id, day, slot, buf[3 + 3 * i],
                         sizeof(buf[0]));
     }
+    pending_key(d, buf[1 + 3 * n], sizeof(buf[0]));
     char(*a)[96] = buf + nkeys;
     snprintf(a[0], 96, "%lld", (long long)s->job_id);
     snprintf(a[1], 96, "%lld", (long long)s->request_id);
@@ -560,6 +672,8 @@ static void sub_reserve(Sub *s, const MatchCand *cands, size_t n)
         snprintf(a[7 + 2 * i], 96, "%lld", (long long)cands[i].station_id);
         snprintf(a[8 + 2 * i], 96, "%d", cands[i].limit);
     }
+    if (s->fresh)
+        snprintf(a[7 + 2 * n], 96, "%lld", (long long)util_wall_ms());
     for (size_t i = 0; i < nkeys + nargs; i++) {
         args[i] = buf[i];
         lens[i] = strlen(buf[i]);
@@ -726,10 +840,12 @@ static void begin_failed(Sub *s, const char *err)
     sub_free(s);
 }
 
-/* One row of careline_submit_begin_many, columns from `o` on. */
+/* One row of careline_submit_resolve_set (or _begin_many), columns from `o` on. */
 static void begin_row(Sub *s, PGresult *res, int row, int o)
 {
     const char *outcome = PQgetvalue(res, row, o);
+    s->fresh = strcmp(outcome, "new") == 0;
+    s->resident_id = col_ll(res, row, o + 3);
     s->request_id = col_ll(res, row, o + 1);
     if (strcmp(outcome, "conflict") == 0) {
         reply_error(s, S(ERROR_CODE__CONFLICT), "idempotency_key",
@@ -767,10 +883,12 @@ static void begin_row(Sub *s, PGresult *res, int row, int o)
         sub_match(s);
         return;
     }
-    if (s->state == S(REQUEST_STATE__NOT_REGISTERED)) {
+    if (s->state == S(REQUEST_STATE__NOT_REGISTERED) && s->fresh) {
         char masked[LOG_MASK_BUF];
         log_info("request %lld: caller %s is not registered", (long long)s->request_id,
                  log_mask_phone(s->phone, masked));
+        sub_finish(s); /* recorded (and answered) like any other outcome */
+        return;
     }
     station_name_of(s->d, s->station_id, s->station_name, sizeof(s->station_name));
     reply_result(s);
@@ -1166,11 +1284,12 @@ static void cancel_done(PGresult *res, const char *err, void *arg)
         cancel_reply(op);
         return;
     }
-    char key[96];
+    char key[96], pend[64];
     marker_key(a->d, op->request_id, attempt, key, sizeof(key));
-    const char *args[] = {key, "cancelled"};
-    size_t lens[] = {strlen(key), strlen("cancelled")};
-    if (!rds_eval(a->d->srv->rds, a->d->release, cancel_release_done, op, 1, 1, args, lens))
+    pending_key(a->d, pend, sizeof(pend));
+    const char *args[] = {key, pend, "cancelled", "0"};
+    size_t lens[] = {strlen(key), strlen(pend), strlen("cancelled"), 1};
+    if (!rds_eval(a->d->srv->rds, a->d->release, cancel_release_done, op, 2, 2, args, lens))
         cancel_release_done(NULL, "Redis unavailable", op);
 }
 
@@ -1329,12 +1448,117 @@ static void sweep_done(PGresult *res, const char *err, void *arg)
     }
 }
 
+/* ---- orphan reconciliation ----------------------------------------------------------
+ * A fresh submission's reservation is listed in the county's pending set until its record
+ * commits. One still listed after orphan_grace_ms either committed (its daemon died before
+ * clearing it) or never will: PostgreSQL says which. */
+
+#define ORPHAN_BATCH "500"
+
+typedef struct {
+    Dispatch *d;
+    size_t n;
+    int64_t *ids;
+    int *attempts;
+} OrphanScan;
+
+static void orphan_scan_free(OrphanScan *o)
+{
+    o->d->orphan_scan = false;
+    free(o->ids);
+    free(o->attempts);
+    free(o);
+}
+
+static void orphans_checked(PGresult *res, const char *err, void *arg)
+{
+    OrphanScan *o = arg;
+    Dispatch *d = o->d;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || (size_t)PQntuples(res) != o->n) {
+        log_warn("checking pending reservations failed: %s", res ? PQresultErrorMessage(res) : err);
+        orphan_scan_free(o);
+        return;
+    }
+    size_t released = 0;
+    for (size_t i = 0; i < o->n && !d->stopped; i++) {
+        if (PQgetvalue(res, (int)i, 0)[0] == 't') {
+            settle_pending(d, o->ids[i], o->attempts[i]);
+        } else {
+            release_marker(d, o->ids[i], o->attempts[i], "orphaned", true);
+            released++;
+        }
+    }
+    if (released) {
+        metrics.orphans_released += released;
+        log_warn("gave back %zu reservation%s whose request was never recorded", released,
+                 released == 1 ? "" : "s");
+    }
+    orphan_scan_free(o);
+}
+
+static void orphans_listed(redisReply *r, const char *err, void *arg)
+{
+    Dispatch *d = arg;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements == 0 || d->stopped) {
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            log_warn("listing pending reservations failed: %s", r ? r->str : err);
+        d->orphan_scan = false;
+        return;
+    }
+    OrphanScan *o = xcalloc(1, sizeof(*o));
+    o->d = d;
+    o->ids = xcalloc(r->elements, sizeof(int64_t));
+    o->attempts = xcalloc(r->elements, sizeof(int));
+    char *arr = xmalloc(2 + r->elements * 22);
+    size_t len = 0, plen = strlen(d->prefix);
+    arr[len++] = '{';
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        long long id;
+        int att;
+        if (e->type != REDIS_REPLY_STRING || strncmp(e->str, d->prefix, plen) != 0 ||
+            sscanf(e->str + plen, "ra:%lld:%d", &id, &att) != 2)
+            continue; /* only this file writes the set */
+        o->ids[o->n] = id;
+        o->attempts[o->n++] = att;
+        len += (size_t)sprintf(arr + len, "%s%lld", len > 1 ? "," : "", id);
+    }
+    arr[len++] = '}';
+    arr[len] = '\0';
+    const char *params[] = {arr};
+    bool sent =
+        o->n > 0 && pg_query(d->srv->pg,
+                             "SELECT EXISTS (SELECT 1 FROM requests r WHERE r.id = x.id) "
+                             "FROM unnest($1::bigint[]) WITH ORDINALITY AS x(id, n) ORDER BY x.n",
+                             1, params, orphans_checked, o);
+    free(arr);
+    if (!sent)
+        orphan_scan_free(o);
+}
+
+static void orphan_scan_start(Dispatch *d)
+{
+    if (d->orphan_scan)
+        return;
+    char pend[64], max[24];
+    pending_key(d, pend, sizeof(pend));
+    snprintf(max, sizeof(max), "%lld", (long long)(util_wall_ms() - d->srv->cfg.orphan_grace_ms));
+    const char *argv[] = {"ZRANGEBYSCORE", pend, "-inf", max, "LIMIT", "0", ORPHAN_BATCH};
+    size_t lens[7];
+    for (int i = 0; i < 7; i++)
+        lens[i] = strlen(argv[i]);
+    d->orphan_scan = rds_command(d->srv->rds, orphans_listed, d, 7, argv, lens);
+}
+
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     Dispatch *d = arg;
-    if (d->stopped || d->sweeping || !dir_snap(d->dir) || !pg_pool_ready(d->srv->pg) ||
-        !rds_ready(d->srv->rds) || d->srv->shutting_down)
+    if (d->stopped || !dir_snap(d->dir) || !pg_pool_ready(d->srv->pg) || !rds_ready(d->srv->rds) ||
+        d->srv->shutting_down)
+        return;
+    orphan_scan_start(d);
+    if (d->sweeping)
         return;
     char age[16], batch[16];
     snprintf(age, sizeof(age), "%d", d->srv->cfg.reconcile_age_ms);
@@ -1392,10 +1616,14 @@ Dispatch *dispatch_new(Server *srv)
     util_timer_ms(d->sweep, cfg->reconcile_interval_ms);
     d->dir = dir_new(srv->pg, directory_changed, d);
     /* one batch of each kind per pool connection at most; a full one commits 256 requests */
-    d->batch[BATCH_BEGIN] = pgbatch_new(
-        srv->pg, "SELECT * FROM careline_submit_begin_set($1::jsonb)", srv->cfg.pg_pool_size, 256);
-    d->batch[BATCH_FINISH] = pgbatch_new(
-        srv->pg, "SELECT * FROM careline_submit_finish_set($1::jsonb)", srv->cfg.pg_pool_size, 256);
+    static const char *const sql[] = {
+        "SELECT * FROM careline_submit_resolve_set($1::jsonb)",
+        "SELECT * FROM careline_submit_finish_set($1::jsonb)",
+        "SELECT * FROM careline_submit_record_set($1::jsonb)",
+    };
+    for (int k = 0; k < 3; k++)
+        d->batch[k] =
+            pgbatch_new(srv->pg, sql[k], cfg->pg_pool_size, 256, cfg->pg_query_timeout_ms);
     session_route(CARELINE__V1__ENVELOPE__BODY_SUBMIT, handle_submit);
     session_route(CARELINE__V1__ENVELOPE__BODY_STATUS_QUERY, handle_status);
     session_route(CARELINE__V1__ENVELOPE__BODY_CANCEL, handle_cancel);
@@ -1407,7 +1635,7 @@ void dispatch_stop(Dispatch *d)
     if (!d)
         return;
     d->stopped = true;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         pgbatch_free(d->batch[k]); /* what waits or runs is dropped, not answered */
         d->batch[k] = NULL;
     }
@@ -1420,7 +1648,7 @@ void dispatch_free(Dispatch *d)
     if (d->sweep)
         event_free(d->sweep);
     dir_free(d->dir);
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < 3; k++)
         pgbatch_free(d->batch[k]);
     free(d);
 }

@@ -47,6 +47,9 @@ void metrics_render(struct evbuffer *out, int pg_up, int redis_up)
             m->timeouts);
     counter(out, "careline_http_requests_total", "HTTP requests.", m->http_requests);
     counter(out, "careline_http_errors_total", "HTTP 4xx/5xx answers.", m->http_errors);
+    counter(out, "careline_orphans_released_total",
+            "Capacity reservations given back because their request was never recorded.",
+            m->orphans_released);
     gauge(out, "careline_loop_lag_max_ms", "Worst event-loop lateness seen by the janitor.",
           (int64_t)m->loop_lag_max_ms);
     gauge(out, "careline_postgres_up", "PostgreSQL reachable (1) or not (0).", pg_up);

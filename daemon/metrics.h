@@ -24,8 +24,9 @@ typedef struct Metrics {
     uint64_t obuf_closes; /* connections closed for output-buffer limits */
     uint64_t timeouts;    /* hello and idle timeouts */
     uint64_t http_requests;
-    uint64_t http_errors;     /* HTTP 4xx/5xx answers */
-    uint64_t loop_lag_max_ms; /* worst janitor tick lateness since start */
+    uint64_t http_errors;      /* HTTP 4xx/5xx answers */
+    uint64_t loop_lag_max_ms;  /* worst janitor tick lateness since start */
+    uint64_t orphans_released; /* reservations given back: their request was never recorded */
 } Metrics;
 
 extern Metrics metrics;

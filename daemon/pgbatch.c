@@ -14,7 +14,8 @@ typedef struct {
     json_t *elem;
     PgBatchCb cb;
     void *arg;
-    bool solo; /* its batch failed: retried alone */
+    int64_t deadline; /* util_now_ms() by which its batch must have left */
+    bool solo;        /* its batch failed: retried alone */
 } Item;
 
 struct PgBatch {
@@ -22,6 +23,7 @@ struct PgBatch {
     char *sql;
     int max_inflight;
     size_t max_batch;
+    int max_wait_ms;
     Item *wait; /* FIFO */
     size_t nwait, capwait;
     int inflight;
@@ -74,7 +76,7 @@ static void batch_done(PGresult *res, const char *err, void *arg)
             push(q, b->items[i]);
         }
     } else if (!ok) {
-        const char *why = !res ? err
+        const char *why = !res                                     ? err
                           : PQresultStatus(res) == PGRES_TUPLES_OK ? "incomplete batch result"
                                                                    : PQresultErrorMessage(res);
         for (size_t i = 0; i < b->n; i++)
@@ -99,41 +101,52 @@ static void flush(PgBatch *q)
         size_t n = q->wait[0].solo ? 1 : q->nwait < q->max_batch ? q->nwait : q->max_batch;
         Batch *b = xmalloc(sizeof(*b) + n * sizeof(Item));
         b->q = q;
-        b->n = n;
         memcpy(b->items, q->wait, n * sizeof(Item));
         memmove(q->wait, q->wait + n, (q->nwait - n) * sizeof(Item));
         q->nwait -= n;
+        q->inflight++; /* held while callbacks below run: they may add and flush */
+        /* an item that waited past its bound is answered, not sent late */
+        int64_t now = util_now_ms();
+        size_t keep = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (b->items[i].deadline < now)
+                item_fail(&b->items[i], "timed out waiting for the database");
+            else
+                b->items[keep++] = b->items[i];
+        }
+        b->n = keep;
         json_t *arr = json_array();
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < keep; i++)
             json_array_append(arr, b->items[i].elem);
-        char *text = json_dumps(arr, JSON_COMPACT);
+        char *text = keep ? json_dumps(arr, JSON_COMPACT) : NULL;
         json_decref(arr);
         const char *params[] = {text};
-        q->inflight++;
         bool sent = text && pg_query(q->pg, q->sql, 1, params, batch_done, b);
         free(text);
         if (!sent) {
             q->inflight--;
-            for (size_t i = 0; i < n; i++)
+            for (size_t i = 0; i < keep; i++)
                 item_fail(&b->items[i], "too many queries waiting for the database");
             free(b);
         }
     }
 }
 
-PgBatch *pgbatch_new(PgPool *pg, const char *sql, int max_inflight, size_t max_batch)
+PgBatch *pgbatch_new(PgPool *pg, const char *sql, int max_inflight, size_t max_batch,
+                     int max_wait_ms)
 {
     PgBatch *q = xcalloc(1, sizeof(*q));
     q->pg = pg;
     q->sql = xstrdup(sql);
     q->max_inflight = max_inflight > 0 ? max_inflight : 1;
     q->max_batch = max_batch > 0 ? max_batch : 1;
+    q->max_wait_ms = max_wait_ms;
     return q;
 }
 
 void pgbatch_add(PgBatch *q, json_t *elem, PgBatchCb cb, void *arg)
 {
-    Item it = {.elem = elem, .cb = cb, .arg = arg};
+    Item it = {.elem = elem, .cb = cb, .arg = arg, .deadline = util_now_ms() + q->max_wait_ms};
     if (q->freed) {
         item_fail(&it, "shutting down");
         return;

@@ -26,8 +26,13 @@
 typedef struct PgBatch PgBatch;
 typedef void (*PgBatchCb)(PGresult *res, int row, const char *err, void *arg);
 
-/* sql: e.g. "SELECT * FROM f($1::jsonb)"; copied. */
-PgBatch *pgbatch_new(PgPool *pg, const char *sql, int max_inflight, size_t max_batch);
+/*
+ * sql: e.g. "SELECT * FROM f($1::jsonb)"; copied. An item still waiting for its batch
+ * max_wait_ms after it was added fails ("timed out waiting for the database"); once sent,
+ * the pool's query timeout bounds it.
+ */
+PgBatch *pgbatch_new(PgPool *pg, const char *sql, int max_inflight, size_t max_batch,
+                     int max_wait_ms);
 
 /*
  * Queues elem (reference stolen). cb fires later, or from inside this call only when the

@@ -849,7 +849,7 @@ Stations *station_new(Server *srv)
     session_on_auth(on_auth);
     session_on_close(on_close);
     st->updates = pgbatch_new(srv->pg, "SELECT * FROM careline_job_update_many($1::jsonb)",
-                              srv->cfg.pg_pool_size, 256);
+                              srv->cfg.pg_pool_size, 256, srv->cfg.pg_query_timeout_ms);
     session_route(CARELINE__V1__ENVELOPE__BODY_JOB_UPDATE, handle_job_update);
     session_route(CARELINE__V1__ENVELOPE__BODY_STATION_STATUS, handle_station_status);
     return st;

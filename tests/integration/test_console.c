@@ -387,7 +387,7 @@ static void auto_accept_delivers(void)
                           "SELECT string_agg(state::text, ',' ORDER BY id) FROM request_events "
                           "WHERE request_id = $1",
                           id, v, sizeof(v)),
-                 "received,queued,accepted,en_route,delivered");
+                 "queued,accepted,en_route,delivered");
     }
     cl_close(gw);
     con_stop(&k);

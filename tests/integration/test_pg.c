@@ -514,7 +514,7 @@ static void batch_groups(void)
     struct event_base *b = event_base_new();
     PgPool *p = pg_pool_new(b, pool_conninfo("bg"), 2, 5000, 16);
     T_ASSERT(wait_for(b, pool_ready, p, 5000));
-    PgBatch *q = pgbatch_new(p, BATCH_SQL, 1, 50);
+    PgBatch *q = pgbatch_new(p, BATCH_SQL, 1, 50, 5000);
     static BItem items[120];
     memset(items, 0, sizeof(items));
     for (int i = 0; i < 120; i++)
@@ -544,7 +544,7 @@ static void batch_bad_element(void)
     struct event_base *b = event_base_new();
     PgPool *p = pg_pool_new(b, pool_conninfo("bb"), 2, 5000, 64);
     T_ASSERT(wait_for(b, pool_ready, p, 5000));
-    PgBatch *q = pgbatch_new(p, BATCH_SQL, 1, 50);
+    PgBatch *q = pgbatch_new(p, BATCH_SQL, 1, 50, 5000);
     static BItem items[20];
     memset(items, 0, sizeof(items));
     for (int i = 0; i < 20; i++)
@@ -573,7 +573,7 @@ static void batch_free_fails_waiting(void)
     struct event_base *b = event_base_new();
     PgPool *p = pg_pool_new(b, pool_conninfo("bf"), 1, 5000, 16);
     T_ASSERT(wait_for(b, pool_ready, p, 5000));
-    PgBatch *q = pgbatch_new(p, BATCH_SQL, 1, 50);
+    PgBatch *q = pgbatch_new(p, BATCH_SQL, 1, 50, 5000);
     static BItem items[5];
     memset(items, 0, sizeof(items));
     for (int i = 0; i < 5; i++)

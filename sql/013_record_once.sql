@@ -1,0 +1,179 @@
+-- 013_record_once: a new submission is written once, with its outcome.
+--
+-- Before, a submission cost two transactions: careline_submit_begin recorded it 'received'
+-- (a request row and an event), and careline_submit_finish moved it on (an UPDATE that
+-- touches every index of requests again, a job, a second event). Now the daemon first
+-- resolves it (careline_submit_resolve_set: read-only apart from taking ids from the
+-- sequences), matches it, reserves capacity in Redis under the request id it was given,
+-- and then records request, job and event in one statement (careline_submit_record_set).
+-- Half the index entries, no dead tuple, one commit.
+--
+-- Nothing is acknowledged before that commit. A daemon that dies between the Redis
+-- reservation and the commit leaves a reservation with no request behind it; the
+-- reservation is listed in the county's pending set and the daemon's reconciler gives it
+-- back once it is older than any record statement can take (orphan_grace_ms). Requests
+-- that exist already (re-dispatch, waitlist, the sweep) keep the begin/finish path.
+
+-- Raised inside a batch statement when an element cannot be answered from the statement's
+-- snapshot (its key was recorded concurrently, or twice in the batch): the daemon retries
+-- the batch one element at a time, and the lone retry sees the committed row.
+CREATE FUNCTION careline_retry_alone(p_why text) RETURNS text
+    LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'retry alone: %', p_why USING ERRCODE = 'serialization_failure';
+END $$;
+
+-- For each element (the same fields as careline_submit_begin_set), what is known before
+-- anything is written: an existing request with that key ('duplicate' or 'conflict', as
+-- careline_submit_begin reports them), a resident id that does not exist
+-- ('unknown_resident'), or 'new' with a request id (and, for a registered caller, a job id)
+-- taken from the sequences, state 'received' or 'not_registered' and the resident's data.
+-- The columns are careline_submit_begin_set's.
+CREATE FUNCTION careline_submit_resolve_set(p jsonb)
+    RETURNS TABLE (idx integer, outcome text, request_id bigint, state text,
+                   resident_id bigint, village_code text, lat double precision,
+                   lon double precision, priority text, station_id bigint, job_id bigint,
+                   attempts integer, travel_minutes integer, window_start_ms bigint,
+                   window_end_ms bigint, reason_code text, resident_name text,
+                   address text)
+    LANGUAGE plpgsql AS $$
+BEGIN
+    -- EXECUTE: planned for the tables as they are now (see 012)
+    RETURN QUERY EXECUTE $q$
+    WITH input AS (
+        SELECT (t.ord - 1)::integer AS i, t.v->>'key' AS k, decode(t.v->>'hash', 'hex') AS h,
+               t.v->>'phone' AS ph, (t.v->>'resident')::bigint AS res
+          FROM jsonb_array_elements($1) WITH ORDINALITY AS t(v, ord)),
+    look AS (
+        SELECT i.*, q.id AS qid, q.content_hash AS qh, q.state AS qs, q.priority AS qp,
+               q.station_id AS qst, q.job_id AS qjob, q.attempts AS qatt,
+               q.travel_minutes AS qtr, q.window_start AS qws, q.window_end AS qwe,
+               q.reason_code AS qrc, q.resident_id AS qres
+          FROM input i
+          LEFT JOIN LATERAL (SELECT * FROM requests r WHERE r.idempotency_key = i.k LIMIT 1) q
+            ON true),
+    who AS (
+        SELECT l.*, x.id AS rid, x.village_code AS vc, x.lat AS la, x.lon AS lo, x.name AS nm,
+               x.address AS ad,
+               CASE WHEN x.id IS NULL THEN '{}'::text[] ELSE careline_priority(x) END AS pr
+          FROM look l
+          -- LATERAL + LIMIT: one index probe per element, never a hash of all residents
+          LEFT JOIN LATERAL (
+              SELECT * FROM residents y
+               WHERE y.id = CASE WHEN l.qid IS NOT NULL THEN l.qres
+                                 ELSE coalesce(l.res, (SELECT z.id FROM residents z
+                                                        WHERE z.phone = l.ph)) END
+               LIMIT 1
+          ) x ON true)
+    SELECT w.i,
+           CASE WHEN w.qid IS NOT NULL THEN
+                    CASE WHEN w.qh <> w.h THEN 'conflict' ELSE 'duplicate' END
+                WHEN w.res IS NOT NULL AND w.rid IS NULL THEN 'unknown_resident'
+                ELSE 'new' END,
+           CASE WHEN w.qid IS NOT NULL THEN w.qid
+                WHEN w.res IS NOT NULL AND w.rid IS NULL THEN NULL
+                ELSE nextval('requests_id_seq') END,
+           CASE WHEN w.qid IS NOT NULL THEN w.qs::text
+                WHEN w.rid IS NULL THEN 'not_registered' ELSE 'received' END,
+           w.rid, w.vc::text, w.la, w.lo,
+           array_to_string(CASE WHEN w.qid IS NOT NULL THEN w.qp ELSE w.pr END, ','),
+           w.qst,
+           CASE WHEN w.qid IS NOT NULL THEN
+                    CASE WHEN w.qs = 'received' THEN nextval('jobs_id_seq') ELSE w.qjob END
+                WHEN w.rid IS NOT NULL THEN nextval('jobs_id_seq') END,
+           coalesce(w.qatt, 0), w.qtr,
+           (extract(epoch FROM w.qws) * 1000)::bigint,
+           (extract(epoch FROM w.qwe) * 1000)::bigint, w.qrc::text, w.nm, w.ad
+      FROM who w
+     ORDER BY w.i$q$ USING p;
+END $$;
+
+-- Records resolved submissions with their outcome: the request (with the id resolve gave
+-- it), its job when queued, and one event. Elements: begin's fields plus "request", "job",
+-- "station", "attempt", "state", "reason_code", "reason", "travel", "ws", "we", "expires"
+-- (as careline_submit_finish_set) and the resolved "resident_id", "village", "priority".
+-- A key recorded meanwhile is not written again: changed = false, and the row describes
+-- the request that holds the key (request_id is its id).
+CREATE FUNCTION careline_submit_record_set(p jsonb)
+    RETURNS TABLE (idx integer, state text, station_id bigint, job_id bigint, changed boolean,
+                   request_id bigint)
+    LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY EXECUTE $q$
+    WITH input AS (
+        SELECT (t.ord - 1)::integer AS i, (t.v->>'request')::bigint AS rq, t.v->>'key' AS k,
+               decode(t.v->>'hash', 'hex') AS h, t.v->>'phone' AS ph,
+               (t.v->>'resident_id')::bigint AS rid, t.v->>'village' AS vc,
+               coalesce(string_to_array(nullif(t.v->>'priority', ''), ','), '{}') AS pr,
+               t.v->>'kind' AS kd, t.v->>'slot' AS sl, (t.v->>'date')::date AS dt,
+               t.v->>'subtype' AS st, t.v->>'note' AS nt, t.v->>'urgency' AS ur,
+               t.v->>'actor' AS act, (t.v->>'job')::bigint AS jb,
+               (t.v->>'station')::bigint AS sn, (t.v->>'attempt')::integer AS att,
+               t.v->>'state' AS s, t.v->>'reason_code' AS rc, t.v->>'reason' AS rs,
+               (t.v->>'travel')::integer AS tr,
+               to_timestamp((t.v->>'ws')::bigint / 1000.0) AS ws,
+               to_timestamp((t.v->>'we')::bigint / 1000.0) AS we,
+               to_timestamp((t.v->>'expires')::bigint / 1000.0) AS ex
+          FROM jsonb_array_elements($1) WITH ORDINALITY AS t(v, ord)),
+    ins AS (
+        INSERT INTO requests (id, idempotency_key, content_hash, resident_id, village_code,
+                              caller_phone_masked, caller_phone_hash, kind, meal_slot,
+                              service_date, care_subtype, note, urgency, priority, state,
+                              reason_code, reason, station_id, job_id, attempts,
+                              travel_minutes, window_start, window_end)
+        SELECT i.rq, i.k, i.h, i.rid, i.vc,
+               CASE WHEN i.ph IS NOT NULL THEN
+                   left(i.ph, 3) || repeat('*', greatest(length(i.ph) - 7, 0)) || right(i.ph, 4)
+               END,
+               CASE WHEN i.ph IS NOT NULL THEN sha256(convert_to(i.ph, 'UTF8')) END,
+               i.kd, i.sl, i.dt, i.st, i.nt, i.ur, i.pr, i.s,
+               CASE WHEN i.s = 'queued' THEN NULL ELSE i.rc END,
+               CASE WHEN i.s = 'queued' THEN NULL ELSE i.rs END,
+               CASE WHEN i.s = 'queued' THEN i.sn END,
+               CASE WHEN i.s = 'queued' THEN i.jb END,
+               CASE WHEN i.s = 'queued' THEN i.att ELSE 0 END,
+               CASE WHEN i.s = 'queued' THEN i.tr END,
+               CASE WHEN i.s = 'queued' THEN i.ws END,
+               CASE WHEN i.s = 'queued' THEN i.we END
+          FROM input i ORDER BY i.i
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING requests.id),
+    jobs_in AS (
+        INSERT INTO jobs (id, request_id, station_id, attempt, state, travel_minutes,
+                          offer_expires_at)
+        SELECT i.jb, i.rq, i.sn, i.att, 'offered', i.tr, i.ex
+          FROM ins JOIN input i ON i.rq = ins.id WHERE i.s = 'queued'),
+    ev AS (
+        INSERT INTO request_events (request_id, job_id, state, job_state, actor, reason_code,
+                                    reason, station_id)
+        SELECT i.rq, CASE WHEN i.s = 'queued' THEN i.jb END, i.s,
+               CASE WHEN i.s = 'queued' THEN 'offered' END, i.act,
+               CASE WHEN i.s = 'queued' THEN NULL ELSE i.rc END,
+               CASE WHEN i.s = 'queued' THEN NULL ELSE i.rs END,
+               CASE WHEN i.s = 'queued' THEN i.sn END
+          FROM ins JOIN input i ON i.rq = ins.id)
+    SELECT i.i,
+           CASE WHEN ins.id IS NOT NULL THEN i.s
+                ELSE coalesce(cur.state::text, careline_retry_alone('key ' || i.k)) END,
+           CASE WHEN ins.id IS NOT NULL THEN CASE WHEN i.s = 'queued' THEN i.sn END
+                ELSE cur.station_id END,
+           CASE WHEN ins.id IS NOT NULL THEN CASE WHEN i.s = 'queued' THEN i.jb END
+                ELSE cur.job_id END,
+           ins.id IS NOT NULL,
+           coalesce(ins.id, cur.id)
+      FROM input i
+      LEFT JOIN ins ON ins.id = i.rq
+      LEFT JOIN LATERAL (SELECT * FROM requests r WHERE r.idempotency_key = i.k
+                            AND ins.id IS NULL LIMIT 1) cur ON true
+     ORDER BY i.i$q$ USING p;
+END $$;
+
+GRANT EXECUTE ON FUNCTION careline_submit_resolve_set(jsonb), careline_submit_record_set(jsonb),
+    careline_retry_alone(text) TO careline_app;
+
+-- resolve takes ids from these sequences; a backend-local cache of ids means most resolve
+-- transactions write no WAL and so wait for no WAL flush at commit (ids are unique, not
+-- ordered across connections; request_events keeps its uncached sequence, whose order is
+-- the history's order)
+ALTER SEQUENCE requests_id_seq CACHE 64;
+ALTER SEQUENCE jobs_id_seq CACHE 64;
