@@ -47,6 +47,8 @@ void metrics_render(struct evbuffer *out, int pg_up, int redis_up)
             m->timeouts);
     counter(out, "careline_http_requests_total", "HTTP requests.", m->http_requests);
     counter(out, "careline_http_errors_total", "HTTP 4xx/5xx answers.", m->http_errors);
+    counter(out, "careline_pg_queries_total", "Statements sent to the PostgreSQL pool.",
+            m->pg_queries);
     counter(out, "careline_orphans_released_total",
             "Capacity reservations given back because their request was never recorded.",
             m->orphans_released);

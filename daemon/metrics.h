@@ -27,6 +27,7 @@ typedef struct Metrics {
     uint64_t http_errors;      /* HTTP 4xx/5xx answers */
     uint64_t loop_lag_max_ms;  /* worst janitor tick lateness since start */
     uint64_t orphans_released; /* reservations given back: their request was never recorded */
+    uint64_t pg_queries;       /* statements queued to the PostgreSQL pool */
 } Metrics;
 
 extern Metrics metrics;

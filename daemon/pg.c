@@ -8,6 +8,7 @@
  */
 #include "pg.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -655,6 +656,7 @@ bool pg_query(PgPool *p, const char *sql, int nparams, const char *const *params
     q->cb = cb;
     q->arg = arg;
     q->deadline = util_now_ms() + p->timeout_ms;
+    metrics.pg_queries++;
     /*
      * Always through the queue, and dispatched from a zero-delay timer when a connection is
      * idle: cb never runs inside pg_query, even if the send fails at once.

@@ -37,6 +37,7 @@ typedef struct StSession {
     int64_t terminal_id;    /* terminal_sessions row, 0 until inserted */
     bool closed;            /* the connection ended; waiting for in-flight work */
     int refs;               /* the map + in-flight queries */
+    bool queued;            /* waiting in Stations.due for this turn's re-read batch */
     bool refreshing, again; /* a re-read in flight / another asked for meanwhile */
     int64_t last_refresh_ms, last_ping_ms;
     Seen *seen; /* jobs shown and still of interest */
@@ -56,6 +57,9 @@ struct Stations {
     size_t nwake, capwake;
     struct event *wake_ev; /* fires once per turn while wake is non-empty */
     PgBatch *updates;      /* JobUpdates, group-committed */
+    StSession **due;       /* consoles to re-read at the end of this loop turn */
+    size_t ndue, capdue;
+    struct event *due_ev; /* fires once per turn while due is non-empty */
 };
 
 static void session_refresh(Stations *st, StSession *ss);
@@ -179,25 +183,19 @@ static void push_row(StSession *ss, PGresult *r, int i, int state)
     conn_send(ss->c, &env);
 }
 
-static void refresh_done(PGresult *res, const char *err, void *arg)
+/* Pushes rows [from, to) of a station's jobs to the console: what it has not seen, what
+ * changed, and the end of what it was shown. */
+static void apply_rows(StSession *ss, PGresult *res, int from, int to)
 {
-    StSession *ss = arg;
-    Stations *st = ss->c->srv->station;
-    ss->refreshing = false;
-    if (ss->closed || !conn_alive(ss->c))
-        goto out;
-    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        log_warn("station %lld: reading its jobs failed: %s", (long long)ss->station_id,
-                 res ? PQresultErrorMessage(res) : err);
-        goto out; /* the periodic pass tries again */
-    }
     ss->last_refresh_ms = util_now_ms();
-    for (int i = 0; i < PQntuples(res) && conn_alive(ss->c); i++) {
+    for (int i = from; i < to && conn_alive(ss->c); i++) {
         int64_t job = strtoll(PQgetvalue(res, i, 0), NULL, 10);
         int state = job_state_from_db(PQgetvalue(res, i, 2));
         Seen *s = seen_find(ss, job);
         if (s && s->state == state)
             continue;
+        if (!s && job_final(state))
+            continue; /* ended before this console saw it (another console's known job) */
         push_row(ss, res, i, state);
         if (job_final(state)) {
             if (s)
@@ -208,41 +206,142 @@ static void refresh_done(PGresult *res, const char *err, void *arg)
             seen_add(ss, job, state);
         }
     }
-    if (ss->again) {
+}
+
+/* The re-read is over (rows applied or not): one asked for meanwhile goes now. */
+static void refresh_end(Stations *st, StSession *ss)
+{
+    ss->refreshing = false;
+    if (ss->again && !ss->closed && conn_alive(ss->c)) {
         ss->again = false;
         session_refresh(st, ss);
     }
-out:
     session_unref(ss);
 }
 
+/* ---- re-reads, many consoles a statement -------------------------------------------------- */
+
+#define REFRESH_BATCH 500
+
+typedef struct {
+    Stations *st;
+    size_t n;
+    StSession *ss[REFRESH_BATCH];
+} RefreshBatch;
+
+/* First row of station_id in res (rows ordered by station, in column 20), or nrows. */
+static int first_row_of(PGresult *res, int64_t station_id)
+{
+    int lo = 0, hi = PQntuples(res);
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (strtoll(PQgetvalue(res, mid, 20), NULL, 10) < station_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void refresh_many_done(PGresult *res, const char *err, void *arg)
+{
+    RefreshBatch *b = arg;
+    bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok)
+        log_warn("reading %zu consoles' jobs failed: %s", b->n,
+                 res ? PQresultErrorMessage(res) : err);
+    for (size_t k = 0; k < b->n; k++) {
+        StSession *ss = b->ss[k];
+        if (ok && !ss->closed && conn_alive(ss->c)) {
+            int from = first_row_of(res, ss->station_id), to = from;
+            while (to < PQntuples(res) &&
+                   strtoll(PQgetvalue(res, to, 20), NULL, 10) == ss->station_id)
+                to++;
+            apply_rows(ss, res, from, to);
+        }
+        refresh_end(b->st, ss);
+    }
+    free(b);
+}
+
+/* One statement re-reads the jobs of every console in b (which holds a ref on each). */
+static void refresh_many(Stations *st, RefreshBatch *b)
+{
+    size_t nknown = 0;
+    for (size_t k = 0; k < b->n; k++)
+        nknown += b->ss[k]->nseen;
+    char *stations = xmalloc(3 + b->n * 21), *known = xmalloc(3 + nknown * 21);
+    size_t o = 0, ok = 0;
+    stations[o++] = '{';
+    known[ok++] = '{';
+    for (size_t k = 0; k < b->n; k++) {
+        const StSession *ss = b->ss[k];
+        o += (size_t)sprintf(stations + o, "%s%lld", k ? "," : "", (long long)ss->station_id);
+        for (size_t i = 0; i < ss->nseen; i++)
+            ok += (size_t)sprintf(known + ok, "%s%lld", ok > 1 ? "," : "",
+                                  (long long)ss->seen[i].job_id);
+    }
+    strcpy(stations + o, "}");
+    strcpy(known + ok, "}");
+    const char *params[] = {stations, known};
+    if (!pg_query(st->srv->pg,
+                  "SELECT * FROM careline_station_jobs_many($1::bigint[], $2::bigint[])", 2, params,
+                  refresh_many_done, b))
+        refresh_many_done(NULL, "too many queries waiting for the database", b);
+    free(stations);
+    free(known);
+}
+
+/* Sends the consoles queued for a re-read this loop turn, REFRESH_BATCH a statement. */
+static void due_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    Stations *st = arg;
+    StSession **list = st->due;
+    size_t n = st->ndue;
+    st->due = NULL;
+    st->ndue = st->capdue = 0;
+    RefreshBatch *b = NULL;
+    for (size_t k = 0; k < n; k++) {
+        StSession *ss = list[k]; /* the queue's ref passes to the batch */
+        ss->queued = false;
+        if (ss->closed || st->stopped) {
+            session_unref(ss);
+            continue;
+        }
+        if (!b) {
+            b = xcalloc(1, sizeof(*b));
+            b->st = st;
+        }
+        ss->refreshing = true;
+        b->ss[b->n++] = ss;
+        if (b->n == REFRESH_BATCH) {
+            refresh_many(st, b);
+            b = NULL;
+        }
+    }
+    if (b)
+        refresh_many(st, b);
+    free(list);
+}
+
+/* Re-reads the console's jobs from PostgreSQL (in this loop turn's batch). */
 static void session_refresh(Stations *st, StSession *ss)
 {
-    if (ss->closed || st->stopped)
+    if (ss->closed || st->stopped || ss->queued)
         return;
     if (ss->refreshing) {
         ss->again = true;
         return;
     }
-    /* the jobs this console was shown, so it hears when they change or end */
-    size_t cap = 3 + ss->nseen * 21;
-    char *known = xmalloc(cap);
-    size_t o = (size_t)snprintf(known, cap, "{");
-    for (size_t i = 0; i < ss->nseen; i++)
-        o += (size_t)snprintf(known + o, cap - o, "%s%lld", i ? "," : "",
-                              (long long)ss->seen[i].job_id);
-    snprintf(known + o, cap - o, "}");
-    char id[24];
-    snprintf(id, sizeof(id), "%lld", (long long)ss->station_id);
-    const char *params[] = {id, known};
-    ss->refreshing = true;
-    ss->refs++;
-    if (!pg_query(st->srv->pg, "SELECT * FROM careline_station_jobs($1, $2::bigint[])", 2, params,
-                  refresh_done, ss)) {
-        ss->refreshing = false;
-        ss->refs--;
+    if (st->ndue == st->capdue) {
+        st->capdue = st->capdue ? 2 * st->capdue : 64;
+        st->due = xrealloc(st->due, st->capdue * sizeof(StSession *));
     }
-    free(known);
+    ss->queued = true;
+    ss->refs++;
+    st->due[st->ndue++] = ss;
+    event_active(st->due_ev, EV_TIMEOUT, 0);
 }
 
 static void refresh_station(Stations *st, int64_t station_id)
@@ -844,6 +943,7 @@ Stations *station_new(Server *srv)
     if (!rds_subscribe(srv->rds, st->channel, wake_cb, st))
         log_warn("cannot subscribe to %s; consoles rely on the periodic re-read", st->channel);
     st->wake_ev = event_new(srv->base, -1, 0, wake_flush, st);
+    st->due_ev = event_new(srv->base, -1, 0, due_flush, st);
     st->tick = event_new(srv->base, -1, EV_PERSIST, tick_cb, st);
     util_timer_ms(st->tick, TICK_MS);
     session_on_auth(on_auth);
@@ -872,6 +972,11 @@ void station_free(Stations *st)
         event_free(st->tick);
     if (st->wake_ev)
         event_free(st->wake_ev);
+    if (st->due_ev)
+        event_free(st->due_ev);
+    for (size_t k = 0; k < st->ndue; k++)
+        session_unref(st->due[k]);
+    free(st->due);
     pgbatch_free(st->updates);
     free(st->wake);
     free(st);
