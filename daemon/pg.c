@@ -689,6 +689,11 @@ size_t pg_pool_inflight(const PgPool *p)
     return p->qlen + p->running;
 }
 
+size_t pg_pool_queued(const PgPool *p)
+{
+    return p->qlen;
+}
+
 void pg_pool_listen(PgPool *p, const char *channel, PgNotifyCb cb, void *arg)
 {
     ASSERT(p && channel && cb);

@@ -72,6 +72,9 @@ bool pg_pool_ready(const PgPool *p);
 /* Queued + running queries (for drain). */
 size_t pg_pool_inflight(const PgPool *p);
 
+/* Queries waiting for a connection. */
+size_t pg_pool_queued(const PgPool *p);
+
 /*
  * LISTENs on channel (case-sensitive: the name is quoted) on a dedicated extra connection,
  * created on first use; re-LISTENs after every reconnect. Copies channel. cb fires for each

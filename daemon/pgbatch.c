@@ -97,7 +97,12 @@ static void batch_done(PGresult *res, const char *err, void *arg)
 
 static void flush(PgBatch *q)
 {
-    while (q->nwait > 0 && q->inflight < q->max_inflight && !q->freed) {
+    /* A batch formed while statements wait for a connection would wait too, closed to the
+     * items arriving meanwhile: under steady load that makes many small batches and the
+     * queue grows. So one batch goes at once, further ones only while connections are
+     * free; the others leave when a batch of this queue returns. */
+    while (q->nwait > 0 && !q->freed &&
+           (q->inflight == 0 || (q->inflight < q->max_inflight && pg_pool_queued(q->pg) == 0))) {
         size_t n = q->wait[0].solo ? 1 : q->nwait < q->max_batch ? q->nwait : q->max_batch;
         Batch *b = xmalloc(sizeof(*b) + n * sizeof(Item));
         b->q = q;

@@ -1,10 +1,10 @@
 /*
  * pgbatch: group commit for one kind of write. Items (one JSON object each) wait here and
  * go to PostgreSQL together as one statement taking $1::jsonb (their array), so one
- * transaction and one WAL flush cover a whole batch. A batch leaves at once while fewer than
- * max_inflight batches of this queue are running; otherwise items accumulate (at most
- * max_batch a statement) and leave when one returns: no added latency at low load, hundreds
- * of items per commit under load.
+ * transaction and one WAL flush cover a whole batch. A batch leaves at once when none of
+ * this queue is running, or while fewer than max_inflight are and no statement waits for a
+ * pool connection; otherwise items accumulate (at most max_batch a statement) and leave when
+ * one returns: no added latency at low load, hundreds of items per commit under load.
  *
  * The statement returns one row per element with the element's 0-based index in column 0
  * (rows in any order). When a batch of several fails, each of its items is retried alone, so

@@ -12,7 +12,8 @@
 # dispatchd from BINDIR (log_level=warn). Then:
 #   1. daemon RSS idle with Yuyao loaded
 #   2. raw Redis XADD with redis-benchmark on the same Redis (reference)
-#   3. closed loop maximum, submit -> reply (bin/loadgen --closed)
+#   3. closed loop maximum, submit -> reply (bin/loadgen --closed), with the CPU time each
+#      process group spent per request (/proc/PID/stat inside the measured window)
 #   4. open loop latency at 10,000 req/s, or at 70% of the closed-loop maximum when that is
 #      below 12,500 req/s (the table says which)
 #   5. the same maximum with synchronous_commit=off (labelled: not durable)
@@ -178,6 +179,55 @@ loadgen() {
 }
 kv() { awk -F= -v k="$2" '$1 == k {print $2}' "$TMP/$1.kv"; }
 
+# cpu_snap FILE: CPU clock ticks used so far by each process of the groups below (a line
+# "pid group ticks"), and busy ticks in all from /proc/stat ("all all ticks").
+cpu_snap() {
+    {
+        awk '$1 == "cpu" {print "all all", $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat
+        cat /proc/[0-9]*/stat 2>/dev/null | awk '{
+            c = substr($0, index($0, "(") + 1); c = substr(c, 1, index(c, ")") - 1)
+            split(substr($0, index($0, ") ") + 2), f, " ")
+            g = c ~ /^postgres/ ? "postgres" : c
+            if (g == "postgres" || g == "dispatchd" || g == "redis-server" || g == "loadgen")
+                print $1, g, f[12] + f[13]
+        }'
+    } >"$1"
+}
+# cpu_per_req A B N: microseconds of CPU per request between snapshots A and B, by group;
+# "other" is the rest of the machine's busy time (kernel threads, processes that exited).
+cpu_per_req() {
+    awk -v n="$3" -v hz="$(getconf CLK_TCK)" '
+        FNR == NR {a[$1] = $3; next}
+        {d[$2] += $3 - ($1 in a ? a[$1] : 0)}
+        END {
+            u = 1e6 / hz / n; named = 0
+            for (g in d) if (g != "all") named += d[g]
+            printf "%.0f us in all: PostgreSQL %.0f, dispatchd %.0f, Redis %.0f, loadgen %.0f, other %.0f",
+                d["all"] * u, d["postgres"] * u, d["dispatchd"] * u, d["redis-server"] * u,
+                d["loadgen"] * u, (d["all"] - named) * u
+        }' "$1" "$2"
+}
+
+# loadgen_cpu NAME ARGS...: loadgen NAME ARGS (with --warmup $WARM --duration $DUR), and the
+# CPU each process group spent per request inside the measured window, in $TMP/NAME.cpu
+loadgen_cpu() {
+    local name=$1 t0 t1
+    shift
+    loadgen "$name" "$@" &
+    local pid=$!
+    sleep "$WARM.5"
+    t0=$(date +%s.%N)
+    cpu_snap "$TMP/$name.cpu0"
+    sleep "$((DUR - 1))"
+    t1=$(date +%s.%N)
+    cpu_snap "$TMP/$name.cpu1"
+    wait "$pid" || exit 1
+    local n
+    n=$(awk -v a="$t0" -v b="$t1" -v r="$(kv "$name" throughput)" 'BEGIN {printf "%.0f", (b - a) * r}')
+    cpu_per_req "$TMP/$name.cpu0" "$TMP/$name.cpu1" "$n" >"$TMP/$name.cpu"
+    say "CPU per request: $(cat "$TMP/$name.cpu")"
+}
+
 # Open jobs left by a run would be pushed to the next run's consoles as a backlog, and
 # re-offered on expiry: each scenario starts from none.
 reset_jobs() {
@@ -202,7 +252,7 @@ say "XADD $XADD req/s"
 
 # ---- 3. closed loop maximum ----------------------------------------------------------------
 say "closed loop maximum (durable), ${WARM}+${DUR} s"
-loadgen closed --closed --conns 32 --window 32 --duration "$DUR" --warmup "$WARM"
+loadgen_cpu closed --closed --conns 32 --window 32 --duration "$DUR" --warmup "$WARM"
 MAX=$(kv closed throughput)
 reset_jobs
 
@@ -288,6 +338,7 @@ echo "| figure | measured | reference (same run) | target | |"
 echo "|---|---|---|---|---|"
 echo "| durable dispatch throughput (closed loop max, submit -> reply; 32 conns x 32) | $(fmt "$C_TPUT") req/s (p50 $(kv closed submit_p50_ms) ms, p99 $(kv closed submit_p99_ms) ms; $(kv closed errors) errors) | raw Redis XADD $(fmt "$XADD") req/s (redis-benchmark -c 50 -P 1); ratio ${RATIO} x | >= 30,000 req/s and >= 0.35 x XADD | $(met "$C_TPUT >= 30000 && $RATIO >= 0.35") |"
 echo "| same, synchronous_commit=off (NOT durable, for comparison) | $(fmt "$F_TPUT") req/s | | — | |"
+echo "| where the time goes: CPU per request in the closed loop (/proc, 2 cores) | $(cat "$TMP/closed.cpu") | | — | |"
 echo "| submit latency $RATE_NOTE | p50 $O_P50, p99 $O_P99, p99.9 $O_P999, max $(kv open submit_max_ms) ms; achieved $(fmt "$O_TPUT") req/s$( ((O_LAG)) && echo ", generator fell behind") | | p99 <= 5 ms, p99.9 <= 20 ms$( ((RATE != 10000)) && echo " (at 10,000 req/s)") | $(met "$O_P99 <= 5 && $O_P999 <= 20 && $RATE == 10000") |"
 if [[ -n $PGIS ]]; then
     PGIS_REF="PostGIS GiST KNN $(fmt "$PGIS")/s (pgbench, 1 client); linear scan $(fmt "$LINEAR")/s"
