@@ -899,17 +899,26 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         expire_start(st);
     int64_t now = util_now_ms();
     const Config *cfg = &srv->cfg;
+    /* Consoles that connected together would be pinged and re-read together, 10,000 in one
+     * turn of the loop while pushes wait. Each tick does at most twice its share; the rest
+     * wait a tick, and the bursts spread out. */
+    size_t n = st->nsessions;
+    size_t pings = n * 2 * TICK_MS / (size_t)cfg->heartbeat_interval_ms + 64;
+    size_t rereads = n * 2 * TICK_MS / (size_t)cfg->console_refresh_ms + REFRESH_BATCH;
     for (size_t b = 0; b < BUCKETS; b++) {
         for (StSession *ss = st->bucket[b]; ss; ss = ss->next) {
             /* heartbeats both ways: a console that answers our Ping stays active; one that
              * vanished without closing is dropped by the idle timeout */
-            if (now - ss->c->last_active_ms >= cfg->heartbeat_interval_ms &&
+            if (pings > 0 && now - ss->c->last_active_ms >= cfg->heartbeat_interval_ms &&
                 now - ss->last_ping_ms >= cfg->heartbeat_interval_ms) {
                 ss->last_ping_ms = now;
                 ping_console(ss);
+                pings--;
             }
-            if (now - ss->last_refresh_ms >= cfg->console_refresh_ms)
+            if (rereads > 0 && now - ss->last_refresh_ms >= cfg->console_refresh_ms) {
                 session_refresh(st, ss);
+                rereads--;
+            }
         }
     }
 }

@@ -1,8 +1,9 @@
 -- 014_console_refresh: the periodic re-read of station consoles' jobs, many stations in
 -- one statement. Each console is re-read every console_refresh_ms in case a wake-up was
 -- lost; with 10,000 consoles one query each was 1,000 queries a second queued ahead of
--- the submissions (bench: 313 instead of 1,000 jobs/s). Same columns as
--- careline_station_jobs, plus the job's station last; rows ordered by station, then job.
+-- the submissions (bench: 313 instead of 1,000 jobs/s). It replaces careline_station_jobs
+-- (one station): the same columns plus the job's station last, rows ordered by station,
+-- then job.
 CREATE FUNCTION careline_station_jobs_many(p_stations bigint[], p_known bigint[])
     RETURNS TABLE (job_id bigint, request_id bigint, state text, attempt integer, kind text,
                    meal_slot text, service_date text, care_subtype text, resident_name text,
@@ -30,3 +31,5 @@ CREATE FUNCTION careline_station_jobs_many(p_stations bigint[], p_known bigint[]
 $$;
 
 GRANT EXECUTE ON FUNCTION careline_station_jobs_many(bigint[], bigint[]) TO careline_app;
+
+DROP FUNCTION careline_station_jobs(bigint, bigint[]);
