@@ -115,9 +115,9 @@ struct Dispatch {
     bool stopped; /* dispatch_stop: backends are going away */
 };
 
-/* BEGIN resolves a submission; FINISH moves an existing request on; RECORD writes a
+/* RESOLVE looks a submission up; FINISH moves an existing request on; RECORD writes a
  * resolved one with its outcome */
-typedef enum { BATCH_BEGIN, BATCH_FINISH, BATCH_RECORD } BatchKind;
+typedef enum { BATCH_RESOLVE, BATCH_FINISH, BATCH_RECORD } BatchKind;
 
 typedef struct Sub {
     Dispatch *d;
@@ -399,10 +399,10 @@ static void finish_row(Sub *s, PGresult *res, int row, int o)
 
 /* ---- group commit (pgbatch) ---------------------------------------------------------- */
 
-static void begin_row(Sub *s, PGresult *res, int row, int o);
-static void begin_failed(Sub *s, const char *err);
+static void resolve_row(Sub *s, PGresult *res, int row, int o);
+static void resolve_failed(Sub *s, const char *err);
 
-static json_t *begin_json(const Sub *s)
+static json_t *resolve_json(const Sub *s)
 {
     char kb[64], sb[64], cb[64], date[11];
     bool meal = s->kind == S(SERVICE_KIND__MEAL_DELIVERY);
@@ -463,7 +463,7 @@ static json_t *record_json(const Sub *s)
         if (s->prio & (1u << f))
             snprintf(prio + strlen(prio), sizeof(prio) - strlen(prio), "%s%s", prio[0] ? "," : "",
                      names[f]);
-    json_t *o = begin_json(s), *f = finish_json(s);
+    json_t *o = resolve_json(s), *f = finish_json(s);
     json_object_update(o, f);
     json_decref(f);
     json_object_set_new(o, "resident_id",
@@ -475,15 +475,15 @@ static json_t *record_json(const Sub *s)
     return o;
 }
 
-static void begin_done(PGresult *res, int row, const char *err, void *arg)
+static void resolve_done(PGresult *res, int row, const char *err, void *arg)
 {
     Sub *s = arg;
     if (s->d->stopped)
         sub_free(s);
     else if (!res)
-        begin_failed(s, err);
+        resolve_failed(s, err);
     else
-        begin_row(s, res, row, 1);
+        resolve_row(s, res, row, 1);
 }
 
 static void finish_done(PGresult *res, int row, const char *err, void *arg)
@@ -503,8 +503,8 @@ static void batch_add(Dispatch *d, BatchKind kind, Sub *s)
         sub_free(s);
         return;
     }
-    if (kind == BATCH_BEGIN)
-        pgbatch_add(d->batch[kind], begin_json(s), begin_done, s);
+    if (kind == BATCH_RESOLVE)
+        pgbatch_add(d->batch[kind], resolve_json(s), resolve_done, s);
     else if (s->fresh)
         pgbatch_add(d->batch[BATCH_RECORD], record_json(s), finish_done, s);
     else
@@ -812,7 +812,7 @@ static void sub_match(Sub *s)
     sub_reserve(s, cands, n);
 }
 
-/* ---- begin: record the request ---------------------------------------------------------- */
+/* ---- resolve: what PostgreSQL knows of a submission ------------------------------------ */
 
 static unsigned parse_priority(const char *csv)
 {
@@ -831,17 +831,17 @@ static int64_t col_ll(PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
-static void begin_failed(Sub *s, const char *err)
+static void resolve_failed(Sub *s, const char *err)
 {
-    log_warn("recording a request failed: %s", err);
+    log_warn("looking a request up failed: %s", err);
     reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
                 "the request could not be recorded (database unavailable); nothing was "
                 "saved, please retry with the same idempotency key");
     sub_free(s);
 }
 
-/* One row of careline_submit_resolve_set (or _begin_many), columns from `o` on. */
-static void begin_row(Sub *s, PGresult *res, int row, int o)
+/* One row of careline_submit_resolve_set, columns from `o` on. */
+static void resolve_row(Sub *s, PGresult *res, int row, int o)
 {
     const char *outcome = PQgetvalue(res, row, o);
     s->fresh = strcmp(outcome, "new") == 0;
@@ -1030,13 +1030,13 @@ static void handle_submit(Conn *c, Envelope *env)
     if (!validate(s, env->submit))
         goto done;
     content_hash(s, s->hash);
-    if (pgbatch_waiting(d->batch[BATCH_BEGIN]) >= (size_t)d->srv->cfg.pg_max_queue) {
+    if (pgbatch_waiting(d->batch[BATCH_RESOLVE]) >= (size_t)d->srv->cfg.pg_max_queue) {
         reply_error(s, S(ERROR_CODE__OVERLOADED), NULL,
                     "too many requests are waiting for the database; retry shortly");
         goto done;
     }
     frame_free(env);
-    batch_add(d, BATCH_BEGIN, s);
+    batch_add(d, BATCH_RESOLVE, s);
     return;
 done:
     frame_free(env);

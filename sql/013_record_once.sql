@@ -31,12 +31,13 @@ BEGIN
     RAISE EXCEPTION 'retry alone: %', p_why USING ERRCODE = 'serialization_failure';
 END $$;
 
--- For each element (the same fields as careline_submit_begin_set), what is known before
--- anything is written: an existing request with that key ('duplicate' or 'conflict', as
--- careline_submit_begin reports them), a resident id that does not exist
--- ('unknown_resident'), or 'new' with a request id (and, for a registered caller, a job id)
--- taken from the sequences, state 'received' or 'not_registered' and the resident's data.
--- The columns are careline_submit_begin_set's.
+-- For each element ({"key", "hash" (hex SHA-256 of the content), "phone" or "resident",
+-- ...}), what is known before anything is written: an existing request with that key
+-- ('duplicate', or 'conflict' when its content hash differs; with the request's state, job
+-- and window), a resident id that does not exist ('unknown_resident'), or 'new' with a
+-- request id (and, for a registered caller, a job id) taken from the sequences, state
+-- 'received' or 'not_registered' and the resident's data. A duplicate still 'received'
+-- (a crash left it) gets a fresh job id for its next offer.
 CREATE FUNCTION careline_submit_resolve_set(p jsonb)
     RETURNS TABLE (idx integer, outcome text, request_id bigint, state text,
                    resident_id bigint, village_code text, lat double precision,
@@ -186,3 +187,10 @@ GRANT EXECUTE ON FUNCTION careline_submit_resolve_set(jsonb), careline_submit_re
 -- the history's order)
 ALTER SEQUENCE requests_id_seq CACHE 64;
 ALTER SEQUENCE jobs_id_seq CACHE 64;
+
+-- begin's functions are replaced by resolve + record
+DROP FUNCTION careline_submit_begin_set(jsonb);
+DROP FUNCTION careline_submit_begin_many(jsonb);
+DROP FUNCTION careline_submit_begin(text, bytea, text, bigint, text, text, date, text, text,
+                                    text, text);
+DROP TYPE careline_begin_result;
