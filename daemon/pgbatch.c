@@ -103,7 +103,11 @@ static void flush(PgBatch *q)
      * free; the others leave when a batch of this queue returns. */
     while (q->nwait > 0 && !q->freed &&
            (q->inflight == 0 || (q->inflight < q->max_inflight && pg_pool_queued(q->pg) == 0))) {
-        size_t n = q->wait[0].solo ? 1 : q->nwait < q->max_batch ? q->nwait : q->max_batch;
+        /* an item whose batch failed goes alone; the others never join it */
+        size_t n = 1;
+        if (!q->wait[0].solo)
+            while (n < q->nwait && n < q->max_batch && !q->wait[n].solo)
+                n++;
         Batch *b = xmalloc(sizeof(*b) + n * sizeof(Item));
         b->q = q;
         memcpy(b->items, q->wait, n * sizeof(Item));
