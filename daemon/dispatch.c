@@ -547,18 +547,24 @@ static void pending_key(const Dispatch *d, char *out, size_t n)
     snprintf(out, n, "%spending", d->prefix);
 }
 
+/* Runs the release script for (request, attempt); false when Redis cannot take it now. */
+static bool release_marker_cb(Dispatch *d, int64_t request_id, int attempt, const char *why,
+                              bool drop_entry, RdsReplyCb cb, void *arg)
+{
+    char key[96], pend[64];
+    marker_key(d, request_id, attempt, key, sizeof(key));
+    pending_key(d, pend, sizeof(pend));
+    const char *args[] = {key, pend, why, drop_entry ? "1" : "0"};
+    size_t lens[] = {strlen(key), strlen(pend), strlen(why), 1};
+    return rds_eval(d->srv->rds, d->release, cb, arg, 2, 2, args, lens);
+}
+
 static void release_marker(Dispatch *d, int64_t request_id, int attempt, const char *why,
                            bool drop_entry)
 {
     if (d->stopped)
         return;
-    char key[96], pend[64];
-    marker_key(d, request_id, attempt, key, sizeof(key));
-    pending_key(d, pend, sizeof(pend));
-    const char *drop = drop_entry ? "1" : "0";
-    const char *args[] = {key, pend, why, drop};
-    size_t lens[] = {strlen(key), strlen(pend), strlen(why), 1};
-    if (!rds_eval(d->srv->rds, d->release, release_done, d, 2, 2, args, lens))
+    if (!release_marker_cb(d, request_id, attempt, why, drop_entry, release_done, d))
         log_warn("request %lld: cannot release its reservation now (Redis unavailable)",
                  (long long)request_id);
 }
@@ -1284,12 +1290,8 @@ static void cancel_done(PGresult *res, const char *err, void *arg)
         cancel_reply(op);
         return;
     }
-    char key[96], pend[64];
-    marker_key(a->d, op->request_id, attempt, key, sizeof(key));
-    pending_key(a->d, pend, sizeof(pend));
-    const char *args[] = {key, pend, "cancelled", "0"};
-    size_t lens[] = {strlen(key), strlen(pend), strlen("cancelled"), 1};
-    if (!rds_eval(a->d->srv->rds, a->d->release, cancel_release_done, op, 2, 2, args, lens))
+    if (!release_marker_cb(a->d, op->request_id, attempt, "cancelled", false, cancel_release_done,
+                           op))
         cancel_release_done(NULL, "Redis unavailable", op);
 }
 
