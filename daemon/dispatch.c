@@ -44,7 +44,8 @@
  * KEYS: the reservation, then per candidate (used counter, job stream, limit override), then
  * the county's pending set; ARGV: job, request, attempt, expire-at, priority, reserve %, n,
  * then (station, limit) per candidate, then the time in ms when the request is not recorded
- * yet ("" otherwise): the reservation is listed as pending until its record commits. */
+ * yet ("" otherwise): the reservation is listed as pending until its record commits; then
+ * the oldest stream entry id to keep (entries older than any bookable day are trimmed). */
 static const char reserve_lua[] =
     "local m = redis.call('HGET', KEYS[1], 'job')\n"
     "if m then return {1, tonumber(redis.call('HGET', KEYS[1], 'station')), tonumber(m)} end\n"
@@ -62,7 +63,8 @@ static const char reserve_lua[] =
     "  if used < allowed then\n"
     "    redis.call('INCR', capk)\n"
     "    redis.call('EXPIREAT', capk, ARGV[4])\n"
-    "    local eid = redis.call('XADD', KEYS[3 * i], '*', 'job', ARGV[1], 'request', ARGV[2],"
+    "    local eid = redis.call('XADD', KEYS[3 * i], 'MINID', ARGV[9 + 2 * n], '*', 'job', ARGV[1],"
+    " 'request', ARGV[2],"
     " 'attempt', ARGV[3])\n"
     "    redis.call('HSET', KEYS[1], 'job', ARGV[1], 'station', sid, 'cap', capk, 'stream',"
     " KEYS[3 * i], 'entry', eid, 'state', 'held')\n"
@@ -652,7 +654,7 @@ static void sub_reserve(Sub *s, const MatchCand *cands, size_t n)
                            ? "care"
                            : (s->slot == S(MEAL_SLOT__DINNER) ? "dinner" : "lunch");
     /* keys: marker, (capacity, stream, limit override) per candidate, pending; args after */
-    size_t nkeys = 2 + 3 * n, nargs = 8 + 2 * n;
+    size_t nkeys = 2 + 3 * n, nargs = 9 + 2 * n;
     char(*buf)[96] = xcalloc(nkeys + nargs, sizeof(*buf));
     const char **args = xcalloc(nkeys + nargs, sizeof(char *));
     size_t *lens = xcalloc(nkeys + nargs, sizeof(size_t));
@@ -680,6 +682,9 @@ static void sub_reserve(Sub *s, const MatchCand *cands, size_t n)
     }
     if (s->fresh)
         snprintf(a[7 + 2 * n], 96, "%lld", (long long)util_wall_ms());
+    /* the streams keep what a booking horizon plus two days can still concern */
+    snprintf(a[8 + 2 * n], 96, "%lld",
+             (long long)(util_wall_ms() - (d->srv->cfg.booking_days + 2) * 86400000LL));
     for (size_t i = 0; i < nkeys + nargs; i++) {
         args[i] = buf[i];
         lens[i] = strlen(buf[i]);

@@ -124,6 +124,11 @@ static void queued_and_recorded(void)
     int64_t near = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10, .dlat = 0.005});
     char phone[16];
     fix_resident(pg, &f, 1, false, phone);
+    /* an entry from long ago in the station's stream: the next XADD trims it */
+    redisReply *old =
+        redisCommand(rd, "XADD {c330281}:st:%lld:jobs 1000-1 job 0 request 0", (long long)near);
+    T_ASSERT(old && old->type == REDIS_REPLY_STRING);
+    freeReplyObject(old);
     itest_daemon_up(&d, NULL);
     ClConn *c = gateway(pg);
     Req q = meal(fix_key("disp-queued-1"), phone);
@@ -152,8 +157,9 @@ static void queued_and_recorded(void)
         1);
     T_EQ_INT(sql_long(pg, "SELECT station_id FROM requests WHERE id = $1 AND state = 'queued'", id),
              near);
-    /* Redis: one stream entry at that station, one unit of capacity */
+    /* Redis: one stream entry at that station (the old one trimmed), one unit of capacity */
     T_EQ_INT(fix_stream_count(rd, near, s->request_id), 1);
+    T_EQ_INT(fix_stream_count(rd, near, 0), 1);
     T_EQ_INT(fix_stream_count(rd, far, 0), 0);
     char cap[96];
     snprintf(cap, sizeof(cap), "{c330281}:cap:%lld:%s:lunch", (long long)near, fix_tomorrow());
