@@ -34,7 +34,7 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-ClConn *cl_connect(const char *host, int port, int timeout_ms, char *err, size_t errlen)
+int cl_dial(const char *host, int port, bool *in_progress, char *err, size_t errlen)
 {
     struct addrinfo hints = {0}, *ai = NULL;
     hints.ai_family = AF_UNSPEC;
@@ -44,19 +44,37 @@ ClConn *cl_connect(const char *host, int port, int timeout_ms, char *err, size_t
     int rc = getaddrinfo(host, ports, &hints, &ai);
     if (rc != 0) {
         snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
-        return NULL;
+        return -1;
     }
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
         freeaddrinfo(ai);
-        return NULL;
+        return -1;
     }
     rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+    int saved = errno; /* freeaddrinfo may change errno */
     freeaddrinfo(ai);
-    if (rc != 0 && errno == EINPROGRESS) {
+    if (rc != 0 && saved != EINPROGRESS) {
+        snprintf(err, errlen, "cannot connect to %s:%d: %s", host, port, strerror(saved));
+        close(fd);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    *in_progress = rc != 0;
+    return fd;
+}
+
+ClConn *cl_connect(const char *host, int port, int timeout_ms, char *err, size_t errlen)
+{
+    bool in_progress;
+    int fd = cl_dial(host, port, &in_progress, err, errlen);
+    if (fd < 0)
+        return NULL;
+    if (in_progress) {
         struct pollfd p = {fd, POLLOUT, 0};
-        rc = poll(&p, 1, timeout_ms);
+        int rc = poll(&p, 1, timeout_ms);
         int soerr = 0;
         socklen_t sl = sizeof(soerr);
         if (rc == 1)
@@ -67,13 +85,7 @@ ClConn *cl_connect(const char *host, int port, int timeout_ms, char *err, size_t
             close(fd);
             return NULL;
         }
-    } else if (rc != 0) {
-        snprintf(err, errlen, "cannot connect to %s:%d: %s", host, port, strerror(errno));
-        close(fd);
-        return NULL;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     ClConn *c = calloc(1, sizeof(*c));
     if (!c) {
         close(fd);

@@ -15,6 +15,13 @@
 typedef Careline__V1__Envelope ClEnvelope;
 typedef struct ClConn ClConn;
 
+/*
+ * Starts a nonblocking TCP connect to host:port (numeric IP or a name resolved here) and
+ * returns the socket (close-on-exec, TCP_NODELAY); *in_progress tells that the connect has
+ * not completed yet (wait for POLLOUT, then read SO_ERROR). -1 with err on failure.
+ */
+int cl_dial(const char *host, int port, bool *in_progress, char *err, size_t errlen);
+
 /* Connects to host:port (numeric IP or a name resolved here); NULL with err on failure. */
 ClConn *cl_connect(const char *host, int port, int timeout_ms, char *err, size_t errlen);
 void cl_close(ClConn *c);

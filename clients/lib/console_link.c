@@ -7,9 +7,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,34 +78,12 @@ void clink_free(ClinkConn *l)
 bool clink_connect(ClinkConn *l, const char *host, int port, char *err, size_t errlen)
 {
     clink_close(l);
-    struct addrinfo hints = {0}, *ai = NULL;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    char ports[16];
-    snprintf(ports, sizeof(ports), "%d", port);
-    int rc = getaddrinfo(host, ports, &hints, &ai);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
+    bool in_progress;
+    int fd = cl_dial(host, port, &in_progress, err, errlen);
+    if (fd < 0)
         return false;
-    }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        freeaddrinfo(ai);
-        return false;
-    }
-    rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
-    int saved = errno;
-    freeaddrinfo(ai);
-    if (rc != 0 && saved != EINPROGRESS) {
-        snprintf(err, errlen, "%s", strerror(saved));
-        close(fd);
-        return false;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     l->fd = fd;
-    l->established = rc == 0;
+    l->established = !in_progress;
     return true;
 }
 
