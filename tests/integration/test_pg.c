@@ -567,6 +567,39 @@ static void batch_bad_element(void)
     leak_check();
 }
 
+/* While a statement waits for the pool's only connection, items that arrive do not leave as
+ * batches of their own (each would wait too, closed to later items): the first batch goes
+ * at once, the other 30 items together after it, although four batches may run at a time. */
+static void batch_waits_for_free_connection(void)
+{
+    struct event_base *b = event_base_new();
+    PgPool *p = pg_pool_new(b, pool_conninfo("bw"), 1, 5000, 16);
+    T_ASSERT(wait_for(b, pool_ready, p, 5000));
+    One slow = {0};
+    T_ASSERT(pg_query(p, "SELECT pg_sleep(0.3)::text", 0, NULL, one_cb, &slow));
+    PgBatch *q = pgbatch_new(p, BATCH_SQL, 4, 50, 5000);
+    static BItem items[31];
+    memset(items, 0, sizeof(items));
+    for (int i = 0; i < 31; i++) {
+        pgbatch_add(q, json_pack("{si}", "x", i), bitem_cb, &items[i]);
+        run_ms(b, 5); /* arriving one by one */
+    }
+    BAll all = {items, 31};
+    T_ASSERT(wait_for(b, all_called, &all, 10000));
+    T_ASSERT(slow.done);
+    int ntx = 1;
+    for (int i = 1; i < 31; i++) {
+        T_EQ_INT(items[i].calls, 1);
+        T_EQ_INT(items[i].x, i);
+        ntx += items[i].tx != items[i - 1].tx;
+    }
+    T_EQ_INT(ntx, 2);
+    pgbatch_free(q);
+    pg_pool_free(p);
+    event_base_free(b);
+    leak_check();
+}
+
 /* Freeing the queue answers what waits at once and what runs when the pool drops it. */
 static void batch_free_fails_waiting(void)
 {
@@ -606,6 +639,7 @@ int main(int argc, char **argv)
         {"pgbatch_groups", batch_groups, 30},
         {"pgbatch_bad_element", batch_bad_element, 30},
         {"pgbatch_free_fails_waiting", batch_free_fails_waiting, 20},
+        {"pgbatch_waits_for_free_connection", batch_waits_for_free_connection, 30},
         {NULL, NULL, 0},
     };
     return t_main(argc, argv, cases);
