@@ -31,8 +31,12 @@ WERROR ?= 1
 WARN := -Wall -Wextra -Wformat=2 -Wstrict-prototypes -Wwrite-strings -Wno-missing-field-initializers \
         -Wshadow -Wvla $(if $(filter 1,$(WERROR)),-Werror)
 CFLAGS ?= $(OPT)
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -MMD -MP \
-              -Idaemon -Iclients/lib -Itests/lib -I$(BUILD)/proto $(PKG_CFLAGS)
+# Include paths say the layer: "common/frame.h" (shared by the daemon, clients and tools),
+# "net/conn.h" (a daemon layer). Clients get no -Idaemon: they may include only common/.
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -MMD -MP \
+               -I. -I$(BUILD)/proto $(PKG_CFLAGS)
+ALL_CFLAGS := $(BASE_CFLAGS) -Idaemon -Iclients/lib -Itests/lib
+CLIENT_CFLAGS := $(BASE_CFLAGS) -Iclients/lib
 LDLIBS := $(PKG_LIBS) -lm -lpthread
 ALL_LDFLAGS := $(SANFLAGS) $(LDFLAGS)
 
@@ -46,15 +50,27 @@ PROTO_SRC := $(wildcard proto/*.proto)
 PROTO_C := $(patsubst proto/%.proto,$(BUILD)/proto/%.pb-c.c,$(PROTO_SRC))
 PROTO_H := $(PROTO_C:.c=.h)
 
-DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+# Three libraries, one per audience: common (codec, config loader, util, log, generated
+# protobuf) for everyone; the daemon's layers for dispatchd, tools and tests; the client
+# library for clients/. Lua scripts in daemon/store/lua/ are embedded as C strings.
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC)) \
+              $(patsubst $(BUILD)/proto/%.c,$(BUILD)/obj/proto/%.o,$(PROTO_C))
+COMMON_LIB := $(BUILD)/libcommon.a
+LUA_SRC := $(wildcard daemon/store/lua/*.lua)
+LUA_C := $(patsubst daemon/store/lua/%.lua,$(BUILD)/gen/lua_%.c,$(LUA_SRC))
+DAEMON_SRC := $(filter-out daemon/server/main.c,$(wildcard daemon/*/*.c))
+DAEMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(DAEMON_SRC)) \
+              $(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(LUA_C))
+DAEMON_LIB := $(BUILD)/libdaemon.a
 CLIENTLIB_SRC := $(wildcard clients/lib/*.c)
-LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(DAEMON_SRC) $(CLIENTLIB_SRC)) \
-           $(patsubst $(BUILD)/proto/%.c,$(BUILD)/obj/proto/%.o,$(PROTO_C))
-LIB := $(BUILD)/libcareline.a
+CLIENT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(CLIENTLIB_SRC))
+CLIENT_LIB := $(BUILD)/libclient.a
 
 # every clients/NAME.c and tools/NAME.c is one program bin/NAME
-PROG_SRC := $(wildcard clients/*.c tools/*.c)
-PROGS := $(BIN)/dispatchd $(patsubst %.c,$(BIN)/%,$(notdir $(PROG_SRC)))
+CLIENT_PROGS := $(patsubst clients/%.c,$(BIN)/%,$(wildcard clients/*.c))
+TOOL_PROGS := $(patsubst tools/%.c,$(BIN)/%,$(wildcard tools/*.c))
+PROGS := $(BIN)/dispatchd $(CLIENT_PROGS) $(TOOL_PROGS)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
@@ -79,36 +95,60 @@ $(BUILD)/obj/proto/%.o: $(BUILD)/proto/%.c
 	@echo "  CC      $<"
 	$(Q)$(CC) $(filter-out -Wshadow,$(ALL_CFLAGS)) -c -o $@ $<
 
+$(BUILD)/gen/lua_%.c: daemon/store/lua/%.lua tools/embed.sh
+	@mkdir -p $(dir $@)
+	@echo "  EMBED   $<"
+	$(Q)tools/embed.sh lua_$* $< > $@
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/clients/%.o: clients/%.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CLIENT_CFLAGS) -c -o $@ $<
+
 $(BUILD)/obj/%.o: %.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(LIB): $(LIB_OBJ)
+$(COMMON_LIB): $(COMMON_OBJ)
 	@echo "  AR      $@"
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BIN)/dispatchd: $(BUILD)/obj/daemon/main.o $(LIB)
+$(DAEMON_LIB): $(DAEMON_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(CLIENT_LIB): $(CLIENT_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BIN)/dispatchd: $(BUILD)/obj/daemon/server/main.o $(DAEMON_LIB) $(COMMON_LIB)
 	@mkdir -p $(BIN)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BIN)/%: $(BUILD)/obj/clients/%.o $(LIB)
+$(CLIENT_PROGS): $(BIN)/%: $(BUILD)/obj/clients/%.o $(CLIENT_LIB) $(COMMON_LIB)
 	@mkdir -p $(BIN)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BIN)/%: $(BUILD)/obj/tools/%.o $(LIB)
+$(TOOL_PROGS): $(BIN)/%: $(BUILD)/obj/tools/%.o $(DAEMON_LIB) $(COMMON_LIB)
 	@mkdir -p $(BIN)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB_OBJ) $(LIB)
+TEST_LIBS := $(TESTLIB_OBJ) $(DAEMON_LIB) $(CLIENT_LIB) $(COMMON_LIB)
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(TEST_LIBS)
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(TESTLIB_OBJ) $(LIB)
+$(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(TEST_LIBS)
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -151,8 +191,8 @@ format-check:
 
 lint: $(PROTO_H)
 	$(Q)cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	    --suppress=missingIncludeSystem --inline-suppr -Idaemon -Iclients/lib -Itests/lib -I$(BUILD)/proto \
-	    daemon clients tools tests
+	    --suppress=missingIncludeSystem --inline-suppr -I. -Idaemon -Iclients/lib -Itests/lib -I$(BUILD)/proto \
+	    common daemon clients tools tests
 
 clean:
 	rm -rf build bin

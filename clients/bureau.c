@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "cl.h"
-#include "coverage.h"
+#include "common/report_format.h"
 
 #define SCOPE(x) CARELINE__V1__COVERAGE_SCOPE__SCOPE_##x
 
@@ -383,9 +383,8 @@ int main(int argc, char **argv)
         print_text(r->coverage_report, q.scope);
     } else {
         size_t n;
-        char *s = strcmp(o.format, "csv") == 0
-                      ? coverage_report_csv(r->coverage_report, q.scope, &n)
-                      : coverage_report_json(r->coverage_report, q.scope, &n);
+        char *s = strcmp(o.format, "csv") == 0 ? report_csv(r->coverage_report, q.scope, &n)
+                                               : report_json(r->coverage_report, q.scope, &n);
         fwrite(s, 1, n, stdout);
         free(s);
     }

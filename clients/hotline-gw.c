@@ -31,7 +31,7 @@
 #include "gw_call.h"
 #include "gw_link.h"
 #include "gw_spool.h"
-#include "log.h"
+#include "common/log.h"
 
 #define S(x)       CARELINE__V1__##x
 #define GW_VERSION "0.1.0"

@@ -29,9 +29,9 @@
 #include <unistd.h>
 
 #include "cl.h"
-#include "frame.h"
+#include "common/frame.h"
 #include "lg_hist.h"
-#include "util.h"
+#include "common/util.h"
 
 #define S(x)    CARELINE__V1__##x
 #define BODY(x) CARELINE__V1__ENVELOPE__BODY_##x

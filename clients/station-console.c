@@ -26,7 +26,7 @@
 #include "cl.h"
 #include "console_link.h"
 #include "console_view.h"
-#include "util.h"
+#include "common/util.h"
 
 #define S(x)    CARELINE__V1__##x
 #define BODY(b) CARELINE__V1__ENVELOPE__BODY_##b

@@ -4,7 +4,7 @@
 -- numbers, resident ids or request ids leave through them: per-request rows stay in
 -- careline_request_outcomes, which only the daemon may read; the bureau sees aggregates.
 --
--- Coverage here must agree with the daemon (daemon/coverage.c is the definition): a village
+-- Coverage here must agree with the daemon (daemon/reports/coverage.c is the definition): a village
 -- is covered when an active station offering meal delivery reaches its centroid within
 -- settings.service_circle_minutes, by careline_travel_minutes() with the VILLAGE's area kind
 -- (inclusive), or when such a station lists the village in station_service_area. The

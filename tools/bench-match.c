@@ -5,10 +5,10 @@
  * beyond a sample of lookups agreeing with the scan.
  * Usage: bench-match [stations [villages [queries]]]
  */
-#include "coverage.h"
-#include "geo.h"
-#include "stindex.h"
-#include "util.h"
+#include "reports/coverage.h"
+#include "base/geo.h"
+#include "core/stindex.h"
+#include "common/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,9 +5,9 @@
  * Every random choice comes from splitmix64 keyed by (seed, purpose, entity), and no libm
  * call feeds the output, so one seed gives the same bytes on every machine.
  */
-#include "geo.h"
-#include "log.h"
-#include "util.h"
+#include "base/geo.h"
+#include "common/log.h"
+#include "common/util.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -13,7 +13,7 @@
 #include <stddef.h>
 
 #include "cl.h"
-#include "util.h"
+#include "common/util.h"
 
 typedef struct ClinkConn ClinkConn;
 

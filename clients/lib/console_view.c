@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "util.h"
+#include "common/util.h"
 
 #define S(x)                CARELINE__V1__##x
 #define COUNTY_UTC_OFFSET_S (8 * 3600) /* Asia/Shanghai: UTC+8 all year, no DST */

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "careline.pb-c.h"
-#include "util.h"
+#include "common/util.h"
 
 #define GW_CALL_ID_MAX 128
 #define GW_PHONE_MAX   24

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "log.h"
+#include "common/log.h"
 
 #define LINK_MAX_FRAME          (4u * 1024 * 1024)
 #define LINK_CONNECT_TIMEOUT_MS 3000

@@ -13,8 +13,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "frame.h"
-#include "util.h"
+#include "common/frame.h"
+#include "common/util.h"
 
 typedef struct GwLink GwLink;
 

@@ -7,7 +7,7 @@
 
 #include <stdlib.h>
 
-#include "util.h"
+#include "common/util.h"
 
 #define LG_SUB      64                      /* exact values below this */
 #define LG_HALF     32                      /* linear sub-buckets per power of two above */

@@ -21,12 +21,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cal.h"
-#include "coverage.h"
-#include "geo.h"
+#include "base/cal.h"
+#include "reports/coverage.h"
+#include "base/geo.h"
 #include "itest.h"
 #include "t.h"
-#include "util.h"
+#include "common/util.h"
 
 #define ERR(code) CARELINE__V1__ERROR_CODE__##code
 #define BODY(b)   CARELINE__V1__ENVELOPE__BODY_##b

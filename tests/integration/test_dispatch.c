@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cal.h"
+#include "base/cal.h"
 #include "fixture.h"
 #include "itest.h"
 #include "t.h"

@@ -5,11 +5,11 @@
  * Our sessions carry a unique application_name so terminating them never touches other tests on the
  * same server.
  */
-#include "log.h"
-#include "pg.h"
-#include "pgbatch.h"
+#include "common/log.h"
+#include "store/pg.h"
+#include "store/pgbatch.h"
 #include "t.h"
-#include "util.h"
+#include "common/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>

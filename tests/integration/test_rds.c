@@ -4,10 +4,10 @@
  * FLUSH, DEBUG SLEEP, SHUTDOWN, CLIENT KILL) start a private redis-server on a free port in
  * the case's temporary directory so they never disturb other tests. Every wait is bounded.
  */
-#include "log.h"
-#include "rds.h"
+#include "common/log.h"
+#include "store/rds.h"
 #include "t.h"
-#include "util.h"
+#include "common/util.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

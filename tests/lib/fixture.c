@@ -9,10 +9,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cal.h"
+#include "base/cal.h"
 #include "itest.h"
 #include "t.h"
-#include "util.h"
+#include "common/util.h"
 
 void fix_area(PGconn *pg, int k, Fixture *f)
 {

@@ -5,7 +5,7 @@
  */
 #include "ihttp.h"
 
-#include "util.h"
+#include "common/util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* Unit tests of token hashing, the role table, log masking and UTF-8 validation. */
-#include "auth.h"
-#include "log.h"
+#include "base/auth.h"
+#include "common/log.h"
 #include "t.h"
 
 static void sha256_known(void)

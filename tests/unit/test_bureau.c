@@ -3,7 +3,8 @@
  * CoverageReport (quoting, shapes, "no data" minutes) — and the greedy plan against the
  * exhaustive optimum on small hand-made counties where greedy is known to be optimal.
  */
-#include "coverage.h"
+#include "common/report_format.h"
+#include "reports/coverage.h"
 #include "t.h"
 
 #include <jansson.h>
@@ -17,15 +18,15 @@ static void test_csv_field(void)
     char *buf = NULL;
     size_t n = 0;
     FILE *f = open_memstream(&buf, &n);
-    coverage_csv_field(f, "plain");
+    report_csv_field(f, "plain");
     fputc('|', f);
-    coverage_csv_field(f, "a,b");
+    report_csv_field(f, "a,b");
     fputc('|', f);
-    coverage_csv_field(f, "say \"hi\"");
+    report_csv_field(f, "say \"hi\"");
     fputc('|', f);
-    coverage_csv_field(f, "two\nlines");
+    report_csv_field(f, "two\nlines");
     fputc('|', f);
-    coverage_csv_field(f, NULL);
+    report_csv_field(f, NULL);
     fclose(f);
     T_EQ_STR(buf, "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"two\nlines\"|");
     free(buf);
@@ -46,13 +47,13 @@ static void test_render_villages(void)
     Careline__V1__CoverageReport r = CARELINE__V1__COVERAGE_REPORT__INIT;
     r.villages = pv, r.n_villages = 2, r.as_of = (char *)"x", r.scope_code = (char *)"330281";
     size_t n;
-    char *csv = coverage_report_csv(&r, SCOPE(VILLAGES), &n);
+    char *csv = report_csv(&r, SCOPE(VILLAGES), &n);
     T_EQ_STR(csv, "code,name,town_code,covered,station_id,minutes,approximate_location,elderly\n"
                   "330281001001,花园社区,330281001000,true,7,3.25,false,12\n"
                   "330281001002,\"A, \"\"B\"\"\",330281001000,false,,,true,0\n");
     T_EQ_INT(n, strlen(csv));
     free(csv);
-    char *js = coverage_report_json(&r, SCOPE(VILLAGES), &n);
+    char *js = report_json(&r, SCOPE(VILLAGES), &n);
     json_t *j = json_loads(js, 0, NULL);
     T_ASSERT(j);
     json_t *a = json_object_get(j, "villages");
@@ -72,12 +73,12 @@ static void test_render_county(void)
     f.elderly_covered = 90, f.rate_elderly = 0.9;
     Careline__V1__CoverageReport r = CARELINE__V1__COVERAGE_REPORT__INIT;
     r.county = &f, r.target = 0.95, r.scope_code = (char *)"330281", r.as_of = (char *)"t";
-    char *csv = coverage_report_csv(&r, SCOPE(COUNTY), NULL);
+    char *csv = report_csv(&r, SCOPE(COUNTY), NULL);
     T_EQ_STR(csv, "scope,code,name,villages,villages_covered,rate,elderly,elderly_covered,"
                   "rate_elderly,approx_villages,target,met\n"
                   "county,330281,,4,3,0.75,100,90,0.9,0,0.95,false\n");
     free(csv);
-    char *js = coverage_report_json(&r, SCOPE(PLAN), NULL);
+    char *js = report_json(&r, SCOPE(PLAN), NULL);
     json_t *j = json_loads(js, 0, NULL);
     T_ASSERT(j);
     T_ASSERT(json_is_false(json_object_get(json_object_get(j, "county"), "met")));

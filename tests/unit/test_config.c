@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "config.h"
+#include "base/config.h"
 #include "t.h"
 
 static const char *write_file(const char *name, const char *text)

@@ -4,7 +4,7 @@
  * several towns), random counties against a brute-force scan, and the greedy plan against
  * a naive greedy and the exhaustive optimum (within the H(n) <= 1 + ln n bound).
  */
-#include "coverage.h"
+#include "reports/coverage.h"
 #include "t.h"
 
 #include <math.h>

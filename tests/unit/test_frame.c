@@ -3,7 +3,7 @@
 #include <event2/buffer.h>
 #include <stdlib.h>
 
-#include "frame.h"
+#include "common/frame.h"
 #include "t.h"
 
 #define MAX 1024

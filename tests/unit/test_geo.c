@@ -2,7 +2,7 @@
  * test_geo: haversine against independently computed distances (vector atan2 form in
  * Python), the travel-time model per area kind, and the inverse used to bound searches.
  */
-#include "geo.h"
+#include "base/geo.h"
 #include "t.h"
 
 #include <math.h>

@@ -7,9 +7,9 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "cal.h"
-#include "match.h"
-#include "speech.h"
+#include "base/cal.h"
+#include "core/match.h"
+#include "core/speech.h"
 #include "t.h"
 
 static uint64_t rng = 42;

@@ -4,8 +4,8 @@
  * antimeridian), with duplicate coordinates, stations constructed to sit exactly on the
  * circle's edge, random eligibility filters, and upsert/remove churn. Seeded, deterministic.
  */
-#include "geo.h"
-#include "stindex.h"
+#include "base/geo.h"
+#include "core/stindex.h"
 #include "t.h"
 
 #include <math.h>

@@ -1,0 +1,68 @@
+/*
+ * metrics: counters are bumped where things happen; rendering walks them once. Error
+ * labels come from the protobuf enum descriptor so a new ErrorCode needs no edit here.
+ */
+#include "base/metrics.h"
+
+#include "careline.pb-c.h"
+
+Metrics metrics;
+
+const char *metrics_error_name(int code)
+{
+    const ProtobufCEnumValue *v =
+        protobuf_c_enum_descriptor_get_value(&careline__v1__error_code__descriptor, code);
+    return v ? v->name : "UNKNOWN";
+}
+
+static void counter(struct evbuffer *out, const char *name, const char *help, uint64_t v)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+                        (unsigned long long)v);
+}
+
+static void gauge(struct evbuffer *out, const char *name, const char *help, int64_t v)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name,
+                        (long long)v);
+}
+
+void metrics_render(struct evbuffer *out, int pg_up, int redis_up)
+{
+    const Metrics *m = &metrics;
+    counter(out, "careline_connections_accepted_total", "Protocol connections accepted.",
+            m->conns_accepted);
+    counter(out, "careline_connections_refused_total",
+            "Protocol connections refused (limit or shutdown).", m->conns_refused);
+    gauge(out, "careline_connections", "Open protocol connections.", m->conns_current);
+    counter(out, "careline_frames_in_total", "Frames received.", m->frames_in);
+    counter(out, "careline_frames_out_total", "Frames sent.", m->frames_out);
+    counter(out, "careline_bytes_in_total", "Protocol bytes received.", m->bytes_in);
+    counter(out, "careline_bytes_out_total", "Protocol bytes sent.", m->bytes_out);
+    counter(out, "careline_auth_ok_total", "Successful Hello.", m->auth_ok);
+    counter(out, "careline_auth_failed_total", "Refused Hello.", m->auth_failed);
+    counter(out, "careline_obuf_closes_total", "Connections closed for output-buffer limits.",
+            m->obuf_closes);
+    counter(out, "careline_timeouts_total", "Connections closed for hello or idle timeout.",
+            m->timeouts);
+    counter(out, "careline_http_requests_total", "HTTP requests.", m->http_requests);
+    counter(out, "careline_http_errors_total", "HTTP 4xx/5xx answers.", m->http_errors);
+    counter(out, "careline_pg_queries_total", "Statements sent to the PostgreSQL pool.",
+            m->pg_queries);
+    counter(out, "careline_orphans_released_total",
+            "Capacity reservations given back because their request was never recorded.",
+            m->orphans_released);
+    gauge(out, "careline_loop_lag_max_ms", "Worst event-loop lateness seen by the janitor.",
+          (int64_t)m->loop_lag_max_ms);
+    gauge(out, "careline_postgres_up", "PostgreSQL reachable (1) or not (0).", pg_up);
+    gauge(out, "careline_redis_up", "Redis reachable (1) or not (0).", redis_up);
+    evbuffer_add_printf(out, "# HELP careline_errors_total Error frames sent, by code.\n"
+                             "# TYPE careline_errors_total counter\n");
+    for (unsigned i = 1; i < careline__v1__error_code__descriptor.n_values; i++) {
+        int code = careline__v1__error_code__descriptor.values[i].value;
+        if (code < 0 || code >= METRICS_ERROR_CODES)
+            continue;
+        evbuffer_add_printf(out, "careline_errors_total{code=\"%s\"} %llu\n",
+                            metrics_error_name(code), (unsigned long long)m->errors[code]);
+    }
+}

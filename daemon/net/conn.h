@@ -1,0 +1,97 @@
+/*
+ * conn: one protocol connection — framing on a bufferevent, the output-buffer limits, the
+ * per-connection in-flight cap, and a deferred free so a PostgreSQL or Redis callback that
+ * outlives the socket can still find its Conn (it sees CONN_CLOSED and drops its reply).
+ *
+ * Lifecycle: CONN_OPEN -> CONN_DRAINING (no new frames; in-flight work finishes) ->
+ * CONN_CLOSING (output flushes, then the socket closes) -> CONN_CLOSED (socket gone; the
+ * struct lives until the last ref is dropped). Every transition goes through conn_set_state.
+ * All functions are for the event-loop thread and may be called from any callback.
+ */
+#ifndef CARELINE_CONN_H
+#define CARELINE_CONN_H
+
+#include <event2/bufferevent.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/auth.h"
+#include "common/frame.h"
+
+struct Server;
+
+typedef enum {
+    CONN_OPEN,     /* reading and answering frames */
+    CONN_DRAINING, /* not reading; closes once inflight == 0 and output is flushed */
+    CONN_CLOSING,  /* not reading; closes once output is flushed (or at its deadline) */
+    CONN_CLOSED,   /* socket freed; struct kept while refs > 0 */
+} ConnState;
+
+typedef struct Conn {
+    uint64_t id;             /* unique for the process lifetime, for logs */
+    struct Server *srv;      /* borrowed */
+    struct bufferevent *bev; /* NULL once CONN_CLOSED */
+    char peer[64];           /* "ip:port" */
+    ConnState state;
+    Role role;                   /* ROLE_UNSPECIFIED until Hello succeeds */
+    int64_t station_id;          /* for ROLE_STATION: its one station, else 0 */
+    char principal[64];          /* principal name (not personal data) */
+    bool hello_pending;          /* auth lookup in flight; reading paused meanwhile */
+    unsigned inflight;           /* requests awaiting a backend; <= max_inflight_per_conn */
+    unsigned refs;               /* holders that may touch this struct later (>= 1 while open) */
+    int64_t created_ms;          /* monotonic */
+    int64_t last_active_ms;      /* monotonic; last frame received */
+    int64_t obuf_soft_since_ms;  /* monotonic; 0 while output is under the soft limit */
+    int64_t closing_deadline_ms; /* CONN_CLOSING: force-close after this */
+    bool read_paused_obuf;       /* reading paused by the soft output limit */
+    bool eof;                    /* the peer half-closed; no more input will come */
+    void *station;               /* station console session (station.c), or NULL */
+    struct Conn *prev, *next;    /* Server.conns list */
+} Conn;
+
+/* Wraps an accepted socket; takes ownership of fd. Returns NULL if the server is full. */
+Conn *conn_new(struct Server *srv, int fd, const struct sockaddr *sa, int salen);
+
+/* Queues one frame. Applies the output-buffer limits (may close the connection).
+ * A no-op once the connection is CLOSING or CLOSED. */
+void conn_send(Conn *c, const Envelope *env);
+
+/* Sends Error{code, message}; fatal = close after the frame is flushed. Counted in
+ * /metrics by code whether or not the connection can still take it. */
+void conn_send_error(Conn *c, uint64_t seq, int code, bool fatal, const char *fmt, ...)
+    PRINTF_LIKE(5, 6);
+/* The same, non-fatal, naming the request field that was wrong (INVALID_ARGUMENT, ...). */
+void conn_send_field_error(Conn *c, uint64_t seq, int code, const char *field, const char *fmt, ...)
+    PRINTF_LIKE(5, 6);
+
+/* Stops reading; closes after in-flight work finishes and output is flushed. */
+void conn_drain(Conn *c);
+/* Stops reading; closes once the output is flushed. */
+void conn_close_after_flush(Conn *c, const char *why);
+/* Closes the socket now, dropping unsent output. */
+void conn_close_now(Conn *c, const char *why);
+
+/* A request taken off this connection is now waiting for a backend. */
+void conn_inflight_begin(Conn *c);
+/* That request finished (its reply, if any, was sent or dropped). Resumes reading. */
+void conn_inflight_end(Conn *c);
+
+void conn_ref(Conn *c);
+void conn_unref(Conn *c);
+
+/* true while replies can still be delivered (OPEN or DRAINING). */
+bool conn_alive(const Conn *c);
+
+/* Janitor: timeouts, soft-limit durations, closing deadlines. now = util_now_ms(). */
+void conn_tick(Conn *c, int64_t now);
+
+void conn_set_state(Conn *c, ConnState st);
+
+#define clog_debug(c, fmt, ...)                                                                    \
+    log_debug("C-%llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
+#define clog_info(c, fmt, ...)                                                                     \
+    log_info("C-%llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
+#define clog_warn(c, fmt, ...)                                                                     \
+    log_warn("C-%llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
+
+#endif

@@ -1,0 +1,192 @@
+/*
+ * session: the first frame must be Hello; its token's SHA-256 is looked up in PostgreSQL
+ * without blocking the loop (reading pauses until the answer, so a pipelining client's
+ * next frames are judged with the role known). After that each frame is checked against
+ * the role table and routed to the handler a module installed with session_route().
+ */
+#include "net/session.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "base/metrics.h"
+#include "server/server.h"
+
+#define PROTOCOL_VERSION 1
+#define BODY_CASES       64
+
+static SessionHandler routes[BODY_CASES];
+static SessionCloseHook close_hook;
+static SessionAuthHook auth_hook;
+
+void session_route(Careline__V1__Envelope__BodyCase body, SessionHandler h)
+{
+    ASSERT((unsigned)body < BODY_CASES);
+    routes[body] = h;
+}
+
+void session_on_close(SessionCloseHook h)
+{
+    close_hook = h;
+}
+
+void session_on_auth(SessionAuthHook h)
+{
+    auth_hook = h;
+}
+
+void session_closed(Conn *c)
+{
+    if (close_hook && c->role != CARELINE__V1__ROLE__ROLE_UNSPECIFIED)
+        close_hook(c);
+}
+
+typedef struct {
+    Conn *c;
+    uint64_t seq;
+} HelloOp;
+
+static void hello_fail(Conn *c, uint64_t seq, int code, const char *msg)
+{
+    metrics.auth_failed++;
+    conn_send_error(c, seq, code, true, "%s", msg);
+}
+
+static void hello_done(PGresult *res, const char *err, void *arg)
+{
+    HelloOp *op = arg;
+    Conn *c = op->c;
+    c->hello_pending = false;
+    if (!conn_alive(c))
+        goto out;
+    if (!res) {
+        clog_warn(c, "token lookup failed: %s", err);
+        hello_fail(c, op->seq, CARELINE__V1__ERROR_CODE__UNAVAILABLE,
+                   "cannot check the token now (the database is unreachable); retry shortly");
+        goto out;
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        /* a database problem is not the caller's fault: say so, so it retries */
+        clog_warn(c, "token lookup failed: %s", PQresultErrorMessage(res));
+        hello_fail(c, op->seq, CARELINE__V1__ERROR_CODE__UNAVAILABLE,
+                   "cannot check the token now (database error); retry shortly");
+        goto out;
+    }
+    if (PQntuples(res) != 1) {
+        hello_fail(c, op->seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED, "unknown or revoked token");
+        goto out;
+    }
+    Role role = auth_role_parse(PQgetvalue(res, 0, 0));
+    if (role == CARELINE__V1__ROLE__ROLE_UNSPECIFIED) {
+        hello_fail(c, op->seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED,
+                   "the token's role is not known to this server");
+        goto out;
+    }
+    c->role = role;
+    c->station_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    snprintf(c->principal, sizeof(c->principal), "%s", PQgetvalue(res, 0, 2));
+    metrics.auth_ok++;
+    clog_info(c, "authenticated as %s '%s'%s", auth_role_name(role), c->principal,
+              role == CARELINE__V1__ROLE__ROLE_STATION ? " (station)" : "");
+
+    Careline__V1__HelloOk ok = CARELINE__V1__HELLO_OK__INIT;
+    ok.protocol_version = PROTOCOL_VERSION;
+    ok.role = role;
+    ok.station_id = c->station_id;
+    ok.server_id = c->srv->id;
+    ok.heartbeat_interval_ms = (uint32_t)c->srv->cfg.heartbeat_interval_ms;
+    ok.max_frame_bytes = (uint32_t)c->srv->cfg.max_frame_bytes;
+    ok.principal_name = c->principal;
+    Envelope env = CARELINE__V1__ENVELOPE__INIT;
+    env.seq = op->seq;
+    env.body_case = CARELINE__V1__ENVELOPE__BODY_HELLO_OK;
+    env.hello_ok = &ok;
+    conn_send(c, &env);
+    if (auth_hook && conn_alive(c))
+        auth_hook(c);
+out:
+    conn_inflight_end(c);
+    conn_unref(c);
+    free(op);
+}
+
+static void handle_hello(Conn *c, uint64_t seq, const Careline__V1__Hello *h)
+{
+    if (h->protocol_version != PROTOCOL_VERSION) {
+        metrics.auth_failed++;
+        conn_send_error(c, seq, CARELINE__V1__ERROR_CODE__BAD_VERSION, true,
+                        "protocol_version %u is not supported; this server speaks %d",
+                        h->protocol_version, PROTOCOL_VERSION);
+        return;
+    }
+    if (!auth_token_well_formed(h->token)) {
+        hello_fail(c, seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED,
+                   "malformed token (expected 1..256 printable ASCII characters)");
+        return;
+    }
+    char hex[2 * AUTH_HASH_LEN + 1];
+    auth_token_hash_hex(h->token, hex);
+    HelloOp *op = xcalloc(1, sizeof(*op));
+    op->c = c;
+    op->seq = seq;
+    const char *params[] = {hex};
+    c->hello_pending = true;
+    conn_inflight_begin(c);
+    conn_ref(c);
+    if (!pg_query(c->srv->pg, AUTH_LOOKUP_SQL, 1, params, hello_done, op)) {
+        hello_done(NULL, "too many queries waiting for the database", op);
+    }
+}
+
+static void handle_ping(Conn *c, uint64_t seq, const Careline__V1__Ping *p)
+{
+    Careline__V1__Pong pong = CARELINE__V1__PONG__INIT;
+    pong.nonce = p->nonce;
+    pong.server_time_ms = util_wall_ms();
+    Envelope env = CARELINE__V1__ENVELOPE__INIT;
+    env.seq = seq;
+    env.body_case = CARELINE__V1__ENVELOPE__BODY_PONG;
+    env.pong = &pong;
+    conn_send(c, &env);
+}
+
+void session_handle(Conn *c, Envelope *env)
+{
+    uint64_t seq = env->seq;
+    Careline__V1__Envelope__BodyCase body = env->body_case;
+    bool authed = c->role != CARELINE__V1__ROLE__ROLE_UNSPECIFIED;
+
+    if (body == CARELINE__V1__ENVELOPE__BODY__NOT_SET) {
+        /* a newer client's message parses as an unknown field: answer, keep the stream */
+        conn_send_error(c, seq, CARELINE__V1__ERROR_CODE__UNSUPPORTED, !authed,
+                        "empty or unknown message; this server speaks protocol %d",
+                        PROTOCOL_VERSION);
+    } else if (!authed && body != CARELINE__V1__ENVELOPE__BODY_HELLO) {
+        conn_send_error(c, seq, CARELINE__V1__ERROR_CODE__NOT_AUTHENTICATED, true,
+                        "%s before Hello; send Hello with a token first", frame_body_name(env));
+    } else if (body == CARELINE__V1__ENVELOPE__BODY_HELLO) {
+        if (authed)
+            conn_send_error(c, seq, CARELINE__V1__ERROR_CODE__ALREADY_AUTHENTICATED, false,
+                            "this connection is already authenticated as %s",
+                            auth_role_name(c->role));
+        else
+            handle_hello(c, seq, env->hello);
+    } else if (!auth_allowed(c->role, body)) {
+        conn_send_error(c, seq, CARELINE__V1__ERROR_CODE__FORBIDDEN, false,
+                        "the %s role may not send %s", auth_role_name(c->role),
+                        frame_body_name(env));
+    } else if (body == CARELINE__V1__ENVELOPE__BODY_PING) {
+        handle_ping(c, seq, env->ping);
+    } else if (body == CARELINE__V1__ENVELOPE__BODY_PONG) {
+        /* an answer to our Ping: last_active was already refreshed */
+    } else if ((unsigned)body < BODY_CASES && routes[body]) {
+        routes[body](c, env);
+        return; /* the handler owns env */
+    } else {
+        conn_send_error(c, seq, CARELINE__V1__ERROR_CODE__UNSUPPORTED, false,
+                        "%s is not implemented by this server yet", frame_body_name(env));
+    }
+    frame_free(env);
+}

@@ -1,0 +1,4 @@
+-- Give a reservation's capacity back once (cancel, or a reservation nobody will use), and
+-- drop it from the pending set. With ARGV[2] = '1' its stream entry goes too: the job was
+-- never recorded (an orphan, or a key recorded meanwhile by someone else).
+-- KEYS: the reservation, the pending set; ARGV: why, drop-entry.

@@ -1,0 +1,7 @@
+-- Reserve capacity at the first candidate that has some left and queue the job there, or
+-- return the reservation an earlier run made for this request and attempt.
+-- KEYS: the reservation, then per candidate (used counter, job stream, limit override), then
+-- the county's pending set; ARGV: job, request, attempt, expire-at, priority, reserve %, n,
+-- then (station, limit) per candidate, then the time in ms when the request is not recorded
+-- yet ("" otherwise): the reservation is listed as pending until its record commits; then
+-- the oldest stream entry id to keep (entries older than any bookable day are trimmed).

@@ -1,0 +1,186 @@
+/* pgbatch: group commit for one kind of write (see pgbatch.h). */
+#include "store/pgbatch.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+typedef struct {
+    json_t *elem;
+    PgBatchCb cb;
+    void *arg;
+    int64_t deadline; /* util_now_ms() by which its batch must have left */
+    bool solo;        /* its batch failed: retried alone */
+} Item;
+
+struct PgBatch {
+    PgPool *pg;
+    char *sql;
+    int max_inflight;
+    size_t max_batch;
+    int max_wait_ms;
+    Item *wait; /* FIFO */
+    size_t nwait, capwait;
+    int inflight;
+    bool freed;
+};
+
+typedef struct {
+    PgBatch *q;
+    size_t n;
+    Item items[];
+} Batch;
+
+static void flush(PgBatch *q);
+
+static void item_fail(Item *it, const char *err)
+{
+    json_decref(it->elem);
+    it->cb(NULL, -1, err, it->arg);
+}
+
+static void push(PgBatch *q, Item it)
+{
+    if (q->nwait == q->capwait) {
+        q->capwait = q->capwait ? 2 * q->capwait : 64;
+        q->wait = xrealloc(q->wait, q->capwait * sizeof(Item));
+    }
+    q->wait[q->nwait++] = it;
+}
+
+static void release(PgBatch *q)
+{
+    if (!q->freed || q->inflight > 0)
+        return;
+    free(q->wait);
+    free(q->sql);
+    free(q);
+}
+
+static void batch_done(PGresult *res, const char *err, void *arg)
+{
+    Batch *b = arg;
+    PgBatch *q = b->q;
+    q->inflight--;
+    bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && (size_t)PQntuples(res) == b->n;
+    if (!ok && b->n > 1 && !q->freed) {
+        log_warn("a batch of %zu failed (%s); retrying one by one", b->n,
+                 res ? PQresultErrorMessage(res) : err);
+        for (size_t i = 0; i < b->n; i++) {
+            b->items[i].solo = true;
+            push(q, b->items[i]);
+        }
+    } else if (!ok) {
+        const char *why = !res                                     ? err
+                          : PQresultStatus(res) == PGRES_TUPLES_OK ? "incomplete batch result"
+                                                                   : PQresultErrorMessage(res);
+        for (size_t i = 0; i < b->n; i++)
+            item_fail(&b->items[i], why);
+    } else {
+        for (size_t i = 0; i < b->n; i++)
+            json_decref(b->items[i].elem);
+        for (int row = 0; row < PQntuples(res); row++) {
+            size_t i = strtoul(PQgetvalue(res, row, 0), NULL, 10);
+            if (i < b->n)
+                b->items[i].cb(res, row, NULL, b->items[i].arg);
+        }
+    }
+    free(b);
+    flush(q);
+    release(q);
+}
+
+static void flush(PgBatch *q)
+{
+    /* A batch formed while statements wait for a connection would wait too, closed to the
+     * items arriving meanwhile: under steady load that makes many small batches and the
+     * queue grows. So one batch goes at once, further ones only while connections are
+     * free; the others leave when a batch of this queue returns. */
+    while (q->nwait > 0 && !q->freed &&
+           (q->inflight == 0 || (q->inflight < q->max_inflight && pg_pool_queued(q->pg) == 0))) {
+        /* an item whose batch failed goes alone; the others never join it */
+        size_t n = 1;
+        if (!q->wait[0].solo)
+            while (n < q->nwait && n < q->max_batch && !q->wait[n].solo)
+                n++;
+        Batch *b = xmalloc(sizeof(*b) + n * sizeof(Item));
+        b->q = q;
+        memcpy(b->items, q->wait, n * sizeof(Item));
+        memmove(q->wait, q->wait + n, (q->nwait - n) * sizeof(Item));
+        q->nwait -= n;
+        q->inflight++; /* held while callbacks below run: they may add and flush */
+        /* an item that waited past its bound is answered, not sent late */
+        int64_t now = util_now_ms();
+        size_t keep = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (b->items[i].deadline < now)
+                item_fail(&b->items[i], "timed out waiting for the database");
+            else
+                b->items[keep++] = b->items[i];
+        }
+        b->n = keep;
+        json_t *arr = json_array();
+        for (size_t i = 0; i < keep; i++)
+            json_array_append(arr, b->items[i].elem);
+        char *text = keep ? json_dumps(arr, JSON_COMPACT) : NULL;
+        json_decref(arr);
+        const char *params[] = {text};
+        bool sent = text && pg_query(q->pg, q->sql, 1, params, batch_done, b);
+        free(text);
+        if (!sent) {
+            q->inflight--;
+            for (size_t i = 0; i < keep; i++)
+                item_fail(&b->items[i], "too many queries waiting for the database");
+            free(b);
+        }
+    }
+}
+
+PgBatch *pgbatch_new(PgPool *pg, const char *sql, int max_inflight, size_t max_batch,
+                     int max_wait_ms)
+{
+    PgBatch *q = xcalloc(1, sizeof(*q));
+    q->pg = pg;
+    q->sql = xstrdup(sql);
+    q->max_inflight = max_inflight > 0 ? max_inflight : 1;
+    q->max_batch = max_batch > 0 ? max_batch : 1;
+    q->max_wait_ms = max_wait_ms;
+    return q;
+}
+
+void pgbatch_add(PgBatch *q, json_t *elem, PgBatchCb cb, void *arg)
+{
+    Item it = {.elem = elem, .cb = cb, .arg = arg, .deadline = util_now_ms() + q->max_wait_ms};
+    if (q->freed) {
+        item_fail(&it, "shutting down");
+        return;
+    }
+    push(q, it);
+    flush(q);
+}
+
+size_t pgbatch_waiting(const PgBatch *q)
+{
+    return q->nwait;
+}
+
+void pgbatch_free(PgBatch *q)
+{
+    if (!q)
+        return;
+    q->freed = true;
+    /* callbacks may add to the queue while it is drained: take the list first */
+    Item *w = q->wait;
+    size_t n = q->nwait;
+    q->wait = NULL;
+    q->nwait = q->capwait = 0;
+    for (size_t i = 0; i < n; i++)
+        item_fail(&w[i], "shutting down");
+    free(w);
+    release(q);
+}

@@ -1,0 +1,13 @@
+/*
+ * scripts: the Redis Lua scripts, each in its own file under daemon/store/lua/ (read, lint
+ * and try them with redis-cli --eval), compiled in as C strings by tools/embed.sh. Each
+ * file's opening comment is its contract: KEYS, ARGV and the reply.
+ */
+#ifndef CARELINE_SCRIPTS_H
+#define CARELINE_SCRIPTS_H
+
+extern const char lua_reserve[]; /* check + reserve + XADD, idempotent per (request, attempt) */
+extern const char lua_release[]; /* give a reservation's capacity back once */
+extern const char lua_caplim[];  /* a station's capacity override from what it has left */
+
+#endif
