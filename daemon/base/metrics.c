@@ -6,8 +6,6 @@
 
 #include "careline.pb-c.h"
 
-Metrics metrics;
-
 const char *metrics_error_name(int code)
 {
     const ProtobufCEnumValue *v =
@@ -27,9 +25,8 @@ static void gauge(struct evbuffer *out, const char *name, const char *help, int6
                         (long long)v);
 }
 
-void metrics_render(struct evbuffer *out, int pg_up, int redis_up)
+void metrics_render(const Metrics *m, struct evbuffer *out, int pg_up, int redis_up)
 {
-    const Metrics *m = &metrics;
     counter(out, "careline_connections_accepted_total", "Protocol connections accepted.",
             m->conns_accepted);
     counter(out, "careline_connections_refused_total",

@@ -1,6 +1,7 @@
 /*
- * metrics: process-wide counters and gauges, rendered in the Prometheus text format for
- * /metrics. Single-threaded (the event loop) so plain integers suffice.
+ * metrics: one server's counters and gauges, rendered in the Prometheus text format for
+ * /metrics. Each Server owns one Metrics and lends it to its modules; they bump fields on
+ * the event-loop thread, so plain integers suffice.
  */
 #ifndef CARELINE_METRICS_H
 #define CARELINE_METRICS_H
@@ -30,10 +31,8 @@ typedef struct Metrics {
     uint64_t pg_queries;       /* statements queued to the PostgreSQL pool */
 } Metrics;
 
-extern Metrics metrics;
-
-/* Appends the whole exposition to out; pg_up/redis_up are the backends' current states. */
-void metrics_render(struct evbuffer *out, int pg_up, int redis_up);
+/* Appends the whole exposition of m to out; pg_up/redis_up are the backends' current states. */
+void metrics_render(const Metrics *m, struct evbuffer *out, int pg_up, int redis_up);
 
 /* Name of an ErrorCode for labels and logs ("FRAME_TOO_LARGE"). */
 const char *metrics_error_name(int code);

@@ -23,13 +23,10 @@
 #include "base/cal.h"
 #include "common/log.h"
 #include "core/match.h"
-#include "base/metrics.h"
 #include "store/pgbatch.h"
 #include "store/scripts.h"
-#include "server/server.h"
 #include "net/session.h"
 #include "core/speech.h"
-#include "core/station.h"
 
 #define S(x)           CARELINE__V1__##x
 #define MAX_KEY        128
@@ -41,7 +38,8 @@
 #define COUNTY_NEAR_KM 10 /* a location inside the county has a village centroid this close */
 
 struct Dispatch {
-    Server *srv;
+    const Env *env; /* borrowed from the server */
+    DispatchHooks hooks;
     Directory *dir;
     TravelModel model;
     RdsScript *reserve, *release;
@@ -56,7 +54,6 @@ struct Dispatch {
     bool orphan_scan;                         /* an orphan reconciliation is in flight */
     int sweep_left;                           /* subs of the current batch not finished */
     int win[2][2];                            /* [lunch|dinner][start|end] local minutes */
-    char prefix[32];                          /* "{c330281}:" */
     int fault_count;
     bool stopped; /* dispatch_stop: backends are going away */
 };
@@ -139,7 +136,7 @@ static const char *db_name(const ProtobufCEnumDescriptor *desc, int value, char 
 static void fault(const Sub *s, const char *point)
 {
     Dispatch *d = s->d;
-    const Config *cfg = &d->srv->cfg;
+    const Config *cfg = d->env->cfg;
     if (!cfg->fault_point[0] || !s->c || strcmp(cfg->fault_point, point) != 0)
         return;
     if (++d->fault_count < cfg->fault_after)
@@ -217,7 +214,7 @@ static void reply_result(Sub *s)
                      s->we_ms,
                      util_wall_ms(),
                      s->prio != 0,
-                     d->srv->cfg.booking_days};
+                     d->env->cfg->booking_days};
     speech_request(&sa, speech, sizeof(speech));
     r.speech_zh = speech;
     Envelope env = CARELINE__V1__ENVELOPE__INIT;
@@ -269,7 +266,8 @@ static void offer_out(const Sub *s)
     o.offer_expires_at_ms = s->expires_ms;
     o.travel_minutes = (uint32_t)(s->minutes + 0.5);
     o.resident_phone = (char *)"";
-    station_offer(d->srv->station, s->station_id, &o);
+    if (d->hooks.queued)
+        d->hooks.queued(d->hooks.arg, s->station_id, &o);
 }
 
 static void release_marker(Dispatch *d, int64_t request_id, int attempt, const char *why,
@@ -464,7 +462,7 @@ static void sub_finish(Sub *s)
         sub_free(s);
         return;
     }
-    s->expires_ms = util_wall_ms() + d->srv->cfg.offer_timeout_s * 1000LL;
+    s->expires_ms = util_wall_ms() + d->env->cfg->offer_timeout_s * 1000LL;
     if (s->was_waitlisted && s->state == S(REQUEST_STATE__WAITLISTED)) {
         sub_free(s); /* still no room: nothing new to record */
         return;
@@ -473,11 +471,6 @@ static void sub_finish(Sub *s)
 }
 
 /* ---- reserve + enqueue ---------------------------------------------------------------- */
-
-static void marker_key(const Dispatch *d, int64_t request_id, int attempt, char *out, size_t n)
-{
-    snprintf(out, n, "%sra:%lld:%d", d->prefix, (long long)request_id, attempt);
-}
 
 static void release_done(redisReply *r, const char *err, void *arg)
 {
@@ -488,21 +481,16 @@ static void release_done(redisReply *r, const char *err, void *arg)
         dispatch_kick(d); /* capacity freed: the waitlist may move */
 }
 
-static void pending_key(const Dispatch *d, char *out, size_t n)
-{
-    snprintf(out, n, "%spending", d->prefix);
-}
-
 /* Runs the release script for (request, attempt); false when Redis cannot take it now. */
 static bool release_marker_cb(Dispatch *d, int64_t request_id, int attempt, const char *why,
                               bool drop_entry, RdsReplyCb cb, void *arg)
 {
     char key[96], pend[64];
-    marker_key(d, request_id, attempt, key, sizeof(key));
-    pending_key(d, pend, sizeof(pend));
+    keys_reservation(&d->env->keys, request_id, attempt, key, sizeof(key));
+    keys_pending(&d->env->keys, pend, sizeof(pend));
     const char *args[] = {key, pend, why, drop_entry ? "1" : "0"};
     size_t lens[] = {strlen(key), strlen(pend), strlen(why), 1};
-    return rds_eval(d->srv->rds, d->release, cb, arg, 2, 2, args, lens);
+    return rds_eval(d->env->rds, d->release, cb, arg, 2, 2, args, lens);
 }
 
 static void release_marker(Dispatch *d, int64_t request_id, int attempt, const char *why,
@@ -531,11 +519,11 @@ static void settle_done(redisReply *r, const char *err, void *arg)
 static void settle_pending(Dispatch *d, int64_t request_id, int attempt)
 {
     char key[96], pend[64];
-    marker_key(d, request_id, attempt, key, sizeof(key));
-    pending_key(d, pend, sizeof(pend));
+    keys_reservation(&d->env->keys, request_id, attempt, key, sizeof(key));
+    keys_pending(&d->env->keys, pend, sizeof(pend));
     const char *argv[] = {"ZREM", pend, key};
     const size_t lens[] = {4, strlen(pend), strlen(key)};
-    if (!rds_command(d->srv->rds, settle_done, NULL, 3, argv, lens))
+    if (!rds_command(d->env->rds, settle_done, NULL, 3, argv, lens))
         log_debug("request %lld: pending reservation left for the reconciler",
                   (long long)request_id);
 }
@@ -602,23 +590,21 @@ static void sub_reserve(Sub *s, const MatchCand *cands, size_t n)
     char(*buf)[96] = xcalloc(nkeys + nargs, sizeof(*buf));
     const char **args = xcalloc(nkeys + nargs, sizeof(char *));
     size_t *lens = xcalloc(nkeys + nargs, sizeof(size_t));
-    marker_key(d, s->request_id, s->attempt, buf[0], sizeof(buf[0]));
+    keys_reservation(&d->env->keys, s->request_id, s->attempt, buf[0], sizeof(buf[0]));
     for (size_t i = 0; i < n; i++) {
-        station_cap_key(d->prefix, "cap", cands[i].station_id, day, slot, buf[1 + 3 * i],
-                        sizeof(buf[0]));
-        snprintf(buf[2 + 3 * i], sizeof(buf[0]), "%sst:%lld:jobs", d->prefix,
-                 (long long)cands[i].station_id);
-        station_cap_key(d->prefix, "lim", cands[i].station_id, day, slot, buf[3 + 3 * i],
-                        sizeof(buf[0]));
+        const Keys *k = &d->env->keys;
+        keys_capacity(k, cands[i].station_id, day, slot, buf[1 + 3 * i], sizeof(buf[0]));
+        keys_stream(k, cands[i].station_id, buf[2 + 3 * i], sizeof(buf[0]));
+        keys_limit(k, cands[i].station_id, day, slot, buf[3 + 3 * i], sizeof(buf[0]));
     }
-    pending_key(d, buf[1 + 3 * n], sizeof(buf[0]));
+    keys_pending(&d->env->keys, buf[1 + 3 * n], sizeof(buf[0]));
     char(*a)[96] = buf + nkeys;
     snprintf(a[0], 96, "%lld", (long long)s->job_id);
     snprintf(a[1], 96, "%lld", (long long)s->request_id);
     snprintf(a[2], 96, "%d", s->attempt);
     snprintf(a[3], 96, "%lld", expire_at(s->day));
     snprintf(a[4], 96, "%d", s->prio ? 1 : 0);
-    snprintf(a[5], 96, "%d", d->srv->cfg.priority_reserve_pct);
+    snprintf(a[5], 96, "%d", d->env->cfg->priority_reserve_pct);
     snprintf(a[6], 96, "%zu", n);
     for (size_t i = 0; i < n; i++) {
         snprintf(a[7 + 2 * i], 96, "%lld", (long long)cands[i].station_id);
@@ -628,13 +614,13 @@ static void sub_reserve(Sub *s, const MatchCand *cands, size_t n)
         snprintf(a[7 + 2 * n], 96, "%lld", (long long)util_wall_ms());
     /* the streams keep what a booking horizon plus two days can still concern */
     snprintf(a[8 + 2 * n], 96, "%lld",
-             (long long)(util_wall_ms() - (d->srv->cfg.booking_days + 2) * 86400000LL));
+             (long long)(util_wall_ms() - (d->env->cfg->booking_days + 2) * 86400000LL));
     for (size_t i = 0; i < nkeys + nargs; i++) {
         args[i] = buf[i];
         lens[i] = strlen(buf[i]);
     }
     bool ok =
-        rds_eval(d->srv->rds, d->reserve, reserve_done, s, (int)nkeys, (int)nargs, args, lens);
+        rds_eval(d->env->rds, d->reserve, reserve_done, s, (int)nkeys, (int)nargs, args, lens);
     free(buf);
     free(args);
     free(lens);
@@ -691,7 +677,7 @@ static bool offers_cb(const StStation *st, void *arg)
 static void sub_match(Sub *s)
 {
     Dispatch *d = s->d;
-    const Config *cfg = &d->srv->cfg;
+    const Config *cfg = d->env->cfg;
     if (d->stopped) {
         sub_free(s);
         return;
@@ -973,9 +959,9 @@ static Sub *sub_new(Dispatch *d, Conn *c, uint64_t seq)
     return s;
 }
 
-static void handle_submit(Conn *c, Envelope *env)
+static void handle_submit(void *arg, Conn *c, Envelope *env)
 {
-    Dispatch *d = c->srv->dispatch;
+    Dispatch *d = arg;
     Sub *s = sub_new(d, c, env->seq);
     if (!dispatch_ready(d)) {
         reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
@@ -985,7 +971,7 @@ static void handle_submit(Conn *c, Envelope *env)
     if (!validate(s, env->submit))
         goto done;
     content_hash(s, s->hash);
-    if (pgbatch_waiting(d->batch[BATCH_RESOLVE]) >= (size_t)d->srv->cfg.pg_max_queue) {
+    if (pgbatch_waiting(d->batch[BATCH_RESOLVE]) >= (size_t)d->env->cfg->pg_max_queue) {
         reply_error(s, S(ERROR_CODE__OVERLOADED), NULL,
                     "too many requests are waiting for the database; retry shortly");
         goto done;
@@ -1100,7 +1086,7 @@ static void status_done(PGresult *res, const char *err, void *arg)
                      st.window_end_ms,
                      util_wall_ms(),
                      atoi(PQgetvalue(res, 0, 9)) > 0,
-                     a->d->srv->cfg.booking_days};
+                     a->d->env->cfg->booking_days};
     speech_request(&sa, speech, sizeof(speech));
     st.speech_zh = speech;
     Envelope env = CARELINE__V1__ENVELOPE__INIT;
@@ -1146,9 +1132,9 @@ static bool request_ref(Conn *c, uint64_t seq, int which, int64_t id, const char
     return false;
 }
 
-static void handle_status(Conn *c, Envelope *env)
+static void handle_status(void *arg, Conn *c, Envelope *env)
 {
-    Dispatch *d = c->srv->dispatch;
+    Dispatch *d = arg;
     const Careline__V1__StatusQuery *q = env->status_query;
     char idbuf[24], phonebuf[24];
     const char *params[3];
@@ -1156,7 +1142,7 @@ static void handle_status(Conn *c, Envelope *env)
                     q->ref_case == 2 ? q->idempotency_key : "",
                     q->ref_case == 3 ? q->caller_phone : "", idbuf, phonebuf, params)) {
         Ask *a = ask_new(d, c, env->seq);
-        if (!pg_query(d->srv->pg, status_sql, 3, params, status_done, a)) {
+        if (!pg_query(d->env->pg, status_sql, 3, params, status_done, a)) {
             conn_send_error(c, env->seq, S(ERROR_CODE__OVERLOADED), false,
                             "too many requests are waiting for the database; retry shortly");
             ask_free(a);
@@ -1234,7 +1220,8 @@ static void cancel_done(PGresult *res, const char *err, void *arg)
     int attempt = atoi(PQgetvalue(res, 0, 5));
     int64_t station = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
     if (op->cancelled && station > 0 && !a->d->stopped)
-        station_wake(a->d->srv->station, station);
+        if (a->d->hooks.changed)
+            a->d->hooks.changed(a->d->hooks.arg, station);
     if (!op->cancelled || attempt < 1 || a->d->stopped) {
         cancel_reply(op);
         return;
@@ -1244,9 +1231,9 @@ static void cancel_done(PGresult *res, const char *err, void *arg)
         cancel_release_done(NULL, "Redis unavailable", op);
 }
 
-static void handle_cancel(Conn *c, Envelope *env)
+static void handle_cancel(void *arg, Conn *c, Envelope *env)
 {
-    Dispatch *d = c->srv->dispatch;
+    Dispatch *d = arg;
     const Careline__V1__CancelRequest *q = env->cancel;
     char idbuf[24], phonebuf[24];
     const char *params[5];
@@ -1261,7 +1248,7 @@ static void handle_cancel(Conn *c, Envelope *env)
         params[4] = "gateway";
         CancelOp *op = xcalloc(1, sizeof(*op));
         op->a = ask_new(d, c, env->seq);
-        if (!pg_query(d->srv->pg, "SELECT * FROM careline_cancel($1, $2, $3, $4, $5)", 5, params,
+        if (!pg_query(d->env->pg, "SELECT * FROM careline_cancel($1, $2, $3, $4, $5)", 5, params,
                       cancel_done, op)) {
             conn_send_error(c, env->seq, S(ERROR_CODE__OVERLOADED), false,
                             "too many requests are waiting for the database; retry shortly");
@@ -1361,7 +1348,7 @@ void dispatch_redispatch(Dispatch *d, int64_t request_id)
     char id[24];
     snprintf(id, sizeof(id), "%lld", (long long)request_id);
     const char *params[] = {id};
-    if (!pg_query(d->srv->pg, redispatch_sql, 1, params, redispatch_done, d))
+    if (!pg_query(d->env->pg, redispatch_sql, 1, params, redispatch_done, d))
         log_warn("request %lld: re-dispatch postponed (database queue full)",
                  (long long)request_id);
 }
@@ -1440,7 +1427,7 @@ static void orphans_checked(PGresult *res, const char *err, void *arg)
         }
     }
     if (released) {
-        metrics.orphans_released += released;
+        d->env->metrics->orphans_released += released;
         log_warn("gave back %zu reservation%s whose request was never recorded", released,
                  released == 1 ? "" : "s");
     }
@@ -1461,13 +1448,13 @@ static void orphans_listed(redisReply *r, const char *err, void *arg)
     o->ids = xcalloc(r->elements, sizeof(int64_t));
     o->attempts = xcalloc(r->elements, sizeof(int));
     char *arr = xmalloc(2 + r->elements * 22);
-    size_t len = 0, plen = strlen(d->prefix);
+    size_t len = 0, plen = strlen(d->env->keys.prefix);
     arr[len++] = '{';
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *e = r->element[i];
         long long id;
         int att;
-        if (e->type != REDIS_REPLY_STRING || strncmp(e->str, d->prefix, plen) != 0 ||
+        if (e->type != REDIS_REPLY_STRING || strncmp(e->str, d->env->keys.prefix, plen) != 0 ||
             sscanf(e->str + plen, "ra:%lld:%d", &id, &att) != 2)
             continue; /* only this file writes the set */
         o->ids[o->n] = id;
@@ -1478,7 +1465,7 @@ static void orphans_listed(redisReply *r, const char *err, void *arg)
     arr[len] = '\0';
     const char *params[] = {arr};
     bool sent =
-        o->n > 0 && pg_query(d->srv->pg,
+        o->n > 0 && pg_query(d->env->pg,
                              "SELECT EXISTS (SELECT 1 FROM requests r WHERE r.id = x.id) "
                              "FROM unnest($1::bigint[]) WITH ORDINALITY AS x(id, n) ORDER BY x.n",
                              1, params, orphans_checked, o);
@@ -1492,27 +1479,27 @@ static void orphan_scan_start(Dispatch *d)
     if (d->orphan_scan)
         return;
     char pend[64], max[24];
-    pending_key(d, pend, sizeof(pend));
-    snprintf(max, sizeof(max), "%lld", (long long)(util_wall_ms() - d->srv->cfg.orphan_grace_ms));
+    keys_pending(&d->env->keys, pend, sizeof(pend));
+    snprintf(max, sizeof(max), "%lld", (long long)(util_wall_ms() - d->env->cfg->orphan_grace_ms));
     const char *argv[] = {"ZRANGEBYSCORE", pend, "-inf", max, "LIMIT", "0", ORPHAN_BATCH};
     size_t lens[7];
     for (int i = 0; i < 7; i++)
         lens[i] = strlen(argv[i]);
-    d->orphan_scan = rds_command(d->srv->rds, orphans_listed, d, 7, argv, lens);
+    d->orphan_scan = rds_command(d->env->rds, orphans_listed, d, 7, argv, lens);
 }
 
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     Dispatch *d = arg;
-    if (d->stopped || !dir_snap(d->dir) || !pg_pool_ready(d->srv->pg) || !rds_ready(d->srv->rds) ||
-        d->srv->shutting_down)
+    if (d->stopped || !dir_snap(d->dir) || !pg_pool_ready(d->env->pg) || !rds_ready(d->env->rds) ||
+        d->env->stopping)
         return;
     orphan_scan_start(d);
     if (d->sweeping)
         return;
     char age[16], batch[16];
-    snprintf(age, sizeof(age), "%d", d->srv->cfg.reconcile_age_ms);
+    snprintf(age, sizeof(age), "%d", d->env->cfg->reconcile_age_ms);
     snprintf(batch, sizeof(batch), "%d", SWEEP_BATCH);
     /* the waitlist moves when capacity frees or stations change (kick); a slow periodic
      * pass also catches what no event announced (e.g. a capacity key that expired) */
@@ -1523,7 +1510,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
     d->sweep_waitlist = waitlist;
     const char *params[] = {age, batch, waitlist ? "t" : "f", d->cur_prio, d->cur_at, d->cur_id};
     d->sweeping = true;
-    if (!pg_query(d->srv->pg, sweep_sql, 6, params, sweep_done, d))
+    if (!pg_query(d->env->pg, sweep_sql, 6, params, sweep_done, d))
         d->sweeping = false;
 }
 
@@ -1549,23 +1536,22 @@ static void parse_window(const char *spec, int out[2])
     out[1] = h2 * 60 + m2;
 }
 
-Dispatch *dispatch_new(Server *srv)
+Dispatch *dispatch_new(const Env *env)
 {
-    const Config *cfg = &srv->cfg;
+    const Config *cfg = env->cfg;
     Dispatch *d = xcalloc(1, sizeof(*d));
-    d->srv = srv;
+    d->env = env;
     d->model = (TravelModel){{cfg->detour_urban, cfg->detour_rural, cfg->detour_mountain},
                              {cfg->speed_urban_kmh, cfg->speed_rural_kmh, cfg->speed_mountain_kmh},
                              cfg->circle_minutes};
     parse_window(cfg->lunch_window, d->win[0]);
     parse_window(cfg->dinner_window, d->win[1]);
-    snprintf(d->prefix, sizeof(d->prefix), "{c%s}:", cfg->county_code);
-    d->reserve = rds_script_new(srv->rds, lua_reserve);
-    d->release = rds_script_new(srv->rds, lua_release);
+    d->reserve = rds_script_new(env->rds, lua_reserve);
+    d->release = rds_script_new(env->rds, lua_release);
     sweep_cursor_reset(d);
-    d->sweep = event_new(srv->base, -1, EV_PERSIST, sweep_cb, d);
+    d->sweep = event_new(env->base, -1, EV_PERSIST, sweep_cb, d);
     util_timer_ms(d->sweep, cfg->reconcile_interval_ms);
-    d->dir = dir_new(srv->pg, directory_changed, d);
+    d->dir = dir_new(env->pg, directory_changed, d);
     /* one batch of each kind per pool connection at most; a full one commits 256 requests */
     static const char *const sql[] = {
         "SELECT * FROM careline_submit_resolve_set($1::jsonb)",
@@ -1574,11 +1560,16 @@ Dispatch *dispatch_new(Server *srv)
     };
     for (int k = 0; k < 3; k++)
         d->batch[k] =
-            pgbatch_new(srv->pg, sql[k], cfg->pg_pool_size, 256, cfg->pg_query_timeout_ms);
-    session_route(CARELINE__V1__ENVELOPE__BODY_SUBMIT, handle_submit);
-    session_route(CARELINE__V1__ENVELOPE__BODY_STATUS_QUERY, handle_status);
-    session_route(CARELINE__V1__ENVELOPE__BODY_CANCEL, handle_cancel);
+            pgbatch_new(env->pg, sql[k], cfg->pg_pool_size, 256, cfg->pg_query_timeout_ms);
+    session_route(env->sessions, CARELINE__V1__ENVELOPE__BODY_SUBMIT, handle_submit, d);
+    session_route(env->sessions, CARELINE__V1__ENVELOPE__BODY_STATUS_QUERY, handle_status, d);
+    session_route(env->sessions, CARELINE__V1__ENVELOPE__BODY_CANCEL, handle_cancel, d);
     return d;
+}
+
+void dispatch_set_hooks(Dispatch *d, const DispatchHooks *hooks)
+{
+    d->hooks = *hooks;
 }
 
 void dispatch_stop(Dispatch *d)
@@ -1617,9 +1608,4 @@ const Directory *dispatch_directory(const Dispatch *d)
 const TravelModel *dispatch_model(const Dispatch *d)
 {
     return &d->model;
-}
-
-const char *dispatch_key_prefix(const Dispatch *d)
-{
-    return d->prefix;
 }

@@ -4,13 +4,7 @@
  * station, its capacity reserved and its job queued in Redis by one Lua script, and then
  * recorded as queued; the gateway hears QUEUED only after both. A periodic sweep resumes
  * requests a crash left half-way and retries the waitlist.
- *
- * Redis keys (all tagged with the county, so one county's keys share a cluster slot):
- *   {cCOUNTY}:ra:REQUEST:ATTEMPT        hash: the reservation of one offer (job, station,
- *                                       capacity key, state held|released|cancelled...)
- *   {cCOUNTY}:cap:STATION:DAY:SLOT      counter: reserved units of a day's capacity
- *   {cCOUNTY}:lim:STATION:DAY:SLOT      the station's own word on that capacity (StationStatus)
- *   {cCOUNTY}:st:STATION:jobs           stream: the station's job queue
+ * The Redis keys it uses are laid out in store/keys.h.
  */
 #ifndef CARELINE_DISPATCH_H
 #define CARELINE_DISPATCH_H
@@ -18,14 +12,25 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 
-#include "core/directory.h"
 #include "base/geo.h"
+#include "careline.pb-c.h"
+#include "core/directory.h"
+#include "core/env.h"
 
-struct Server;
 typedef struct Dispatch Dispatch;
 
-/* Installs the session routes and starts loading the directory. */
-Dispatch *dispatch_new(struct Server *s);
+/* Installs the session routes and starts loading the directory. env is borrowed. */
+Dispatch *dispatch_new(const Env *env);
+
+/* Who hears of a job's progress (the stations module): queued = a job was just committed
+ * at station_id (offer borrowed for the call); changed = station_id's jobs changed (a
+ * cancel). Either may be NULL. */
+typedef struct DispatchHooks {
+    void (*queued)(void *arg, int64_t station_id, const Careline__V1__JobOffer *offer);
+    void (*changed)(void *arg, int64_t station_id);
+    void *arg;
+} DispatchHooks;
+void dispatch_set_hooks(Dispatch *d, const DispatchHooks *hooks);
 /* From now on callbacks only clean up (called before the backends are freed). */
 void dispatch_stop(Dispatch *d);
 void dispatch_free(Dispatch *d);
@@ -45,9 +50,6 @@ void dispatch_release(Dispatch *d, int64_t request_id, int attempt, const char *
 
 /* Runs the sweep soon (capacity freed, a station opened). */
 void dispatch_kick(Dispatch *d);
-
-/* The Redis key prefix "{cCOUNTY}:" (for tests and other modules). */
-const char *dispatch_key_prefix(const Dispatch *d);
 
 /* Maps between the protobuf enums and the database's lower-case names ("queued"). */
 int dispatch_enum_from_db(const ProtobufCEnumDescriptor *desc, const char *db);

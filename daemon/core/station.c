@@ -15,10 +15,8 @@
 #include "base/cal.h"
 #include "core/dispatch.h"
 #include "common/log.h"
-#include "base/metrics.h"
 #include "store/pgbatch.h"
 #include "store/scripts.h"
-#include "server/server.h"
 #include "net/session.h"
 
 #define S(x)         CARELINE__V1__##x
@@ -33,7 +31,8 @@ typedef struct Seen {
 } Seen;
 
 typedef struct StSession {
-    Conn *c; /* borrowed; holds a ref while the session lives */
+    Conn *c;      /* borrowed; holds a ref while the session lives */
+    Stations *st; /* borrowed: the module, which outlives its sessions */
     int64_t station_id;
     int64_t terminal_id;    /* terminal_sessions row, 0 until inserted */
     bool closed;            /* the connection ended; waiting for in-flight work */
@@ -47,7 +46,8 @@ typedef struct StSession {
 } StSession;
 
 struct Stations {
-    Server *srv;
+    const Env *env;     /* borrowed from the server */
+    Dispatch *dispatch; /* borrowed: directory, key prefix, re-dispatch */
     StSession *bucket[BUCKETS];
     size_t nsessions;
     struct event *tick;
@@ -68,15 +68,9 @@ static void session_refresh(Stations *st, StSession *ss);
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-static const DirSnap *dir_snapshot_of(Server *srv)
+static const DirSnap *dir_snapshot_of(const Stations *st)
 {
-    return dir_snap(dispatch_directory(srv->dispatch));
-}
-
-void station_cap_key(const char *prefix, const char *kind, int64_t station_id, const char *day,
-                     const char *slot, char *out, size_t n)
-{
-    snprintf(out, n, "%s%s:%lld:%s:%s", prefix, kind, (long long)station_id, day, slot);
+    return dir_snap(dispatch_directory(st->dispatch));
 }
 
 static size_t bucket_of(int64_t station_id)
@@ -286,7 +280,7 @@ static void refresh_many(Stations *st, RefreshBatch *b)
     strcpy(stations + o, "}");
     strcpy(known + ok, "}");
     const char *params[] = {stations, known};
-    if (!pg_query(st->srv->pg,
+    if (!pg_query(st->env->pg,
                   "SELECT * FROM careline_station_jobs_many($1::bigint[], $2::bigint[])", 2, params,
                   refresh_many_done, b))
         refresh_many_done(NULL, "too many queries waiting for the database", b);
@@ -382,7 +376,7 @@ void station_offer(Stations *st, int64_t station_id, const Careline__V1__JobOffe
     careline__v1__job_offer__pack(o, (uint8_t *)msg + h);
     const char *argv[] = {"PUBLISH", st->channel, msg};
     size_t lens[] = {7, strlen(st->channel), (size_t)h + n};
-    if (!rds_command(st->srv->rds, publish_done, NULL, 3, argv, lens))
+    if (!rds_command(st->env->rds, publish_done, NULL, 3, argv, lens))
         log_debug("offer for station %lld not published (Redis unavailable); the periodic "
                   "re-read will deliver it",
                   (long long)station_id);
@@ -440,7 +434,7 @@ static void wake_flush(evutil_socket_t fd, short what, void *arg)
         snprintf(id, sizeof(id), "%lld", (long long)st->wake[i]);
         const char *argv[] = {"PUBLISH", st->channel, id};
         size_t lens[] = {7, strlen(st->channel), strlen(id)};
-        if (!rds_command(st->srv->rds, publish_done, NULL, 3, argv, lens))
+        if (!rds_command(st->env->rds, publish_done, NULL, 3, argv, lens))
             log_debug("wake-up for station %s not published (Redis unavailable); the "
                       "periodic re-read will deliver it",
                       id);
@@ -480,7 +474,7 @@ static void terminal_open_done(PGresult *res, const char *err, void *arg)
         char id[24];
         snprintf(id, sizeof(id), "%lld", (long long)ss->terminal_id);
         const char *p[] = {id};
-        if (!pg_query(ss->c->srv->pg,
+        if (!pg_query(ss->st->env->pg,
                       "UPDATE terminal_sessions SET disconnected_at = now() WHERE id = $1", 1, p,
                       NULL, NULL))
             log_warn("terminal session %s left open (database queue full)", id);
@@ -488,13 +482,14 @@ static void terminal_open_done(PGresult *res, const char *err, void *arg)
     session_unref(ss);
 }
 
-static void on_auth(Conn *c)
+static void on_auth(void *arg, Conn *c)
 {
-    Stations *st = c->srv->station;
+    Stations *st = arg;
     if (c->role != CARELINE__V1__ROLE__ROLE_STATION || !st || st->stopped)
         return;
     StSession *ss = xcalloc(1, sizeof(*ss));
     ss->c = c;
+    ss->st = st;
     ss->station_id = c->station_id;
     ss->refs = 1;
     conn_ref(c);
@@ -505,9 +500,9 @@ static void on_auth(Conn *c)
     st->nsessions++;
     char id[24];
     snprintf(id, sizeof(id), "%lld", (long long)ss->station_id);
-    const char *p[] = {id, st->srv->id, c->peer};
+    const char *p[] = {id, st->env->server_id, c->peer};
     ss->refs++;
-    if (!pg_query(st->srv->pg,
+    if (!pg_query(st->env->pg,
                   "INSERT INTO terminal_sessions (station_id, daemon_id, peer) "
                   "VALUES ($1, $2, $3) RETURNING id",
                   3, p, terminal_open_done, ss))
@@ -516,10 +511,10 @@ static void on_auth(Conn *c)
     session_refresh(st, ss); /* the backlog */
 }
 
-static void on_close(Conn *c)
+static void on_close(void *arg, Conn *c)
 {
     StSession *ss = c->station;
-    Stations *st = c->srv->station;
+    Stations *st = arg;
     if (!ss || !st)
         return;
     c->station = NULL;
@@ -534,7 +529,7 @@ static void on_close(Conn *c)
         char id[24];
         snprintf(id, sizeof(id), "%lld", (long long)ss->terminal_id);
         const char *p[] = {id};
-        if (!pg_query(st->srv->pg,
+        if (!pg_query(st->env->pg,
                       "UPDATE terminal_sessions SET disconnected_at = now() WHERE id = $1", 1, p,
                       NULL, NULL))
             log_warn("terminal session %s left open (database queue full)", id);
@@ -545,6 +540,7 @@ static void on_close(Conn *c)
 /* ---- JobUpdate --------------------------------------------------------------------------- */
 
 typedef struct {
+    Stations *st;
     Conn *c;
     uint64_t seq;
     int64_t job_id;
@@ -563,7 +559,7 @@ static void update_done(PGresult *res, int row, const char *err, void *arg)
 {
     UpdOp *op = arg;
     Conn *c = op->c;
-    Server *srv = c->srv;
+    Stations *st = op->st;
     if (!res) {
         log_warn("job %lld: update failed: %s", (long long)op->job_id, err);
         conn_send_error(c, op->seq, S(ERROR_CODE__UNAVAILABLE), false,
@@ -591,8 +587,8 @@ static void update_done(PGresult *res, int row, const char *err, void *arg)
     int attempt = atoi(PQgetvalue(res, row, 4));
     if (changed && PQgetvalue(res, row, 6)[0] == 't') {
         /* rejected: its capacity goes back and the request moves on to the next station */
-        dispatch_release(srv->dispatch, request_id, attempt, "rejected");
-        dispatch_redispatch(srv->dispatch, request_id);
+        dispatch_release(st->dispatch, request_id, attempt, "rejected");
+        dispatch_redispatch(st->dispatch, request_id);
     }
     if (changed && PQgetvalue(res, row, 7)[0] == 't')
         log_warn("welfare alert raised for request %lld (job %lld)", (long long)request_id,
@@ -607,7 +603,7 @@ static void update_done(PGresult *res, int row, const char *err, void *arg)
     env.job_update_result = &r;
     conn_send(c, &env);
     if (changed) /* this station's other consoles (and this one's screen) follow */
-        station_wake(srv->station, op->station_id ? op->station_id : c->station_id);
+        station_wake(st, op->station_id ? op->station_id : c->station_id);
 out:
     conn_inflight_end(c);
     conn_unref(c);
@@ -629,8 +625,9 @@ static bool reason_ok(int action, int reason)
     }
 }
 
-static void handle_job_update(Conn *c, Envelope *env)
+static void handle_job_update(void *arg, Conn *c, Envelope *env)
 {
+    Stations *st = arg;
     const Careline__V1__JobUpdate *u = env->job_update;
     const char *action = action_db(u->action);
     size_t nlen = strlen(u->note);
@@ -658,8 +655,7 @@ static void handle_job_update(Conn *c, Envelope *env)
             dispatch_enum_to_db(&careline__v1__reason_code__descriptor, u->reason_code, reason,
                                 sizeof(reason));
         snprintf(actor, sizeof(actor), admin ? "admin" : "station:%lld", (long long)c->station_id);
-        Stations *st = c->srv->station;
-        if (pgbatch_waiting(st->updates) >= (size_t)c->srv->cfg.pg_max_queue) {
+        if (pgbatch_waiting(st->updates) >= (size_t)st->env->cfg->pg_max_queue) {
             conn_send_error(c, env->seq, S(ERROR_CODE__OVERLOADED), false,
                             "too many requests are waiting for the database; retry shortly");
             frame_free(env);
@@ -670,6 +666,7 @@ static void handle_job_update(Conn *c, Envelope *env)
                               "reason_code", reason[0] ? json_string(reason) : json_null(), "note",
                               u->note, "actor", actor);
         UpdOp *op = xcalloc(1, sizeof(*op));
+        op->st = st;
         op->c = c;
         op->seq = env->seq;
         op->job_id = u->job_id;
@@ -684,6 +681,7 @@ static void handle_job_update(Conn *c, Envelope *env)
 /* ---- StationStatus ---------------------------------------------------------------------- */
 
 typedef struct {
+    Stations *st;
     Conn *c;
     uint64_t seq;
     bool open;
@@ -720,7 +718,7 @@ static void status_finish(StatusOp *op)
 static void status_pg_done(PGresult *res, const char *err, void *arg)
 {
     StatusOp *op = arg;
-    Server *srv = op->c->srv;
+    Stations *st = op->st;
     op->pg_done = true;
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_warn("station %lld: status not saved: %s", (long long)op->c->station_id,
@@ -729,14 +727,14 @@ static void status_pg_done(PGresult *res, const char *err, void *arg)
     } else {
         for (int i = 0; i < PQntuples(res); i++) {
             int64_t req = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-            dispatch_release(srv->dispatch, req, atoi(PQgetvalue(res, i, 2)), "rejected");
-            dispatch_redispatch(srv->dispatch, req);
+            dispatch_release(st->dispatch, req, atoi(PQgetvalue(res, i, 2)), "rejected");
+            dispatch_redispatch(st->dispatch, req);
             op->redispatched++;
         }
         if (op->redispatched)
-            station_wake(srv->station, op->c->station_id);
+            station_wake(st, op->c->station_id);
         if (op->open)
-            dispatch_kick(srv->dispatch); /* an opened station may take waiting requests */
+            dispatch_kick(st->dispatch); /* an opened station may take waiting requests */
     }
     status_finish(op);
 }
@@ -753,10 +751,10 @@ static void cap_done(redisReply *r, const char *err, void *arg)
     status_finish(op);
 }
 
-static void handle_station_status(Conn *c, Envelope *env)
+static void handle_station_status(void *arg, Conn *c, Envelope *env)
 {
     const Careline__V1__StationStatus *m = env->station_status;
-    Server *srv = c->srv;
+    Stations *st = arg;
     if (c->role != CARELINE__V1__ROLE__ROLE_STATION) {
         conn_send_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), false,
                         "StationStatus is sent from a station's own console");
@@ -790,29 +788,29 @@ static void handle_station_status(Conn *c, Envelope *env)
         }
     }
     StatusOp *op = xcalloc(1, sizeof(*op));
+    op->st = st;
     op->c = c;
     op->seq = env->seq;
     op->open = m->open;
     conn_inflight_begin(c);
     conn_ref(c);
-    const char *prefix = dispatch_key_prefix(srv->dispatch);
     for (size_t i = 0; i < m->n_capacity; i++) {
         char day[11], used[96], lim[96], left[16], exp[24];
         cal_format(days[i], day);
         const char *slot = m->capacity[i]->slot == S(MEAL_SLOT__DINNER) ? "dinner" : "lunch";
-        station_cap_key(prefix, "cap", c->station_id, day, slot, used, sizeof(used));
-        station_cap_key(prefix, "lim", c->station_id, day, slot, lim, sizeof(lim));
+        keys_capacity(&st->env->keys, c->station_id, day, slot, used, sizeof(used));
+        keys_limit(&st->env->keys, c->station_id, day, slot, lim, sizeof(lim));
         snprintf(left, sizeof(left), "%d", m->capacity[i]->capacity_left);
         snprintf(exp, sizeof(exp), "%lld", (long long)(cal_unix_ms(days[i] + 2, 0) / 1000));
         const char *args[] = {used, lim, left, exp};
         size_t lens[] = {strlen(used), strlen(lim), strlen(left), strlen(exp)};
-        if (rds_eval(srv->rds, srv->station->caplim, cap_done, op, 2, 2, args, lens))
+        if (rds_eval(st->env->rds, st->caplim, cap_done, op, 2, 2, args, lens))
             op->pending++;
         else
             op->failed = true;
     }
     if (m->capacity_only) { /* open state and staff stay as they were */
-        const DirSnap *snap = dir_snapshot_of(srv);
+        const DirSnap *snap = dir_snapshot_of(st);
         const Station *me = snap ? dir_station(snap, c->station_id) : NULL;
         op->open = me ? me->is_open : m->open;
         op->pg_done = true;
@@ -825,7 +823,7 @@ static void handle_station_status(Conn *c, Envelope *env)
     char actor[48];
     snprintf(actor, sizeof(actor), "station:%lld", (long long)c->station_id);
     const char *p[] = {sid, m->open ? "t" : "f", duty, actor};
-    if (!pg_query(srv->pg, "SELECT * FROM careline_station_status($1, $2, $3, $4)", 4, p,
+    if (!pg_query(st->env->pg, "SELECT * FROM careline_station_status($1, $2, $3, $4)", 4, p,
                   status_pg_done, op)) {
         op->failed = true;
         op->pg_done = true;
@@ -847,14 +845,13 @@ static void expire_done(PGresult *res, const char *err, void *arg)
         log_debug("offer expiry failed: %s", res ? PQresultErrorMessage(res) : err);
         return;
     }
-    Server *srv = st->srv;
     for (int i = 0; i < PQntuples(res) && !st->stopped; i++) {
         int64_t req = strtoll(PQgetvalue(res, i, 1), NULL, 10);
         int64_t station = strtoll(PQgetvalue(res, i, 2), NULL, 10);
         log_info("job %s at station %lld not accepted in time; offering it elsewhere",
                  PQgetvalue(res, i, 0), (long long)station);
-        dispatch_release(srv->dispatch, req, atoi(PQgetvalue(res, i, 3)), "expired");
-        dispatch_redispatch(srv->dispatch, req);
+        dispatch_release(st->dispatch, req, atoi(PQgetvalue(res, i, 3)), "expired");
+        dispatch_redispatch(st->dispatch, req);
         station_wake(st, station); /* its console drops the offer */
     }
     /* a full batch means more are overdue (say, after an outage): drain now, not at 200/s */
@@ -868,7 +865,7 @@ static void expire_start(Stations *st)
     snprintf(n, sizeof(n), "%d", EXPIRE_BATCH);
     const char *p[] = {n};
     st->expiring = true;
-    if (!pg_query(st->srv->pg, "SELECT * FROM careline_expire_offers($1)", 1, p, expire_done, st))
+    if (!pg_query(st->env->pg, "SELECT * FROM careline_expire_offers($1)", 1, p, expire_done, st))
         st->expiring = false;
 }
 
@@ -886,13 +883,12 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     Stations *st = arg;
-    Server *srv = st->srv;
-    if (st->stopped || srv->shutting_down)
+    if (st->stopped || st->env->stopping)
         return;
-    if (!st->expiring && pg_pool_ready(srv->pg) && dispatch_ready(srv->dispatch))
+    if (!st->expiring && pg_pool_ready(st->env->pg) && dispatch_ready(st->dispatch))
         expire_start(st);
     int64_t now = util_now_ms();
-    const Config *cfg = &srv->cfg;
+    const Config *cfg = st->env->cfg;
     /* Consoles that connected together would be pinged and re-read together, 10,000 in one
      * turn of the loop while pushes wait. Each tick does at most twice its share; the rest
      * wait a tick, and the bursts spread out. */
@@ -922,39 +918,53 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 /* A daemon with a configured server_id that restarts after a crash closes the terminal
  * sessions its previous run left open (they would count as connected forever). Only rows
  * from before this start: this run's own sessions are not touched. */
-static void close_stale_sessions(Server *srv)
+static void close_stale_sessions(const Env *env)
 {
-    if (!srv->cfg.server_id[0])
+    if (!env->cfg->server_id[0])
         return; /* host-pid ids never repeat: nothing of ours can be left over */
     char since[32];
     snprintf(since, sizeof(since), "%.3f", (double)util_wall_ms() / 1000.0);
-    const char *p[] = {srv->cfg.server_id, since};
-    if (!pg_query(srv->pg,
+    const char *p[] = {env->cfg->server_id, since};
+    if (!pg_query(env->pg,
                   "UPDATE terminal_sessions SET disconnected_at = now() WHERE daemon_id = $1 "
                   "AND disconnected_at IS NULL AND connected_at < to_timestamp($2::float8)",
                   2, p, NULL, NULL))
         log_warn("could not close the terminal sessions of this daemon's previous run");
 }
 
-Stations *station_new(Server *srv)
+static void hook_queued(void *arg, int64_t station_id, const Careline__V1__JobOffer *offer)
 {
+    station_offer(arg, station_id, offer);
+}
+
+static void hook_changed(void *arg, int64_t station_id)
+{
+    station_wake(arg, station_id);
+}
+
+Stations *station_new(const Env *env, Dispatch *dispatch)
+{
+    const Config *cfg = env->cfg;
     Stations *st = xcalloc(1, sizeof(*st));
-    st->srv = srv;
-    close_stale_sessions(srv);
-    snprintf(st->channel, sizeof(st->channel), "{c%s}:wake", srv->cfg.county_code);
-    st->caplim = rds_script_new(srv->rds, lua_caplim);
-    if (!rds_subscribe(srv->rds, st->channel, wake_cb, st))
+    st->env = env;
+    st->dispatch = dispatch;
+    close_stale_sessions(env);
+    keys_wake_channel(&env->keys, st->channel, sizeof(st->channel));
+    st->caplim = rds_script_new(env->rds, lua_caplim);
+    if (!rds_subscribe(env->rds, st->channel, wake_cb, st))
         log_warn("cannot subscribe to %s; consoles rely on the periodic re-read", st->channel);
-    st->wake_ev = event_new(srv->base, -1, 0, wake_flush, st);
-    st->due_ev = event_new(srv->base, -1, 0, due_flush, st);
-    st->tick = event_new(srv->base, -1, EV_PERSIST, tick_cb, st);
+    st->wake_ev = event_new(env->base, -1, 0, wake_flush, st);
+    st->due_ev = event_new(env->base, -1, 0, due_flush, st);
+    st->tick = event_new(env->base, -1, EV_PERSIST, tick_cb, st);
     util_timer_ms(st->tick, TICK_MS);
-    session_on_auth(on_auth);
-    session_on_close(on_close);
-    st->updates = pgbatch_new(srv->pg, "SELECT * FROM careline_job_update_many($1::jsonb)",
-                              srv->cfg.pg_pool_size, 256, srv->cfg.pg_query_timeout_ms);
-    session_route(CARELINE__V1__ENVELOPE__BODY_JOB_UPDATE, handle_job_update);
-    session_route(CARELINE__V1__ENVELOPE__BODY_STATION_STATUS, handle_station_status);
+    session_on_auth(env->sessions, on_auth, st);
+    session_on_close(env->sessions, on_close, st);
+    st->updates = pgbatch_new(env->pg, "SELECT * FROM careline_job_update_many($1::jsonb)",
+                              cfg->pg_pool_size, 256, cfg->pg_query_timeout_ms);
+    session_route(env->sessions, CARELINE__V1__ENVELOPE__BODY_JOB_UPDATE, handle_job_update, st);
+    session_route(env->sessions, CARELINE__V1__ENVELOPE__BODY_STATION_STATUS, handle_station_status,
+                  st);
+    dispatch_set_hooks(dispatch, &(DispatchHooks){hook_queued, hook_changed, st});
     return st;
 }
 

@@ -16,10 +16,14 @@
 #include <stdint.h>
 
 #include "careline.pb-c.h"
-struct Server;
+#include "core/dispatch.h"
+#include "core/env.h"
+
 typedef struct Stations Stations;
 
-Stations *station_new(struct Server *s);
+/* Installs the station routes and session hooks, and registers as dispatch's listener for
+ * queued jobs. env and dispatch are borrowed and outlive the Stations. */
+Stations *station_new(const Env *env, Dispatch *dispatch);
 /* From now on callbacks only clean up (before the backends are freed). */
 void station_stop(Stations *st);
 void station_free(Stations *st);
@@ -31,10 +35,5 @@ void station_offer(Stations *st, int64_t station_id, const Careline__V1__JobOffe
 
 /* Tells every daemon that station_id's jobs changed (PUBLISH); fire and forget. */
 void station_wake(Stations *st, int64_t station_id);
-
-/* Redis key of a station's capacity override for a day and slot ("lunch", "dinner",
- * "care"), or of its used counter: kind "lim" or "cap". */
-void station_cap_key(const char *prefix, const char *kind, int64_t station_id, const char *day,
-                     const char *slot, char *out, size_t n);
 
 #endif

@@ -8,16 +8,16 @@
 #include "net/conn.h"
 
 #include <arpa/inet.h>
+#include <event2/event.h>
 #include <event2/buffer.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "base/metrics.h"
-#include "server/server.h"
-#include "net/session.h"
 
 #define CLOSING_GRACE_MS 5000 /* a peer gets this long to read its last frames */
 
@@ -38,7 +38,7 @@ bool conn_alive(const Conn *c)
 
 static void resume_reading(Conn *c)
 {
-    const Config *cfg = &c->srv->cfg;
+    const Config *cfg = c->set->cfg;
     if (c->state != CONN_OPEN || c->hello_pending || c->read_paused_obuf ||
         c->inflight >= (unsigned)cfg->max_inflight_per_conn)
         return;
@@ -50,7 +50,7 @@ static void resume_reading(Conn *c)
 static void maybe_finish(Conn *c)
 {
     if (c->state == CONN_DRAINING && c->inflight == 0) {
-        if (c->srv->shutting_down)
+        if (c->set->stopping)
             conn_send_error(c, 0, CARELINE__V1__ERROR_CODE__SHUTTING_DOWN, true,
                             "the daemon is shutting down; reconnect shortly");
         else
@@ -63,7 +63,7 @@ static void maybe_finish(Conn *c)
 
 static void fatal_frame(Conn *c, FrameStatus st, uint32_t len)
 {
-    uint32_t max = (uint32_t)c->srv->cfg.max_frame_bytes;
+    uint32_t max = (uint32_t)c->set->cfg->max_frame_bytes;
     switch (st) {
     case FRAME_EMPTY:
         conn_send_error(c, 0, CARELINE__V1__ERROR_CODE__FRAME_EMPTY, true,
@@ -83,7 +83,7 @@ static void fatal_frame(Conn *c, FrameStatus st, uint32_t len)
 static bool reading_allowed(const Conn *c)
 {
     return c->state == CONN_OPEN && !c->hello_pending && !c->read_paused_obuf &&
-           c->inflight < (unsigned)c->srv->cfg.max_inflight_per_conn;
+           c->inflight < (unsigned)c->set->cfg->max_inflight_per_conn;
 }
 
 /* The peer half-closed and every complete frame has been taken. */
@@ -98,7 +98,7 @@ static void end_of_input(Conn *c, size_t left)
 
 static void process_input(Conn *c)
 {
-    const Config *cfg = &c->srv->cfg;
+    const Config *cfg = c->set->cfg;
     int budget = cfg->frames_per_wakeup;
     conn_ref(c);
     while (c->state == CONN_OPEN) {
@@ -128,10 +128,10 @@ static void process_input(Conn *c)
             fatal_frame(c, st, len);
             break;
         }
-        metrics.frames_in++;
-        metrics.bytes_in += FRAME_HEADER + len;
+        c->set->metrics->frames_in++;
+        c->set->metrics->bytes_in += FRAME_HEADER + len;
         c->last_active_ms = util_now_ms();
-        session_handle(c, env);
+        c->set->on_frame(c->set->owner, c, env);
     }
     conn_unref(c);
 }
@@ -146,7 +146,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
 {
     Conn *c = arg;
     size_t out = evbuffer_get_length(bufferevent_get_output(bev));
-    if (c->read_paused_obuf && out <= (size_t)c->srv->cfg.obuf_soft_bytes / 2) {
+    if (c->read_paused_obuf && out <= (size_t)c->set->cfg->obuf_soft_bytes / 2) {
         c->read_paused_obuf = false;
         c->obuf_soft_since_ms = 0;
         bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
@@ -170,12 +170,12 @@ static void event_cb(struct bufferevent *bev, short events, void *arg)
         conn_close_now(c, (events & BEV_EVENT_ERROR) ? "socket error" : "socket timeout");
 }
 
-Conn *conn_new(Server *srv, int fd, const struct sockaddr *sa, int salen)
+Conn *conn_new(ConnSet *set, int fd, const struct sockaddr *sa, int salen)
 {
     (void)salen;
     Conn *c = xcalloc(1, sizeof(*c));
-    c->id = ++srv->next_conn_id;
-    c->srv = srv;
+    c->id = ++set->next_id;
+    c->set = set;
     char ip[INET6_ADDRSTRLEN] = "?";
     int port = 0;
     if (sa->sa_family == AF_INET) {
@@ -188,7 +188,7 @@ Conn *conn_new(Server *srv, int fd, const struct sockaddr *sa, int salen)
         port = ntohs(in6->sin6_port);
     }
     snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
-    c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->bev = bufferevent_socket_new(set->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev) {
         log_error("bufferevent_socket_new failed for %s", c->peer);
         free(c);
@@ -196,27 +196,27 @@ Conn *conn_new(Server *srv, int fd, const struct sockaddr *sa, int salen)
     }
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     bufferevent_setwatermark(c->bev, EV_READ, FRAME_HEADER,
-                             FRAME_HEADER + (size_t)srv->cfg.max_frame_bytes);
+                             FRAME_HEADER + (size_t)set->cfg->max_frame_bytes);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->refs = 1; /* the open connection's own ref, dropped by conn_close_now */
     c->created_ms = c->last_active_ms = util_now_ms();
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
-    srv->nconns++;
-    metrics.conns_accepted++;
-    metrics.conns_current++;
+    c->next = set->conns;
+    if (set->conns)
+        set->conns->prev = c;
+    set->conns = c;
+    set->n++;
+    c->set->metrics->conns_accepted++;
+    c->set->metrics->conns_current++;
     clog_debug(c, "connected");
     return c;
 }
 
 static void check_obuf(Conn *c)
 {
-    const Config *cfg = &c->srv->cfg;
+    const Config *cfg = c->set->cfg;
     size_t out = evbuffer_get_length(bufferevent_get_output(c->bev));
     if (out >= (size_t)cfg->obuf_hard_bytes) {
-        metrics.obuf_closes++;
+        c->set->metrics->obuf_closes++;
         clog_warn(c, "closing: %zu bytes of output not read (hard limit %d)", out,
                   cfg->obuf_hard_bytes);
         conn_close_now(c, "output buffer hard limit");
@@ -236,8 +236,8 @@ void conn_send(Conn *c, const Envelope *env)
     if (!conn_alive(c))
         return;
     size_t n = frame_append(bufferevent_get_output(c->bev), env);
-    metrics.frames_out++;
-    metrics.bytes_out += n;
+    c->set->metrics->frames_out++;
+    c->set->metrics->bytes_out += n;
     check_obuf(c);
 }
 
@@ -249,7 +249,7 @@ static void send_error(Conn *c, uint64_t seq, int code, bool fatal, const char *
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     if (code >= 0 && code < METRICS_ERROR_CODES)
-        metrics.errors[code]++;
+        c->set->metrics->errors[code]++;
     if (!conn_alive(c))
         return;
     Careline__V1__Error err = CARELINE__V1__ERROR__INIT;
@@ -312,21 +312,20 @@ void conn_close_now(Conn *c, const char *why)
     if (c->state == CONN_CLOSED)
         return;
     clog_debug(c, "closed: %s", why);
-    session_closed(c);
     bufferevent_free(c->bev);
     c->bev = NULL;
     conn_set_state(c, CONN_CLOSED);
-    Server *srv = c->srv;
+    ConnSet *set = c->set;
     if (c->prev)
         c->prev->next = c->next;
     else
-        srv->conns = c->next;
+        set->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
-    srv->nconns--;
-    metrics.conns_current--;
-    server_conn_closed(srv, c);
+    set->n--;
+    set->metrics->conns_current--;
+    set->on_closed(set->owner, c);
     conn_unref(c);
 }
 
@@ -356,15 +355,15 @@ void conn_unref(Conn *c)
     if (--c->refs > 0)
         return;
     ASSERT(c->state == CONN_CLOSED);
-    Server *srv = c->srv;
-    c->next = srv->dead;
-    srv->dead = c;
-    event_active(srv->reaper, EV_TIMEOUT, 0);
+    ConnSet *set = c->set;
+    c->next = set->dead;
+    set->dead = c;
+    event_active(set->reaper, EV_TIMEOUT, 0);
 }
 
-void conn_tick(Conn *c, int64_t now)
+static void conn_tick(Conn *c, int64_t now)
 {
-    const Config *cfg = &c->srv->cfg;
+    const Config *cfg = c->set->cfg;
     if (c->state == CONN_CLOSING) {
         if (now > c->closing_deadline_ms)
             conn_close_now(c, "peer did not read its last frames in time");
@@ -373,22 +372,84 @@ void conn_tick(Conn *c, int64_t now)
     if (c->state == CONN_CLOSED)
         return;
     if (c->obuf_soft_since_ms && now - c->obuf_soft_since_ms > cfg->obuf_soft_seconds * 1000LL) {
-        metrics.obuf_closes++;
+        c->set->metrics->obuf_closes++;
         clog_warn(c, "closing: output over the soft limit for %d s", cfg->obuf_soft_seconds);
         conn_close_now(c, "output buffer soft limit held too long");
         return;
     }
     if (c->role == CARELINE__V1__ROLE__ROLE_UNSPECIFIED && !c->hello_pending &&
         now - c->created_ms > cfg->hello_timeout_ms) {
-        metrics.timeouts++;
+        c->set->metrics->timeouts++;
         conn_send_error(c, 0, CARELINE__V1__ERROR_CODE__TIMEOUT, true,
                         "no Hello within %d ms of connecting", cfg->hello_timeout_ms);
         return;
     }
     if (c->inflight == 0 && now - c->last_active_ms > cfg->idle_timeout_ms) {
-        metrics.timeouts++;
+        c->set->metrics->timeouts++;
         conn_send_error(c, 0, CARELINE__V1__ERROR_CODE__TIMEOUT, true,
                         "nothing received for %d ms; send Ping to keep a connection open",
                         cfg->idle_timeout_ms);
+    }
+}
+
+/* ---- the set ------------------------------------------------------------------------------ */
+
+static void reaper_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    ConnSet *set = arg;
+    while (set->dead) {
+        Conn *c = set->dead;
+        set->dead = c->next;
+        free(c);
+    }
+}
+
+bool connset_init(ConnSet *set, struct event_base *base, const Config *cfg, Metrics *m,
+                  ConnFrameCb on_frame, ConnClosedCb on_closed, void *owner)
+{
+    memset(set, 0, sizeof(*set));
+    set->base = base;
+    set->cfg = cfg;
+    set->metrics = m;
+    set->on_frame = on_frame;
+    set->on_closed = on_closed;
+    set->owner = owner;
+    set->reaper = event_new(base, -1, 0, reaper_cb, set);
+    return set->reaper != NULL;
+}
+
+void connset_close_all(ConnSet *set, const char *why)
+{
+    while (set->conns)
+        conn_close_now(set->conns, why);
+}
+
+void connset_free(ConnSet *set)
+{
+    connset_close_all(set, "exit");
+    if (set->reaper) {
+        reaper_cb(-1, 0, set);
+        event_free(set->reaper);
+    }
+    memset(set, 0, sizeof(*set));
+}
+
+void connset_drain(ConnSet *set)
+{
+    set->stopping = true;
+    Conn *next;
+    for (Conn *c = set->conns; c; c = next) {
+        next = c->next; /* conn_drain may unlink c */
+        conn_drain(c);
+    }
+}
+
+void connset_tick(ConnSet *set, int64_t now)
+{
+    Conn *next;
+    for (Conn *c = set->conns; c; c = next) {
+        next = c->next; /* conn_tick may unlink c */
+        conn_tick(c, now);
     }
 }

@@ -7,6 +7,11 @@
  * CONN_CLOSING (output flushes, then the socket closes) -> CONN_CLOSED (socket gone; the
  * struct lives until the last ref is dropped). Every transition goes through conn_set_state.
  * All functions are for the event-loop thread and may be called from any callback.
+ *
+ * A ConnSet owns the connections of one listener: their list, limits (from the borrowed
+ * Config), counters (the borrowed Metrics) and the deferred-free reaper. conn never calls up:
+ * each frame and each close goes to the callbacks the owner registered (the session layer
+ * and the server).
  */
 #ifndef CARELINE_CONN_H
 #define CARELINE_CONN_H
@@ -16,9 +21,42 @@
 #include <stdint.h>
 
 #include "base/auth.h"
+#include "base/config.h"
+#include "base/metrics.h"
 #include "common/frame.h"
 
-struct Server;
+struct Conn;
+/* A well-formed frame arrived; the callee takes ownership of env. */
+typedef void (*ConnFrameCb)(void *owner, struct Conn *c, Envelope *env);
+/* c is closing for good (socket about to be freed, already off the list). */
+typedef void (*ConnClosedCb)(void *owner, struct Conn *c);
+
+typedef struct ConnSet {
+    struct event_base *base; /* borrowed */
+    const Config *cfg;       /* borrowed: the live config (limits may change on SIGHUP) */
+    Metrics *metrics;        /* borrowed */
+    ConnFrameCb on_frame;
+    ConnClosedCb on_closed;
+    void *owner;          /* first argument of both callbacks */
+    struct Conn *conns;   /* open, draining and closing connections */
+    size_t n;             /* entries in conns */
+    uint64_t next_id;     /* last id given */
+    bool stopping;        /* a graceful stop: draining conns are told SHUTTING_DOWN */
+    struct event *reaper; /* frees CONN_CLOSED conns with refs == 0 */
+    struct Conn *dead;    /* closed conns waiting for the reaper */
+} ConnSet;
+
+/* Sets up an empty set; returns false if libevent cannot make the reaper event. */
+bool connset_init(ConnSet *set, struct event_base *base, const Config *cfg, Metrics *m,
+                  ConnFrameCb on_frame, ConnClosedCb on_closed, void *owner) MUSTCHECK;
+/* Closes every connection now (why is logged) and frees what the reaper holds. */
+void connset_close_all(ConnSet *set, const char *why);
+/* Closes all, then frees the reaper. The set may be zeroed memory (never initialised). */
+void connset_free(ConnSet *set);
+/* Every connection stops reading and closes once its in-flight work is answered. */
+void connset_drain(ConnSet *set);
+/* The janitor's tick over every connection. */
+void connset_tick(ConnSet *set, int64_t now);
 
 typedef enum {
     CONN_OPEN,     /* reading and answering frames */
@@ -29,7 +67,7 @@ typedef enum {
 
 typedef struct Conn {
     uint64_t id;             /* unique for the process lifetime, for logs */
-    struct Server *srv;      /* borrowed */
+    ConnSet *set;            /* borrowed: the owner's set, which outlives its conns */
     struct bufferevent *bev; /* NULL once CONN_CLOSED */
     char peer[64];           /* "ip:port" */
     ConnState state;
@@ -46,11 +84,11 @@ typedef struct Conn {
     bool read_paused_obuf;       /* reading paused by the soft output limit */
     bool eof;                    /* the peer half-closed; no more input will come */
     void *station;               /* station console session (station.c), or NULL */
-    struct Conn *prev, *next;    /* Server.conns list */
+    struct Conn *prev, *next;    /* ConnSet.conns list */
 } Conn;
 
-/* Wraps an accepted socket; takes ownership of fd. Returns NULL if the server is full. */
-Conn *conn_new(struct Server *srv, int fd, const struct sockaddr *sa, int salen);
+/* Wraps an accepted socket; takes ownership of fd only on success (NULL: the caller closes). */
+Conn *conn_new(ConnSet *set, int fd, const struct sockaddr *sa, int salen);
 
 /* Queues one frame. Applies the output-buffer limits (may close the connection).
  * A no-op once the connection is CLOSING or CLOSED. */
@@ -81,9 +119,6 @@ void conn_unref(Conn *c);
 
 /* true while replies can still be delivered (OPEN or DRAINING). */
 bool conn_alive(const Conn *c);
-
-/* Janitor: timeouts, soft-limit durations, closing deadlines. now = util_now_ms(). */
-void conn_tick(Conn *c, int64_t now);
 
 void conn_set_state(Conn *c, ConnState st);
 

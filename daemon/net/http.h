@@ -1,7 +1,8 @@
 /*
- * http: the daemon's HTTP side on evhttp — /healthz (the loop answers), /readyz (PostgreSQL
- * and Redis reachable, not shutting down), /metrics (Prometheus text), and the routes other
- * modules install (e.g. /v1/coverage). Requests have a timeout and a body-size cap.
+ * http: the daemon's HTTP side on evhttp — an exact-path router whose routes the higher
+ * layers install (the server's /healthz, /readyz, /metrics; the bureau's /v1/...), so
+ * unknown paths and methods get JSON errors instead of evhttp's HTML ones. Requests have a
+ * timeout and a body-size cap. One Http per server: routes never leak between servers.
  */
 #ifndef CARELINE_HTTP_H
 #define CARELINE_HTTP_H
@@ -9,23 +10,30 @@
 #include <event2/http.h>
 #include <stdbool.h>
 
+#include "base/config.h"
+#include "base/metrics.h"
 #include "common/util.h"
 
-struct Server;
+typedef struct Http Http;
 
-/* Binds cfg.http_addr:http_port and installs the built-in routes. */
-bool http_start(struct Server *s) MUSTCHECK;
-void http_stop(struct Server *s);
+/* Binds cfg->http_addr:http_port (0 = ephemeral). cfg and m are borrowed. NULL (logged) if
+ * the address cannot be bound. */
+Http *http_new(struct event_base *base, const Config *cfg, Metrics *m);
+/* Stops listening and frees; open requests are dropped. http_free(NULL) is a no-op. */
+void http_free(Http *h);
+/* The bound port (after ephemeral resolution). */
+int http_port(const Http *h);
 
-/* A route handler answers req exactly once (now or later). */
-typedef void (*HttpHandler)(struct Server *s, struct evhttp_request *req);
+/* A route handler answers req exactly once (now or later); arg is what was registered. */
+typedef void (*HttpHandler)(void *arg, struct evhttp_request *req);
 /* Installs a handler for an exact path (query string ignored), before the loop runs. */
-void http_route(const char *path, HttpHandler h);
+void http_route(Http *h, const char *path, HttpHandler fn, void *arg);
 
 /* Sends {"error":{"code":CODE,"message":MSG}} with the status; counts it. */
-void http_send_error(struct evhttp_request *req, int status, const char *code, const char *msg);
-/* Sends body (copied) with the content type. */
-void http_send(struct evhttp_request *req, int status, const char *content_type, const char *body,
-               size_t len);
+void http_send_error(Http *h, struct evhttp_request *req, int status, const char *code,
+                     const char *msg);
+/* Sends body (copied) with the content type; 4xx/5xx are counted. */
+void http_send(Http *h, struct evhttp_request *req, int status, const char *content_type,
+               const char *body, size_t len);
 
 #endif

@@ -11,83 +11,112 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "base/metrics.h"
-#include "server/server.h"
 
 #define PROTOCOL_VERSION 1
 #define BODY_CASES       64
 
-static SessionHandler routes[BODY_CASES];
-static SessionCloseHook close_hook;
-static SessionAuthHook auth_hook;
+typedef struct {
+    SessionHandler h;
+    void *arg;
+} Route;
 
-void session_route(Careline__V1__Envelope__BodyCase body, SessionHandler h)
+struct Sessions {
+    PgPool *pg;            /* borrowed: token lookups */
+    const Config *cfg;     /* borrowed: limits announced in HelloOk */
+    const char *server_id; /* borrowed */
+    Metrics *metrics;      /* borrowed */
+    Route routes[BODY_CASES];
+    SessionHook close_hook, auth_hook;
+    void *close_arg, *auth_arg;
+};
+
+Sessions *sessions_new(PgPool *pg, const Config *cfg, const char *server_id, Metrics *m)
+{
+    Sessions *ss = xcalloc(1, sizeof(*ss));
+    ss->pg = pg;
+    ss->cfg = cfg;
+    ss->server_id = server_id;
+    ss->metrics = m;
+    return ss;
+}
+
+void sessions_free(Sessions *ss)
+{
+    free(ss);
+}
+
+void session_route(Sessions *ss, Careline__V1__Envelope__BodyCase body, SessionHandler h, void *arg)
 {
     ASSERT((unsigned)body < BODY_CASES);
-    routes[body] = h;
+    ss->routes[body] = (Route){h, arg};
 }
 
-void session_on_close(SessionCloseHook h)
+void session_on_close(Sessions *ss, SessionHook h, void *arg)
 {
-    close_hook = h;
+    ss->close_hook = h;
+    ss->close_arg = arg;
 }
 
-void session_on_auth(SessionAuthHook h)
+void session_on_auth(Sessions *ss, SessionHook h, void *arg)
 {
-    auth_hook = h;
+    ss->auth_hook = h;
+    ss->auth_arg = arg;
 }
 
-void session_closed(Conn *c)
+void session_closed(Sessions *ss, Conn *c)
 {
-    if (close_hook && c->role != CARELINE__V1__ROLE__ROLE_UNSPECIFIED)
-        close_hook(c);
+    if (ss->close_hook && c->role != CARELINE__V1__ROLE__ROLE_UNSPECIFIED)
+        ss->close_hook(ss->close_arg, c);
 }
 
 typedef struct {
+    Sessions *ss;
     Conn *c;
     uint64_t seq;
 } HelloOp;
 
-static void hello_fail(Conn *c, uint64_t seq, int code, const char *msg)
+static void hello_fail(Sessions *ss, Conn *c, uint64_t seq, int code, const char *msg)
 {
-    metrics.auth_failed++;
+    ss->metrics->auth_failed++;
     conn_send_error(c, seq, code, true, "%s", msg);
 }
 
 static void hello_done(PGresult *res, const char *err, void *arg)
 {
     HelloOp *op = arg;
+    Sessions *ss = op->ss;
     Conn *c = op->c;
     c->hello_pending = false;
     if (!conn_alive(c))
         goto out;
     if (!res) {
         clog_warn(c, "token lookup failed: %s", err);
-        hello_fail(c, op->seq, CARELINE__V1__ERROR_CODE__UNAVAILABLE,
+        hello_fail(ss, c, op->seq, CARELINE__V1__ERROR_CODE__UNAVAILABLE,
                    "cannot check the token now (the database is unreachable); retry shortly");
         goto out;
     }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         /* a database problem is not the caller's fault: say so, so it retries */
         clog_warn(c, "token lookup failed: %s", PQresultErrorMessage(res));
-        hello_fail(c, op->seq, CARELINE__V1__ERROR_CODE__UNAVAILABLE,
+        hello_fail(ss, c, op->seq, CARELINE__V1__ERROR_CODE__UNAVAILABLE,
                    "cannot check the token now (database error); retry shortly");
         goto out;
     }
     if (PQntuples(res) != 1) {
-        hello_fail(c, op->seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED, "unknown or revoked token");
+        hello_fail(ss, c, op->seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED,
+                   "unknown or revoked token");
         goto out;
     }
     Role role = auth_role_parse(PQgetvalue(res, 0, 0));
     if (role == CARELINE__V1__ROLE__ROLE_UNSPECIFIED) {
-        hello_fail(c, op->seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED,
+        hello_fail(ss, c, op->seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED,
                    "the token's role is not known to this server");
         goto out;
     }
     c->role = role;
     c->station_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
     snprintf(c->principal, sizeof(c->principal), "%s", PQgetvalue(res, 0, 2));
-    metrics.auth_ok++;
+    ss->metrics->auth_ok++;
     clog_info(c, "authenticated as %s '%s'%s", auth_role_name(role), c->principal,
               role == CARELINE__V1__ROLE__ROLE_STATION ? " (station)" : "");
 
@@ -95,47 +124,48 @@ static void hello_done(PGresult *res, const char *err, void *arg)
     ok.protocol_version = PROTOCOL_VERSION;
     ok.role = role;
     ok.station_id = c->station_id;
-    ok.server_id = c->srv->id;
-    ok.heartbeat_interval_ms = (uint32_t)c->srv->cfg.heartbeat_interval_ms;
-    ok.max_frame_bytes = (uint32_t)c->srv->cfg.max_frame_bytes;
+    ok.server_id = (char *)ss->server_id;
+    ok.heartbeat_interval_ms = (uint32_t)ss->cfg->heartbeat_interval_ms;
+    ok.max_frame_bytes = (uint32_t)ss->cfg->max_frame_bytes;
     ok.principal_name = c->principal;
     Envelope env = CARELINE__V1__ENVELOPE__INIT;
     env.seq = op->seq;
     env.body_case = CARELINE__V1__ENVELOPE__BODY_HELLO_OK;
     env.hello_ok = &ok;
     conn_send(c, &env);
-    if (auth_hook && conn_alive(c))
-        auth_hook(c);
+    if (ss->auth_hook && conn_alive(c))
+        ss->auth_hook(ss->auth_arg, c);
 out:
     conn_inflight_end(c);
     conn_unref(c);
     free(op);
 }
 
-static void handle_hello(Conn *c, uint64_t seq, const Careline__V1__Hello *h)
+static void handle_hello(Sessions *ss, Conn *c, uint64_t seq, const Careline__V1__Hello *h)
 {
     if (h->protocol_version != PROTOCOL_VERSION) {
-        metrics.auth_failed++;
+        ss->metrics->auth_failed++;
         conn_send_error(c, seq, CARELINE__V1__ERROR_CODE__BAD_VERSION, true,
                         "protocol_version %u is not supported; this server speaks %d",
                         h->protocol_version, PROTOCOL_VERSION);
         return;
     }
     if (!auth_token_well_formed(h->token)) {
-        hello_fail(c, seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED,
+        hello_fail(ss, c, seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED,
                    "malformed token (expected 1..256 printable ASCII characters)");
         return;
     }
     char hex[2 * AUTH_HASH_LEN + 1];
     auth_token_hash_hex(h->token, hex);
     HelloOp *op = xcalloc(1, sizeof(*op));
+    op->ss = ss;
     op->c = c;
     op->seq = seq;
     const char *params[] = {hex};
     c->hello_pending = true;
     conn_inflight_begin(c);
     conn_ref(c);
-    if (!pg_query(c->srv->pg, AUTH_LOOKUP_SQL, 1, params, hello_done, op)) {
+    if (!pg_query(ss->pg, AUTH_LOOKUP_SQL, 1, params, hello_done, op)) {
         hello_done(NULL, "too many queries waiting for the database", op);
     }
 }
@@ -152,7 +182,7 @@ static void handle_ping(Conn *c, uint64_t seq, const Careline__V1__Ping *p)
     conn_send(c, &env);
 }
 
-void session_handle(Conn *c, Envelope *env)
+void session_handle(Sessions *ss, Conn *c, Envelope *env)
 {
     uint64_t seq = env->seq;
     Careline__V1__Envelope__BodyCase body = env->body_case;
@@ -172,7 +202,7 @@ void session_handle(Conn *c, Envelope *env)
                             "this connection is already authenticated as %s",
                             auth_role_name(c->role));
         else
-            handle_hello(c, seq, env->hello);
+            handle_hello(ss, c, seq, env->hello);
     } else if (!auth_allowed(c->role, body)) {
         conn_send_error(c, seq, CARELINE__V1__ERROR_CODE__FORBIDDEN, false,
                         "the %s role may not send %s", auth_role_name(c->role),
@@ -181,8 +211,8 @@ void session_handle(Conn *c, Envelope *env)
         handle_ping(c, seq, env->ping);
     } else if (body == CARELINE__V1__ENVELOPE__BODY_PONG) {
         /* an answer to our Ping: last_active was already refreshed */
-    } else if ((unsigned)body < BODY_CASES && routes[body]) {
-        routes[body](c, env);
+    } else if ((unsigned)body < BODY_CASES && ss->routes[body].h) {
+        ss->routes[body].h(ss->routes[body].arg, c, env);
         return; /* the handler owns env */
     } else {
         conn_send_error(c, seq, CARELINE__V1__ERROR_CODE__UNSUPPORTED, false,

@@ -2,30 +2,44 @@
  * session: what a connection's frames mean — Hello and token auth, Ping, the role check,
  * and routing each request to the module that serves it. Every rejected frame gets an
  * Error with a specific code; malformed frames never reach this module (conn filters them).
+ * One Sessions per server holds the routes and hooks that higher layers registered, so two
+ * servers in one process never share them.
  */
 #ifndef CARELINE_SESSION_H
 #define CARELINE_SESSION_H
 
+#include "base/config.h"
+#include "base/metrics.h"
 #include "net/conn.h"
+#include "store/pg.h"
 
-/* Handles one frame; takes ownership of env. Called from conn's read path only. */
-void session_handle(Conn *c, Envelope *env);
+typedef struct Sessions Sessions;
+
+/* pg (token lookups), cfg (limits announced in HelloOk), server_id and m are borrowed and
+ * must outlive the Sessions. */
+Sessions *sessions_new(PgPool *pg, const Config *cfg, const char *server_id, Metrics *m);
+/* sessions_free(NULL) is a no-op. */
+void sessions_free(Sessions *ss);
+
+/* Handles one frame; takes ownership of env. */
+void session_handle(Sessions *ss, Conn *c, Envelope *env);
+/* The connection ends: tells the close hooks. Called by the server's ConnClosedCb. */
+void session_closed(Sessions *ss, Conn *c);
 
 /* A module's handler for one message type; takes ownership of env. It must answer the
  * request exactly once (reply or Error with env->seq), possibly later from a callback,
- * bracketing asynchronous work with conn_inflight_begin/end and conn_ref/unref. */
-typedef void (*SessionHandler)(Conn *c, Envelope *env);
+ * bracketing asynchronous work with conn_inflight_begin/end and conn_ref/unref. arg is what
+ * the module registered with the route. */
+typedef void (*SessionHandler)(void *arg, Conn *c, Envelope *env);
 
 /* Installs the handler for a body case (at start-up, before the loop runs). */
-void session_route(Careline__V1__Envelope__BodyCase body, SessionHandler h);
+void session_route(Sessions *ss, Careline__V1__Envelope__BodyCase body, SessionHandler h,
+                   void *arg);
 
-/* Called by conn when the connection ends (for modules that track sessions, e.g. stations). */
-typedef void (*SessionCloseHook)(Conn *c);
-void session_on_close(SessionCloseHook h);
-void session_closed(Conn *c);
-
-/* Called after a successful Hello (e.g. a station's backlog is pushed from here). */
-typedef void (*SessionAuthHook)(Conn *c);
-void session_on_auth(SessionAuthHook h);
+/* For modules that track sessions (e.g. stations): after a successful Hello (a station's
+ * backlog is pushed from here), and when an authenticated connection ends. One of each. */
+typedef void (*SessionHook)(void *arg, Conn *c);
+void session_on_auth(Sessions *ss, SessionHook h, void *arg);
+void session_on_close(Sessions *ss, SessionHook h, void *arg);
 
 #endif

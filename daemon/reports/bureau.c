@@ -28,8 +28,6 @@
 #include "core/dispatch.h"
 #include "net/http.h"
 #include "common/log.h"
-#include "base/metrics.h"
-#include "server/server.h"
 #include "net/session.h"
 
 #define SCOPE(x) CARELINE__V1__COVERAGE_SCOPE__SCOPE_##x
@@ -49,7 +47,8 @@ typedef struct {
 } AuthSlot;
 
 struct Bureau {
-    Server *srv;                     /* borrowed */
+    const Env *env;                  /* borrowed from the server */
+    Dispatch *dispatch;              /* borrowed: directory and travel model */
     struct event *timer;             /* the daily snapshot */
     AuthSlot auth[AUTH_CACHE_SLOTS]; /* positive bearer-token lookups */
     unsigned auth_next;              /* round-robin replacement */
@@ -209,8 +208,8 @@ static const char *http_field(const char *f)
     return f;
 }
 
-static void http_error(struct evhttp_request *h, int status, const char *code, const char *field,
-                       const char *msg)
+static void http_error(Http *http, struct evhttp_request *h, int status, const char *code,
+                       const char *field, const char *msg)
 {
     json_t *e = json_object();
     json_object_set_new(e, "code", json_string(code));
@@ -227,7 +226,7 @@ static void http_error(struct evhttp_request *h, int status, const char *code, c
     if (status == 401)
         evhttp_add_header(evhttp_request_get_output_headers(h), "WWW-Authenticate",
                           "Bearer realm=\"careline\"");
-    http_send(h, status, "application/json", s, n + 1);
+    http_send(http, h, status, "application/json", s, n + 1);
     free(s);
 }
 
@@ -256,7 +255,8 @@ static void req_fail(Req *r, int code, const char *field, const char *fmt, ...)
     } else {
         struct evhttp_request *h = req_take_http(r);
         if (h)
-            http_error(h, http_status_of(code), code_name(code), http_field(field), msg);
+            http_error(r->b->env->http, h, http_status_of(code), code_name(code), http_field(field),
+                       msg);
     }
     req_free(r);
 }
@@ -475,10 +475,10 @@ static void now_iso(char *out, size_t n)
  * snapshot); then replies, or writes the snapshot first. */
 static void req_compute(Req *r)
 {
-    Server *s = r->b->srv;
+    const Bureau *s = r->b;
     const DirSnap *snap = dir_snap(dispatch_directory(s->dispatch));
     const TravelModel *m = dispatch_model(s->dispatch);
-    const char *county = s->cfg.county_code;
+    const char *county = s->env->cfg->county_code;
     if (!snap) {
         req_fail(r, ERRC(UNAVAILABLE), NULL,
                  "the station directory is not loaded yet; retry shortly");
@@ -616,7 +616,7 @@ static void req_compute(Req *r)
     snprintf(circle, sizeof(circle), "%u", rep->service_circle_minutes);
     const char *params[] = {d1, target, circle, rep->inputs_version, json};
     bool ok = pg_query(
-        s->pg,
+        s->env->pg,
         "INSERT INTO coverage_snapshots AS c (day, scope, villages, villages_covered, rate, "
         "elderly, elderly_covered, rate_elderly, target, service_circle_minutes, "
         "inputs_version, indicators) "
@@ -757,7 +757,7 @@ static void realized_done(PGresult *res, const char *err, void *arg)
 
 static void req_start(Req *r)
 {
-    Server *s = r->b->srv;
+    const Bureau *s = r->b;
     char d1[11], d2[11];
     cal_format(r->from, d1);
     cal_format(r->to, d2);
@@ -766,7 +766,7 @@ static void req_start(Req *r)
     if (r->scope == SCOPE(HISTORY) || r->scope == SCOPE(REALIZED)) {
         rep->from_date = ar_str(&r->ar, d1);
         rep->to_date = ar_str(&r->ar, d2);
-        rep->scope_code = ar_str(&r->ar, r->town[0] ? r->town : s->cfg.county_code);
+        rep->scope_code = ar_str(&r->ar, r->town[0] ? r->town : s->env->cfg->county_code);
         char ts[64];
         now_iso(ts, sizeof(ts));
         rep->as_of = ar_str(&r->ar, ts);
@@ -774,7 +774,7 @@ static void req_start(Req *r)
     }
     if (r->scope == SCOPE(HISTORY)) {
         const char *params[] = {d1, d2, r->town[0] ? r->town : "county"};
-        ok = pg_query(s->pg,
+        ok = pg_query(s->env->pg,
                       "SELECT day::text, scope, villages, villages_covered, rate, elderly, "
                       "elderly_covered, rate_elderly, target, inputs_version, "
                       "coalesce((indicators->>'approx_villages')::int, 0) "
@@ -782,8 +782,8 @@ static void req_start(Req *r)
                       "AND scope = $3 ORDER BY day",
                       3, params, history_done, r);
     } else if (r->scope == SCOPE(REALIZED)) {
-        const char *params[] = {d1, d2, r->town[0] ? r->town : s->cfg.county_code};
-        ok = pg_query(s->pg,
+        const char *params[] = {d1, d2, r->town[0] ? r->town : s->env->cfg->county_code};
+        ok = pg_query(s->env->pg,
                       "SELECT scope, key, name, kind, received, queued, delivered, on_time, "
                       "rejected, waitlisted, dead_lettered, not_registered, cancelled, failed, "
                       "median_minutes, p90_minutes "
@@ -795,7 +795,7 @@ static void req_start(Req *r)
             cal_format(r->day, d2);
         }
         const char *params[] = {d1, d2};
-        ok = pg_query(s->pg,
+        ok = pg_query(s->env->pg,
                       "SELECT key, value, NULL, NULL FROM settings WHERE key IN "
                       "('target_meal_village_coverage', 'target_terminal_share', "
                       "'target_certified_per_10k') "
@@ -818,7 +818,7 @@ static void req_reply(Req *r)
             env.body_case = CARELINE__V1__ENVELOPE__BODY_COVERAGE_REPORT;
             env.coverage_report = &r->rep;
             size_t n = careline__v1__envelope__get_packed_size(&env);
-            size_t max = (size_t)r->b->srv->cfg.obuf_soft_bytes / 2;
+            size_t max = (size_t)r->b->env->cfg->obuf_soft_bytes / 2;
             if (n > max) {
                 req_fail(r, ERRC(INVALID_ARGUMENT), "town_code",
                          "the report would take %zu bytes (more than %zu); ask for one town", n,
@@ -833,7 +833,7 @@ static void req_reply(Req *r)
             size_t n;
             char *body = r->out == OUT_CSV ? report_csv(&r->rep, r->scope, &n)
                                            : report_json(&r->rep, r->scope, &n);
-            http_send(h, 200,
+            http_send(r->b->env->http, h, 200,
                       r->out == OUT_CSV ? "text/csv; charset=utf-8"
                                         : "application/json; charset=utf-8",
                       body, n);
@@ -855,7 +855,7 @@ static CalDay today(void)
  * INVALID_ARGUMENT (r is freed) and returns false. from_s/to_s/day_s: as given ("" = none). */
 static bool req_check(Req *r, const char *from_s, const char *to_s, const char *day_s)
 {
-    Server *s = r->b->srv;
+    const Bureau *s = r->b;
     if (r->scope < SCOPE(COUNTY) || r->scope > SCOPE(SNAPSHOT)) {
         req_fail(r, ERRC(INVALID_ARGUMENT), "scope", "scope %d is not a coverage scope",
                  (int)r->scope);
@@ -878,9 +878,10 @@ static bool req_check(Req *r, const char *from_s, const char *to_s, const char *
                      "town code '%.20s' is not a 12-digit division code", r->town);
             return false;
         }
-        if (town_index(snap, r->town) < 0 || !in_county(r->town, s->cfg.county_code)) {
+        if (town_index(snap, r->town) < 0 || !in_county(r->town, s->env->cfg->county_code)) {
             req_fail(r, ERRC(INVALID_ARGUMENT), "town_code",
-                     "unknown town code %s (not a town of county %s)", r->town, s->cfg.county_code);
+                     "unknown town code %s (not a town of county %s)", r->town,
+                     s->env->cfg->county_code);
             return false;
         }
     }
@@ -938,9 +939,9 @@ static bool req_check(Req *r, const char *from_s, const char *to_s, const char *
 
 /* ---- the protocol door ------------------------------------------------------------------ */
 
-static void handle_query(Conn *c, Envelope *env)
+static void handle_query(void *arg, Conn *c, Envelope *env)
 {
-    Bureau *b = c->srv->bureau;
+    Bureau *b = arg;
     const Careline__V1__CoverageQuery *q = env->coverage_query;
     Req *r = req_new(b, OUT_PROTO);
     r->c = c;
@@ -1115,7 +1116,7 @@ static bool role_may_read(Role role)
 static void auth_decided(Req *r, const HttpRoute *rt, Role role)
 {
     if (role == CARELINE__V1__ROLE__ROLE_UNSPECIFIED) {
-        metrics.auth_failed++;
+        r->b->env->metrics->auth_failed++;
         req_fail(r, ERRC(AUTH_FAILED), NULL, "unknown or revoked token");
     } else if (!role_may_read(role)) {
         req_fail(r, ERRC(FORBIDDEN), NULL, "the %s role may not read coverage figures",
@@ -1149,9 +1150,9 @@ static void auth_done(PGresult *res, const char *err, void *arg)
     free(op);
 }
 
-static void http_entry(Server *s, struct evhttp_request *h)
+static void http_entry(void *arg, struct evhttp_request *h)
 {
-    Bureau *b = s->bureau;
+    Bureau *b = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(h);
     const HttpRoute *rt = route_of(evhttp_uri_get_path(uri));
     ASSERT(rt); /* only our paths are routed here */
@@ -1160,7 +1161,7 @@ static void http_entry(Server *s, struct evhttp_request *h)
     if (post != rt->post) {
         evhttp_add_header(evhttp_request_get_output_headers(h), "Allow",
                           rt->post ? "POST" : "GET, HEAD");
-        http_error(h, 405, "METHOD_NOT_ALLOWED", NULL,
+        http_error(b->env->http, h, 405, "METHOD_NOT_ALLOWED", NULL,
                    rt->post ? "use POST for this endpoint" : "use GET for this endpoint");
         return;
     }
@@ -1177,7 +1178,7 @@ static void http_entry(Server *s, struct evhttp_request *h)
     while (*tok == ' ')
         tok++;
     if (!auth_token_well_formed(tok)) {
-        metrics.auth_failed++;
+        r->b->env->metrics->auth_failed++;
         req_fail(r, ERRC(AUTH_FAILED), NULL,
                  "malformed token (expected 1..256 printable ASCII characters)");
         return;
@@ -1197,7 +1198,7 @@ static void http_entry(Server *s, struct evhttp_request *h)
         }
     }
     const char *params[] = {op->hex};
-    if (!pg_query(s->pg, AUTH_LOOKUP_SQL, 1, params, auth_done, op)) {
+    if (!pg_query(b->env->pg, AUTH_LOOKUP_SQL, 1, params, auth_done, op)) {
         free(op);
         req_fail(r, ERRC(OVERLOADED), NULL, "too many queries waiting for the database");
     }
@@ -1225,10 +1226,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     Bureau *b = arg;
-    Server *s = b->srv;
-    if (s->shutting_down)
+    if (b->env->stopping)
         return;
-    if (!dispatch_ready(s->dispatch) || !pg_pool_ready(s->pg)) {
+    if (!dispatch_ready(b->dispatch) || !pg_pool_ready(b->env->pg)) {
         log_warn("bureau: daily snapshot postponed: directory or database not ready");
         timer_arm(b, RETRY_SNAPSHOT_MS);
         return;
@@ -1242,14 +1242,15 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- life cycle ------------------------------------------------------------------------- */
 
-Bureau *bureau_new(Server *s)
+Bureau *bureau_new(const Env *env, Dispatch *dispatch)
 {
     Bureau *b = xcalloc(1, sizeof(*b));
-    b->srv = s;
-    session_route(CARELINE__V1__ENVELOPE__BODY_COVERAGE_QUERY, handle_query);
+    b->env = env;
+    b->dispatch = dispatch;
+    session_route(env->sessions, CARELINE__V1__ENVELOPE__BODY_COVERAGE_QUERY, handle_query, b);
     for (size_t i = 0; i < ARRAY_LEN(http_routes); i++)
-        http_route(http_routes[i].path, http_entry);
-    b->timer = evtimer_new(s->base, timer_cb, b);
+        http_route(env->http, http_routes[i].path, http_entry, b);
+    b->timer = evtimer_new(env->base, timer_cb, b);
     timer_arm(b, ms_to_next_snapshot());
     return b;
 }

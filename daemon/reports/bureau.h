@@ -23,7 +23,9 @@
 #ifndef CARELINE_BUREAU_H
 #define CARELINE_BUREAU_H
 
-struct Server;
+#include "core/dispatch.h"
+#include "core/env.h"
+
 typedef struct Bureau Bureau;
 
 /* Local time (minutes after midnight, Asia/Shanghai) of the daily snapshot: 23:50. A
@@ -35,7 +37,7 @@ typedef struct Bureau Bureau;
 
 /* Installs the CoverageQuery route and the HTTP routes; starts the snapshot timer.
  * Call after dispatch_new (it reads the dispatch directory). */
-Bureau *bureau_new(struct Server *s);
+Bureau *bureau_new(const Env *env, Dispatch *dispatch);
 /* Frees the timer and the auth cache. Call after pg_pool_free (whose failing callbacks
  * still find the Bureau) and http_stop. bureau_free(NULL) is a no-op. */
 void bureau_free(Bureau *b);

@@ -125,6 +125,7 @@ int main(int argc, char **argv)
         server_free(&s);
         return 1;
     }
+    server_handle_signals(&s);
     rc = server_run(&s);
     server_free(&s);
     log_info("dispatchd stopped");

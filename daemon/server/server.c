@@ -17,20 +17,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "reports/bureau.h"
-#include "core/dispatch.h"
-#include "net/http.h"
-#include "core/station.h"
 #include "common/log.h"
-#include "base/metrics.h"
+#include "core/dispatch.h"
+#include "core/station.h"
+#include "reports/bureau.h"
 
 static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
     (void)lis;
     Server *s = arg;
-    if (s->shutting_down || s->nconns >= (size_t)s->cfg.max_clients) {
-        metrics.conns_refused++;
+    if (s->shutting_down || s->conns.n >= (size_t)s->cfg.max_clients) {
+        s->metrics.conns_refused++;
         evutil_closesocket(fd);
         return;
     }
@@ -40,11 +38,11 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     if (s->cfg.so_sndbuf_bytes > 0)
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &s->cfg.so_sndbuf_bytes,
                    sizeof(s->cfg.so_sndbuf_bytes));
-    if (!conn_new(s, fd, sa, salen)) {
+    if (!conn_new(&s->conns, fd, sa, salen)) {
         evutil_closesocket(fd);
         return;
     }
-    if (s->nconns >= (size_t)s->cfg.max_clients && !s->listener_paused) {
+    if (s->conns.n >= (size_t)s->cfg.max_clients && !s->listener_paused) {
         log_warn("max_clients (%d) reached: not accepting until a connection closes",
                  s->cfg.max_clients);
         evconnlistener_disable(s->lis);
@@ -62,24 +60,27 @@ static void accept_error_cb(struct evconnlistener *lis, void *arg)
     s->listener_paused = true;
 }
 
-void server_conn_closed(Server *s, Conn *c)
+static void listener_resume(Server *s)
 {
-    (void)c;
-    if (s->listener_paused && !s->shutting_down && s->nconns < (size_t)s->cfg.max_clients) {
+    if (s->listener_paused && !s->shutting_down && s->conns.n < (size_t)s->cfg.max_clients) {
         evconnlistener_enable(s->lis);
         s->listener_paused = false;
     }
 }
 
-static void reaper_cb(evutil_socket_t fd, short what, void *arg)
+/* ConnFrameCb: frames mean what the session layer says */
+static void conn_frame(void *arg, Conn *c, Envelope *env)
 {
-    (void)fd, (void)what;
     Server *s = arg;
-    while (s->dead) {
-        Conn *c = s->dead;
-        s->dead = c->next;
-        free(c);
-    }
+    session_handle(s->sessions, c, env);
+}
+
+/* ConnClosedCb: the session's modules forget the conn; a slot may have freed */
+static void conn_closed(void *arg, Conn *c)
+{
+    Server *s = arg;
+    session_closed(s->sessions, c);
+    listener_resume(s);
 }
 
 static bool backends_idle(const Server *s)
@@ -89,15 +90,14 @@ static bool backends_idle(const Server *s)
 
 static void shutdown_progress(Server *s, int64_t now)
 {
-    if (s->nconns == 0 && backends_idle(s)) {
+    if (s->conns.n == 0 && backends_idle(s)) {
         log_info("all connections closed and backend work finished; exiting");
         event_base_loopexit(s->base, NULL);
         return;
     }
     if (now >= s->shutdown_deadline_ms) {
-        log_warn("shutdown timeout: closing %zu connections with work still in flight", s->nconns);
-        while (s->conns)
-            conn_close_now(s->conns, "shutdown timeout");
+        log_warn("shutdown timeout: closing %zu connections with work still in flight", s->conns.n);
+        connset_close_all(&s->conns, "shutdown timeout");
         event_base_loopexit(s->base, NULL);
     }
 }
@@ -107,18 +107,11 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     Server *s = arg;
     int64_t now = util_now_ms();
-    if (s->janitor_due_ms && now - s->janitor_due_ms > (int64_t)metrics.loop_lag_max_ms)
-        metrics.loop_lag_max_ms = (uint64_t)(now - s->janitor_due_ms);
+    if (s->janitor_due_ms && now - s->janitor_due_ms > (int64_t)s->metrics.loop_lag_max_ms)
+        s->metrics.loop_lag_max_ms = (uint64_t)(now - s->janitor_due_ms);
     s->janitor_due_ms = now + 1000 / JANITOR_HZ;
-    Conn *next;
-    for (Conn *c = s->conns; c; c = next) {
-        next = c->next; /* conn_tick may unlink c */
-        conn_tick(c, now);
-    }
-    if (s->listener_paused && !s->shutting_down && s->nconns < (size_t)s->cfg.max_clients) {
-        evconnlistener_enable(s->lis);
-        s->listener_paused = false;
-    }
+    connset_tick(&s->conns, now);
+    listener_resume(s);
     if (s->shutting_down)
         shutdown_progress(s, now);
 }
@@ -128,15 +121,12 @@ void server_shutdown(Server *s, const char *why)
     if (s->shutting_down)
         return;
     log_info("graceful stop (%s): not accepting; %zu connections draining, up to %d ms", why,
-             s->nconns, s->cfg.shutdown_timeout_ms);
+             s->conns.n, s->cfg.shutdown_timeout_ms);
     s->shutting_down = true;
+    s->env.stopping = true;
     s->shutdown_deadline_ms = util_now_ms() + s->cfg.shutdown_timeout_ms;
     evconnlistener_disable(s->lis);
-    Conn *next;
-    for (Conn *c = s->conns; c; c = next) {
-        next = c->next;
-        conn_drain(c);
-    }
+    connset_drain(&s->conns);
     shutdown_progress(s, util_now_ms());
 }
 
@@ -171,8 +161,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         /* ignored: write errors arrive as EPIPE on the socket */
     } else if (s->shutting_down) {
         log_warn("second %s: exiting now", sig == SIGINT ? "SIGINT" : "SIGTERM");
-        while (s->conns)
-            conn_close_now(s->conns, "immediate exit");
+        connset_close_all(&s->conns, "immediate exit");
         event_base_loopexit(s->base, NULL);
     } else {
         server_shutdown(s, sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -190,7 +179,7 @@ static bool write_port_file(const Server *s)
         log_error("cannot write %s: %s", tmp, strerror(errno));
         return false;
     }
-    fprintf(f, "proto %d\nhttp %d\n", s->proto_port, s->http_port);
+    fprintf(f, "proto %d\nhttp %d\n", s->proto_port, http_port(s->http));
     /* rename makes the file appear complete or not at all (memcached's port file) */
     if (fclose(f) != 0 || rename(tmp, s->cfg.port_file) != 0) {
         log_error("cannot write %s: %s", s->cfg.port_file, strerror(errno));
@@ -235,6 +224,32 @@ static struct event *add_signal(Server *s, int sig)
     return ev;
 }
 
+void server_handle_signals(Server *s)
+{
+    s->sig_term = add_signal(s, SIGTERM);
+    s->sig_int = add_signal(s, SIGINT);
+    s->sig_hup = add_signal(s, SIGHUP);
+    s->sig_pipe = add_signal(s, SIGPIPE);
+}
+
+/* The modules, bottom-up: each gets the Env and the modules below it that it needs. */
+static void modules_new(Server *s)
+{
+    s->env = (Env){.base = s->base,
+                   .cfg = &s->cfg,
+                   .server_id = s->id,
+                   .pg = s->pg,
+                   .rds = s->rds,
+                   .metrics = &s->metrics,
+                   .sessions = s->sessions,
+                   .http = s->http};
+    keys_init(&s->env.keys, s->cfg.county_code);
+    s->dispatch = dispatch_new(&s->env);
+    s->station = station_new(&s->env, s->dispatch);
+    s->bureau = bureau_new(&s->env, s->dispatch);
+    probes_install(s);
+}
+
 bool server_init(Server *s, const Config *cfg, const char *config_path)
 {
     memset(s, 0, sizeof(*s));
@@ -252,11 +267,6 @@ bool server_init(Server *s, const Config *cfg, const char *config_path)
         log_error("event_base_new failed");
         return false;
     }
-    s->reaper = event_new(s->base, -1, 0, reaper_cb, s);
-    s->sig_term = add_signal(s, SIGTERM);
-    s->sig_int = add_signal(s, SIGINT);
-    s->sig_hup = add_signal(s, SIGHUP);
-    s->sig_pipe = add_signal(s, SIGPIPE);
     s->pg = pg_pool_new(s->base, cfg->pg_conninfo, cfg->pg_pool_size, cfg->pg_query_timeout_ms,
                         cfg->pg_max_queue);
     s->rds = rds_new(s->base, cfg->redis_host, cfg->redis_port, cfg->redis_op_timeout_ms,
@@ -265,10 +275,12 @@ bool server_init(Server *s, const Config *cfg, const char *config_path)
         log_error("cannot set up the PostgreSQL pool or the Redis link (see above)");
         return false;
     }
-    s->dispatch = dispatch_new(s);
-    s->bureau = bureau_new(s);
-    s->station = station_new(s);
-    if (!listen_proto(s) || !http_start(s))
+    s->sessions = sessions_new(s->pg, &s->cfg, s->id, &s->metrics);
+    if (!connset_init(&s->conns, s->base, &s->cfg, &s->metrics, conn_frame, conn_closed, s) ||
+        !(s->http = http_new(s->base, &s->cfg, &s->metrics)))
+        return false;
+    modules_new(s);
+    if (!listen_proto(s))
         return false;
     s->janitor = event_new(s->base, -1, EV_PERSIST, janitor_cb, s);
     struct timeval tv = {0, 1000000 / JANITOR_HZ};
@@ -277,7 +289,7 @@ bool server_init(Server *s, const Config *cfg, const char *config_path)
     if (!write_port_file(s))
         return false;
     log_info("dispatchd %s listening: protocol %s:%d, HTTP %s:%d (/healthz /readyz /metrics)",
-             s->id, cfg->listen_addr, s->proto_port, cfg->http_addr, s->http_port);
+             s->id, cfg->listen_addr, s->proto_port, cfg->http_addr, http_port(s->http));
     return true;
 }
 
@@ -289,9 +301,9 @@ int server_run(Server *s)
 
 void server_free(Server *s)
 {
-    while (s->conns)
-        conn_close_now(s->conns, "exit");
-    http_stop(s);
+    connset_close_all(&s->conns, "exit");
+    http_free(s->http);
+    s->http = NULL;
     if (s->lis)
         evconnlistener_free(s->lis);
     dispatch_stop(s->dispatch); /* callbacks fired by the frees below must not start work */
@@ -303,14 +315,12 @@ void server_free(Server *s)
     dispatch_free(s->dispatch);
     s->rds = NULL;
     s->pg = NULL;
+    connset_free(&s->conns);
+    sessions_free(s->sessions);
     struct event *evs[] = {s->janitor, s->sig_term, s->sig_int, s->sig_hup, s->sig_pipe};
     for (size_t i = 0; i < ARRAY_LEN(evs); i++)
         if (evs[i])
             event_free(evs[i]);
-    if (s->reaper) {
-        reaper_cb(-1, 0, s);
-        event_free(s->reaper);
-    }
     if (s->cfg.port_file[0])
         unlink(s->cfg.port_file);
     if (s->base)

@@ -1,6 +1,7 @@
 /*
- * server: the daemon's runtime state (one per process) — config, event base, listeners,
- * the connection list, the PostgreSQL pool and Redis link, the janitor and signals.
+ * server: the daemon's runtime state — config, event base, listeners, the connections, the
+ * PostgreSQL pool and Redis link, the modules of the layers below wired together, the
+ * janitor and signals. The top layer: nothing below includes it.
  * server_init binds and starts connecting to the backends without waiting for them
  * (/readyz tells when they are up); server_run runs the loop until a graceful stop ends.
  */
@@ -13,7 +14,11 @@
 #include <stdbool.h>
 
 #include "base/config.h"
+#include "base/metrics.h"
+#include "core/env.h"
 #include "net/conn.h"
+#include "net/http.h"
+#include "net/session.h"
 #include "store/pg.h"
 #include "store/rds.h"
 
@@ -23,21 +28,20 @@ typedef struct Server {
     char id[64];           /* server_id or host-pid */
     struct event_base *base;
     struct evconnlistener *lis; /* protocol listener */
-    struct evhttp *http;
-    int proto_port, http_port; /* bound ports (after ephemeral resolution) */
+    int proto_port;             /* bound port (after ephemeral resolution) */
+    Metrics metrics;            /* this server's counters (lent to every module) */
     PgPool *pg;
     Rds *rds;
-    Conn *conns; /* open, draining and closing connections */
-    size_t nconns;
-    uint64_t next_conn_id;
+    ConnSet conns;          /* protocol connections */
+    Sessions *sessions;     /* what frames mean: auth, roles, routes */
+    Http *http;             /* HTTP listener and routes */
+    Env env;                /* what the core and report modules borrow */
     bool listener_paused;   /* at max_clients */
     struct event *janitor;  /* EV_PERSIST, JANITOR_HZ */
     int64_t janitor_due_ms; /* for loop-lag measurement */
-    struct event *sig_term, *sig_int, *sig_hup, *sig_pipe;
+    struct event *sig_term, *sig_int, *sig_hup, *sig_pipe; /* server_handle_signals */
     bool shutting_down;
     int64_t shutdown_deadline_ms;
-    struct event *reaper;      /* frees CONN_CLOSED conns with refs == 0 */
-    Conn *dead;                /* closed conns waiting for the reaper */
     struct Dispatch *dispatch; /* requests, matching, the sweep */
     struct Bureau *bureau;     /* coverage queries, snapshots */
     struct Stations *station;  /* station consoles, job updates, offer expiry */
@@ -45,8 +49,12 @@ typedef struct Server {
 
 #define JANITOR_HZ 10
 
-/* Sets everything up; on failure logs why and returns false (caller exits non-zero). */
+/* Sets everything up; on failure logs why and returns false (caller exits non-zero). Holds
+ * no process-wide state: several servers may run in one process, each on its own base. */
 bool server_init(Server *s, const Config *cfg, const char *config_path) MUSTCHECK;
+/* TERM/INT stop gracefully (a second one at once), HUP reloads, PIPE is ignored. Only one
+ * event base per process can own signals, so only main calls this. */
+void server_handle_signals(Server *s);
 /* Runs the loop until stopped; returns the exit code. */
 int server_run(Server *s);
 /* Frees everything (also after a failed init). */
@@ -55,7 +63,7 @@ void server_free(Server *s);
 /* Begins a graceful stop (as the first SIGTERM does). */
 void server_shutdown(Server *s, const char *why);
 
-/* Called by conn when a slot frees or a conn closes. */
-void server_conn_closed(Server *s, Conn *c);
+/* /healthz, /readyz and /metrics on the server's Http (server/probes.c). */
+void probes_install(Server *s);
 
 #endif

@@ -8,7 +8,6 @@
  */
 #include "store/pg.h"
 #include "common/log.h"
-#include "base/metrics.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -83,6 +82,7 @@ struct PgPool {
     int cb_depth;           /* > 0 while a user callback runs */
     unsigned failures;      /* link failures since the last healthy connect */
     uint32_t rng;           /* xorshift state for backoff jitter */
+    uint64_t queries;       /* statements accepted by pg_query, for /metrics */
 };
 
 static void conn_connect(PgConn *c);
@@ -656,7 +656,7 @@ bool pg_query(PgPool *p, const char *sql, int nparams, const char *const *params
     q->cb = cb;
     q->arg = arg;
     q->deadline = util_now_ms() + p->timeout_ms;
-    metrics.pg_queries++;
+    p->queries++;
     /*
      * Always through the queue, and dispatched from a zero-delay timer when a connection is
      * idle: cb never runs inside pg_query, even if the send fails at once.
@@ -682,6 +682,11 @@ bool pg_pool_ready(const PgPool *p)
         if (p->conns[i].state == PGC_IDLE || p->conns[i].state == PGC_BUSY)
             return true;
     return false;
+}
+
+uint64_t pg_pool_queries(const PgPool *p)
+{
+    return p->queries;
 }
 
 size_t pg_pool_inflight(const PgPool *p)

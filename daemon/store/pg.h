@@ -71,6 +71,8 @@ bool pg_pool_ready(const PgPool *p);
 
 /* Queued + running queries (for drain). */
 size_t pg_pool_inflight(const PgPool *p);
+/* Statements accepted by pg_query since the pool was made. */
+uint64_t pg_pool_queries(const PgPool *p);
 
 /* Queries waiting for a connection. */
 size_t pg_pool_queued(const PgPool *p);
