@@ -5,3 +5,29 @@
 -- then (station, limit) per candidate, then the time in ms when the request is not recorded
 -- yet ("" otherwise): the reservation is listed as pending until its record commits; then
 -- the oldest stream entry id to keep (entries older than any bookable day are trimmed).
+local m = redis.call('HGET', KEYS[1], 'job')
+if m then return {1, tonumber(redis.call('HGET', KEYS[1], 'station')), tonumber(m)} end
+local n = tonumber(ARGV[7])
+local prio = ARGV[5] == '1'
+local pct = tonumber(ARGV[6])
+local held = 0
+for i = 1, n do
+  local sid = ARGV[6 + 2 * i]
+  local capk = KEYS[3 * i - 1]
+  local limit = tonumber(redis.call('GET', KEYS[3 * i + 1]) or ARGV[7 + 2 * i])
+  local used = tonumber(redis.call('GET', capk) or '0')
+  local allowed = limit
+  if not prio then allowed = limit - math.ceil(limit * pct / 100) end
+  if used < allowed then
+    redis.call('INCR', capk)
+    redis.call('EXPIREAT', capk, ARGV[4])
+    local eid = redis.call('XADD', KEYS[3 * i], 'MINID', ARGV[9 + 2 * n], '*', 'job', ARGV[1], 'request', ARGV[2], 'attempt', ARGV[3])
+    redis.call('HSET', KEYS[1], 'job', ARGV[1], 'station', sid, 'cap', capk, 'stream', KEYS[3 * i], 'entry', eid, 'state', 'held')
+    redis.call('EXPIREAT', KEYS[1], ARGV[4])
+    if ARGV[8 + 2 * n] ~= '' then
+      redis.call('ZADD', KEYS[3 * n + 2], ARGV[8 + 2 * n], KEYS[1])
+    end
+    return {0, tonumber(sid), tonumber(ARGV[1])}
+  elseif used < limit then held = 1 end
+end
+return {2, 0, held}
