@@ -79,7 +79,7 @@ ITEST_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(ITE
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
 TESTLIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(TESTLIB_SRC))
 
-.PHONY: all build run stop test check itest bench format format-check lint clean deps distclean
+.PHONY: all build run stop test check itest bench format format-check lint layers clean deps distclean
 all: build
 	$(Q)mkdir -p bin && for p in $(PROGS); do ln -sfn ../$$p bin/$$(basename $$p); done
 
@@ -166,6 +166,7 @@ stop:
 
 # ---- tests -------------------------------------------------------------------------------
 test: deps
+	$(Q)tools/check-layers.sh
 	$(Q)$(MAKE) --no-print-directory SAN=1 build
 	$(Q)tests/run.sh --bin $(abspath build/san/bin) --tests $(abspath build/san/tests) all
 
@@ -188,6 +189,9 @@ format:
 
 format-check:
 	$(Q)clang-format --dry-run --Werror $(C_FILES)
+
+layers:
+	$(Q)tools/check-layers.sh && echo "layers: every include goes down"
 
 lint: $(PROTO_H)
 	$(Q)cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
