@@ -29,224 +29,13 @@
 
 #include "cl.h"
 #include "gw_call.h"
+#include "gw_config.h"
 #include "gw_link.h"
 #include "gw_spool.h"
 #include "common/log.h"
 
 #define S(x)       CARELINE__V1__##x
 #define GW_VERSION "0.1.0"
-#define STR_MAX    512
-
-/* ---- configuration ------------------------------------------------------------------- */
-
-typedef struct {
-    char daemon_host[64];
-    int daemon_port;
-    char token_file[STR_MAX];
-    char tokens_file[STR_MAX];
-    char http_addr[64];
-    int http_port;
-    char webhook_secret_file[STR_MAX];
-    char webhook_path[128];
-    int max_body_bytes;
-    int max_skew_s;
-    int replay_cache_size;
-    char spool_dir[STR_MAX];
-    int answer_timeout_ms;
-    int request_timeout_ms;
-    int reconnect_max_ms;
-    char port_file[STR_MAX];
-    char log_level[16];
-    int stdio;
-    char menu[10][128];
-    char menu_prompt[1024];
-    char care_prompt[1024];
-} GwConfig;
-
-typedef enum { K_STR, K_INT } KeyType;
-typedef struct {
-    const char *name;
-    KeyType type;
-    size_t off, size;
-    const char *def;
-    int min, max;
-    const char *help;
-} Key;
-
-#define KS(f, d, h)                                                                                \
-    {                                                                                              \
-#f, K_STR, offsetof(GwConfig, f), sizeof(((GwConfig *)0)->f), d, 0, 0, h                   \
-    }
-#define KI(f, d, lo, hi, h)                                                                        \
-    {                                                                                              \
-#f, K_INT, offsetof(GwConfig, f), 0, d, lo, hi, h                                          \
-    }
-#define KM(i, d)                                                                                   \
-    {                                                                                              \
-        "menu_" #i, K_STR, offsetof(GwConfig, menu) + (i)*128, 128, d, 0, 0, NULL                  \
-    }
-
-static const Key keys[] = {
-    KS(daemon_host, "127.0.0.1", "dispatchd address (numeric IP)"),
-    KI(daemon_port, "7400", 1, 65535, "dispatchd protocol port"),
-    KS(token_file, "", "file holding the gateway token (or env CARELINE_GW_TOKEN)"),
-    KS(tokens_file, "", "a dev tokens file (ROLE STATION_ID TOKEN NAME); its gateway line"),
-    KS(http_addr, "127.0.0.1", "webhook listener address"),
-    KI(http_port, "7402", 0, 65535, "webhook listener port; 0 = any free port"),
-    KS(webhook_secret_file, "", "shared HMAC secret (or env CARELINE_GW_WEBHOOK_SECRET)"),
-    KS(webhook_path, "/v1/calls", "path the call centre POSTs call events to"),
-    KI(max_body_bytes, "16384", 256, 1048576, "largest call event accepted"),
-    KI(max_skew_s, "300", 10, 3600, "allowed clock skew of X-Careline-Timestamp"),
-    KI(replay_cache_size, "65536", 16, 4194304, "signatures remembered against replays"),
-    KS(spool_dir, "var/hotline-spool", "durable call queue directory (mode 0700)"),
-    KI(answer_timeout_ms, "3000", 100, 60000, "longest wait for the daemon's answer"),
-    KI(request_timeout_ms, "10000", 500, 120000, "deadline of one daemon request"),
-    KI(reconnect_max_ms, "5000", 100, 60000, "largest reconnect backoff"),
-    KS(port_file, "", "write \"http PORT\" here once listening (tests)"),
-    KS(log_level, "info", "error | warn | info | debug"),
-    KI(stdio, "0", 0, 1, "1 = JSON lines on stdin/stdout instead of HTTP (also --stdio)"),
-    KM(0, "operator"),
-    KM(1, "meal lunch today"),
-    KM(2, "meal dinner today"),
-    KM(3, "meal lunch tomorrow"),
-    KM(4, "care"),
-    KM(5, "none"),
-    KM(6, "none"),
-    KM(7, "none"),
-    KM(8, "status"),
-    KM(9, "cancel"),
-    {"menu_prompt", K_STR, offsetof(GwConfig, menu_prompt), 1024, "", 0, 0,
-     "said for an unknown digit (empty = built-in)"},
-    {"care_prompt", K_STR, offsetof(GwConfig, care_prompt), 1024, "", 0, 0,
-     "said when the care subtype digit is missing (empty = built-in)"},
-};
-
-static bool key_set(GwConfig *c, const char *name, const char *val, char *err, size_t errlen)
-{
-    char norm[64];
-    snprintf(norm, sizeof(norm), "%s", name);
-    for (char *p = norm; *p; p++)
-        if (*p == '-')
-            *p = '_';
-    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
-        const Key *k = &keys[i];
-        if (strcmp(k->name, norm) != 0)
-            continue;
-        if (k->type == K_STR) {
-            if (strlen(val) >= k->size) {
-                snprintf(err, errlen, "'%s' is too long", name);
-                return false;
-            }
-            snprintf((char *)c + k->off, k->size, "%s", val);
-            return true;
-        }
-        char *end;
-        long v = strtol(val, &end, 10);
-        if (!*val || *end || v < k->min || v > k->max) {
-            snprintf(err, errlen, "'%s' needs a whole number in %d..%d", name, k->min, k->max);
-            return false;
-        }
-        *(int *)((char *)c + k->off) = (int)v;
-        return true;
-    }
-    snprintf(err, errlen, "unknown key '%s'", name);
-    return false;
-}
-
-static void config_defaults(GwConfig *c)
-{
-    memset(c, 0, sizeof(*c));
-    char err[128];
-    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
-        bool ok = key_set(c, keys[i].name, keys[i].def, err, sizeof(err));
-        ASSERT(ok);
-    }
-}
-
-static char *trim(char *s)
-{
-    while (*s == ' ' || *s == '\t')
-        s++;
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
-        s[--n] = '\0';
-    return s;
-}
-
-static bool config_file(GwConfig *c, const char *path, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return false;
-    }
-    char line[2048], e[256];
-    int no = 0;
-    bool ok = true;
-    while (ok && fgets(line, sizeof(line), f)) {
-        no++;
-        char *s = trim(line);
-        if (!*s || *s == '#' || *s == ';' || !strcmp(s, "[hotline-gw]"))
-            continue;
-        char *eq = strchr(s, '=');
-        if (!eq) {
-            snprintf(err, errlen, "%s:%d: expected 'key = value'", path, no);
-            ok = false;
-            break;
-        }
-        *eq = '\0';
-        /* a comment after a value starts with whitespace then '#' */
-        for (char *h = eq + 1; *h; h++) {
-            if (*h == '#' && (h[-1] == ' ' || h[-1] == '\t')) {
-                *h = '\0';
-                break;
-            }
-        }
-        if (!key_set(c, trim(s), trim(eq + 1), e, sizeof(e))) {
-            snprintf(err, errlen, "%s:%d: %s", path, no, e);
-            ok = false;
-        }
-    }
-    fclose(f);
-    return ok;
-}
-
-static void usage(FILE *out)
-{
-    GwConfig d;
-    config_defaults(&d);
-    fprintf(out,
-            "usage: hotline-gw [-c FILE] [-t] [--stdio] [--KEY=VALUE ...]\n"
-            "Bridges the county hotline to dispatchd: call events in, sentences to speak out.\n\n"
-            "  -c FILE     settings file (key = value); command-line keys win\n"
-            "  -t          check the configuration and exit\n"
-            "  --stdio     read call events as JSON lines on stdin, answer on stdout\n\n"
-            "Webhook: POST <webhook_path> with Content-Type: application/json and headers\n"
-            "  X-Careline-Timestamp: <epoch seconds>\n"
-            "  X-Careline-Signature: hex(HMAC-SHA256(secret, \"<timestamp>.<body>\"))\n"
-            "Body: {\"call_id\":\"...\",\"caller\":\"138...\",\"called\":\"...\",\"time\":EPOCH,\n"
-            "       \"digits\":\"3\",\"speech_text\":\"...\"}\n"
-            "Answer: {\"call_id\",\"speech\",\"outcome\",\"state\",\"request_id\",\"next\"}\n"
-            "GET /healthz and /metrics on the same port.\n\n"
-            "IVR menu (first digit; configurable with menu_0 .. menu_9):\n"
-            "  1 lunch delivered today      2 dinner today     3 lunch tomorrow\n"
-            "  4 home care, then: 1 bathing, 2 cleaning, 3 companionship,\n"
-            "    4 medical escort, 5 other\n"
-            "  8 status of my last request  9 cancel my last request\n"
-            "  0 operator: a callback request (home care, other, note \"%s\")\n"
-            "  anything else: the menu prompt is read again\n\n"
-            "Keys and defaults:\n",
-            GW_OPERATOR_NOTE);
-    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
-        const Key *k = &keys[i];
-        char v[64];
-        if (k->type == K_INT)
-            snprintf(v, sizeof(v), "%d", *(int *)((char *)&d + k->off));
-        else
-            snprintf(v, sizeof(v), "%s", (char *)&d + k->off);
-        fprintf(out, "  %-22s %-22s %s\n", k->name, v, k->help ? k->help : "");
-    }
-}
 
 /* ---- state --------------------------------------------------------------------------- */
 
@@ -928,7 +717,7 @@ static bool http_start(Gw *g, char *err, size_t errlen)
                                               : ((struct sockaddr_in *)&ss)->sin_port);
     log_info("webhook listening on http://%s:%d%s", g->cfg.http_addr, port, g->cfg.webhook_path);
     if (g->cfg.port_file[0]) {
-        char tmp[STR_MAX + 16];
+        char tmp[GW_STR_MAX + 16];
         snprintf(tmp, sizeof(tmp), "%s.tmp", g->cfg.port_file);
         FILE *f = fopen(tmp, "w");
         if (!f || fprintf(f, "http %d\n", port) < 0 || fclose(f) != 0 ||
@@ -1045,61 +834,15 @@ static char *read_secret_file(const char *path, char *err, size_t errlen)
 static int setup(Gw *g, int argc, char **argv, bool *check_only)
 {
     char err[600];
-    const char *conf = NULL;
-    for (int i = 1; i < argc; i++)
-        if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc)
-            conf = argv[++i];
-    config_defaults(&g->cfg);
-    if (conf && !config_file(&g->cfg, conf, err, sizeof(err)))
-        goto bad;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
-            i++;
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--check")) {
-            *check_only = true;
-        } else if (!strcmp(a, "--stdio")) {
-            g->cfg.stdio = 1;
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            exit(0);
-        } else if (!strncmp(a, "--", 2)) {
-            const char *eq = strchr(a, '=');
-            char name[64];
-            const char *val;
-            if (eq) {
-                snprintf(name, sizeof(name), "%.*s", (int)(eq - a - 2), a + 2);
-                val = eq + 1;
-            } else if (i + 1 < argc) {
-                snprintf(name, sizeof(name), "%s", a + 2);
-                val = argv[++i];
-            } else {
-                snprintf(err, sizeof(err), "%s needs a value", a);
-                goto bad;
-            }
-            if (!key_set(&g->cfg, name, val, err, sizeof(err)))
-                goto bad;
-        } else {
-            snprintf(err, sizeof(err), "unexpected argument '%s'", a);
-            goto bad;
-        }
+    switch (gw_config_args(&g->cfg, &g->menu, argc, argv, check_only, err, sizeof(err))) {
+    case GW_ARGS_OK:
+        return 0;
+    case GW_ARGS_HELP:
+        exit(0);
+    default:
+        fprintf(stderr, "hotline-gw: %s (see --help)\n", err);
+        return 2;
     }
-    if (!log_level_parse(g->cfg.log_level, &log_level)) {
-        snprintf(err, sizeof(err), "log_level '%s' is not error|warn|info|debug", g->cfg.log_level);
-        goto bad;
-    }
-    gw_menu_defaults(&g->menu);
-    for (int d = 0; d < 10; d++)
-        if (!gw_menu_set(&g->menu, d, g->cfg.menu[d], err, sizeof(err)))
-            goto bad;
-    if (g->cfg.menu_prompt[0])
-        snprintf(g->menu.prompt, sizeof(g->menu.prompt), "%s", g->cfg.menu_prompt);
-    if (g->cfg.care_prompt[0])
-        snprintf(g->menu.care_prompt, sizeof(g->menu.care_prompt), "%s", g->cfg.care_prompt);
-    return 0;
-bad:
-    fprintf(stderr, "hotline-gw: %s (see --help)\n", err);
-    return 2;
 }
 
 int main(int argc, char **argv)
