@@ -35,7 +35,7 @@ CFLAGS ?= $(OPT)
 # "net/conn.h" (a daemon layer). Clients get no -Idaemon: they may include only common/.
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -MMD -MP \
                -I. -I$(BUILD)/proto $(PKG_CFLAGS)
-ALL_CFLAGS := $(BASE_CFLAGS) -Idaemon -Iclients/lib -Itests/lib
+ALL_CFLAGS := $(BASE_CFLAGS) -Idaemon -Iclients/lib -Itools/lib -Itests/lib
 CLIENT_CFLAGS := $(BASE_CFLAGS) -Iclients/lib
 LDLIBS := $(PKG_LIBS) -lm -lpthread
 ALL_LDFLAGS := $(SANFLAGS) $(LDFLAGS)
@@ -66,6 +66,10 @@ DAEMON_LIB := $(BUILD)/libdaemon.a
 CLIENTLIB_SRC := $(wildcard clients/lib/*.c)
 CLIENT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(CLIENTLIB_SRC))
 CLIENT_LIB := $(BUILD)/libclient.a
+# careline-gen's modules (tools/lib/gen_*.c), for the tools and test_gen
+TOOLLIB_SRC := $(wildcard tools/lib/*.c)
+TOOL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(TOOLLIB_SRC))
+TOOL_LIB := $(BUILD)/libtools.a
 
 # every clients/NAME.c and tools/NAME.c is one program bin/NAME
 CLIENT_PROGS := $(patsubst clients/%.c,$(BIN)/%,$(wildcard clients/*.c))
@@ -127,6 +131,10 @@ $(CLIENT_LIB): $(CLIENT_OBJ)
 	@echo "  AR      $@"
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+$(TOOL_LIB): $(TOOL_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
 $(BIN)/dispatchd: $(BUILD)/obj/daemon/server/main.o $(DAEMON_LIB) $(COMMON_LIB)
 	@mkdir -p $(BIN)
 	@echo "  LINK    $@"
@@ -137,12 +145,12 @@ $(CLIENT_PROGS): $(BIN)/%: $(BUILD)/obj/clients/%.o $(CLIENT_LIB) $(COMMON_LIB)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(TOOL_PROGS): $(BIN)/%: $(BUILD)/obj/tools/%.o $(DAEMON_LIB) $(COMMON_LIB)
+$(TOOL_PROGS): $(BIN)/%: $(BUILD)/obj/tools/%.o $(TOOL_LIB) $(DAEMON_LIB) $(COMMON_LIB)
 	@mkdir -p $(BIN)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
-TEST_LIBS := $(TESTLIB_OBJ) $(DAEMON_LIB) $(CLIENT_LIB) $(COMMON_LIB)
+TEST_LIBS := $(TESTLIB_OBJ) $(TOOL_LIB) $(DAEMON_LIB) $(CLIENT_LIB) $(COMMON_LIB)
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(TEST_LIBS)
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
@@ -195,7 +203,7 @@ layers:
 
 lint: $(PROTO_H)
 	$(Q)cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	    --suppress=missingIncludeSystem --inline-suppr -I. -Idaemon -Iclients/lib -Itests/lib -I$(BUILD)/proto \
+	    --suppress=missingIncludeSystem --inline-suppr -I. -Idaemon -Iclients/lib -Itools/lib -Itests/lib -I$(BUILD)/proto \
 	    common daemon clients tools tests
 
 clean:

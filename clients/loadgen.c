@@ -30,106 +30,10 @@
 
 #include "cl.h"
 #include "common/frame.h"
-#include "lg_hist.h"
 #include "common/util.h"
-
-#define S(x)    CARELINE__V1__##x
-#define BODY(x) CARELINE__V1__ENVELOPE__BODY_##x
-
-#define MAX_WINDOW     4096         /* per connection; slot numbers fit in 16 bits */
-#define HELLO_SEQ      0xFFFFull    /* slot 0xFFFF is never a request slot */
-#define UPDATE_SEQ     (1ull << 62) /* console JobUpdates */
-#define MAX_CONNS      20000        /* gateway + consoles */
-#define MAX_DURATION_S 3600
-#define MAX_FRAME      (16u << 20)
-#define OBUF_LIMIT     (1u << 20) /* a connection with more unsent bytes is skipped */
-#define CONNECTING_MAX 256        /* connections in connect/Hello at once */
-#define JOB_RING       (1u << 20) /* QUEUED job -> time, for the push latency */
-#define TICK_US        1000
-
-typedef enum { LC_GATEWAY, LC_CONSOLE } LcKind;
-typedef enum { PH_CONNECT, PH_RUN, PH_DRAIN, PH_DONE } Phase;
-
-typedef struct Lg Lg;
-
-typedef struct {
-    Lg *lg;
-    struct bufferevent *bev; /* NULL before connect and after close */
-    LcKind kind;
-    int idx;
-    bool ready; /* HelloOk received */
-    bool dead;  /* closed (EOF, error, refused); never reused */
-    const char *token;
-    int64_t station_id; /* consoles: from HelloOk */
-    /* gateway request slots: seq = gen << 16 | slot */
-    uint32_t inflight;
-    uint16_t *free_slots; /* stack of free slot numbers; nfree of them */
-    uint32_t nfree;
-    uint64_t *slot_t0;  /* intended send time (ns) of the request in the slot */
-    uint32_t *slot_gen; /* generation of the slot's current request */
-} LgConn;
-
-typedef struct {
-    int64_t job_id;
-    uint64_t t;   /* ns: the QUEUED reply's arrival, or the offer's when it came first */
-    uint8_t what; /* 0 empty, 1 reply seen, 2 offer seen first */
-} JobMark;
-
-typedef struct {
-    const char *host, *token, *tokens, *console_tokens, *phones_file, *pg, *date, *slot;
-    const char *run_id, *report;
-    int port, conns, window, consoles, care_pct;
-    double rate, duration, warmup, drain, connect_timeout, settle;
-    bool closed, accept, quiet;
-    uint64_t max_requests, seed;
-} Opts;
-
-struct Lg {
-    Opts o;
-    struct event_base *base;
-    struct event *tick, *sigint;
-    struct sockaddr_in addr;
-    Phase phase;
-    LgConn *conn;
-    int nconn, ngw;
-    int next_connect, connecting;
-    int gw_ready, gw_dead, con_ready, con_dead, auth_failed;
-    int rr;
-    char **phones;
-    size_t nphones;
-    char date[16];
-    uint64_t rng;
-    uint64_t t_connect, t_last_console, t_all_ready, t_start, t_warm, t_end, t_drain_end,
-        t_last_progress;
-    uint64_t issued, replies, replies_measured, lost, max_lag;
-    uint64_t states[16], errors[40], other_replies;
-    LgHist *h_submit, *h_push;
-    /* consoles */
-    int64_t *stations; /* sorted station ids held by our consoles */
-    size_t nstations;
-    JobMark *ring;
-    uint64_t queued_tracked, offers, offers_matched, offers_first, offers_other;
-    uint64_t upd_sent, upd_ok, upd_err, accepted, delivered;
-    uint64_t pending_marks;
-    uint64_t bad_frames;
-};
+#include "lg_state.h"
 
 static volatile sig_atomic_t interrupted;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t rnd(Lg *lg)
-{
-    lg->rng ^= lg->rng << 13;
-    lg->rng ^= lg->rng >> 7;
-    lg->rng ^= lg->rng << 17;
-    return lg->rng;
-}
 
 static void usage(void)
 {
@@ -156,397 +60,6 @@ static void usage(void)
     exit(2);
 }
 
-/* ---- requests --------------------------------------------------------------------------*/
-
-static bool conn_writable(const LgConn *c)
-{
-    return c->ready && !c->dead && c->bev &&
-           evbuffer_get_length(bufferevent_get_output(c->bev)) < OBUF_LIMIT;
-}
-
-static void send_env(LgConn *c, Envelope *env)
-{
-    frame_append(bufferevent_get_output(c->bev), env);
-}
-
-static void send_submit(Lg *lg, LgConn *c, uint64_t intended)
-{
-    uint16_t slot = c->free_slots[--c->nfree];
-    uint32_t gen = c->slot_gen[slot] + 1;
-    if (gen == 0)
-        gen = 1;
-    c->slot_gen[slot] = gen;
-    c->slot_t0[slot] = intended;
-    c->inflight++;
-
-    uint64_t n = lg->issued++;
-    char key[96];
-    snprintf(key, sizeof(key), "lg-%s-%llu", lg->o.run_id, (unsigned long long)n);
-    Careline__V1__SubmitRequest m = CARELINE__V1__SUBMIT_REQUEST__INIT;
-    m.idempotency_key = key;
-    m.who_case = CARELINE__V1__SUBMIT_REQUEST__WHO_CALLER_PHONE;
-    m.caller_phone = lg->phones[rnd(lg) % lg->nphones];
-    if (lg->o.care_pct > 0 && (int)(rnd(lg) % 100) < lg->o.care_pct) {
-        m.kind = S(SERVICE_KIND__HOME_CARE);
-        m.care_subtype = (Careline__V1__CareSubtype)(1 + rnd(lg) % 4);
-    } else {
-        m.kind = S(SERVICE_KIND__MEAL_DELIVERY);
-        bool dinner =
-            strcmp(lg->o.slot, "dinner") == 0 || (strcmp(lg->o.slot, "both") == 0 && (n & 1));
-        m.meal_slot = dinner ? S(MEAL_SLOT__DINNER) : S(MEAL_SLOT__LUNCH);
-        m.service_date = lg->date;
-    }
-    Envelope env = CARELINE__V1__ENVELOPE__INIT;
-    env.seq = ((uint64_t)gen << 16) | slot;
-    env.body_case = BODY(SUBMIT);
-    env.submit = &m;
-    send_env(c, &env);
-}
-
-static bool may_issue(const Lg *lg, uint64_t now)
-{
-    return lg->phase == PH_RUN && now < lg->t_end &&
-           (lg->o.max_requests == 0 || lg->issued < lg->o.max_requests);
-}
-
-/* Open loop: issue every request whose intended time has come, on connections with room. */
-static void pump_open(Lg *lg, uint64_t now)
-{
-    if (!may_issue(lg, now))
-        return;
-    uint64_t due = (uint64_t)((double)(now - lg->t_start) * lg->o.rate / 1e9) + 1;
-    if (lg->o.max_requests && due > lg->o.max_requests)
-        due = lg->o.max_requests;
-    while (lg->issued < due) {
-        LgConn *c = NULL;
-        for (int k = 0; k < lg->ngw; k++) {
-            LgConn *x = &lg->conn[(lg->rr + k) % lg->ngw];
-            if (x->nfree > 0 && conn_writable(x)) {
-                c = x;
-                lg->rr = (lg->rr + k + 1) % lg->ngw;
-                break;
-            }
-        }
-        if (!c)
-            break;
-        uint64_t intended = lg->t_start + (uint64_t)((double)lg->issued * 1e9 / lg->o.rate);
-        send_submit(lg, c, intended);
-    }
-    if (due > lg->issued && due - lg->issued > lg->max_lag)
-        lg->max_lag = due - lg->issued;
-}
-
-static void pump_closed(Lg *lg, LgConn *c, uint64_t now)
-{
-    while (c->nfree > 0 && conn_writable(c) && may_issue(lg, now))
-        send_submit(lg, c, now);
-}
-
-static void pump(Lg *lg, LgConn *c, uint64_t now)
-{
-    if (lg->o.closed)
-        pump_closed(lg, c, now);
-    else
-        pump_open(lg, now);
-}
-
-/* ---- QUEUED -> JobOffer matching -------------------------------------------------------*/
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-static bool held_station(const Lg *lg, int64_t id)
-{
-    return lg->nstations && bsearch(&id, lg->stations, lg->nstations, sizeof(int64_t), cmp_i64);
-}
-
-static bool measuring(const Lg *lg, uint64_t t)
-{
-    return t >= lg->t_warm && lg->phase != PH_CONNECT;
-}
-
-static void mark_queued(Lg *lg, int64_t job_id, uint64_t now)
-{
-    JobMark *m = &lg->ring[(uint64_t)job_id & (JOB_RING - 1)];
-    if (m->what == 2 && m->job_id == job_id) { /* the push overtook the reply */
-        lg->offers_first++;
-        if (measuring(lg, now))
-            lg_hist_record(lg->h_push, 0);
-        lg->offers_matched++;
-        m->what = 0;
-        return;
-    }
-    if (m->what == 1)
-        lg->pending_marks--; /* overwritten: never matched */
-    *m = (JobMark){job_id, now, 1};
-    lg->queued_tracked++;
-    lg->pending_marks++;
-}
-
-static void mark_offer(Lg *lg, int64_t job_id, uint64_t now)
-{
-    JobMark *m = &lg->ring[(uint64_t)job_id & (JOB_RING - 1)];
-    if (m->what == 1 && m->job_id == job_id) {
-        if (measuring(lg, m->t))
-            lg_hist_record(lg->h_push, now - m->t);
-        lg->offers_matched++;
-        lg->pending_marks--;
-        m->what = 0;
-        return;
-    }
-    if (lg->phase == PH_RUN || lg->phase == PH_DRAIN) {
-        if (m->what == 1)
-            lg->pending_marks--;
-        *m = (JobMark){job_id, now, 2};
-    }
-}
-
-/* ---- replies ---------------------------------------------------------------------------*/
-
-static void conn_close(LgConn *c, const char *why);
-
-static void on_reply(Lg *lg, LgConn *c, Envelope *env, uint64_t now)
-{
-    uint32_t slot = (uint32_t)(env->seq & 0xFFFF);
-    uint32_t gen = (uint32_t)(env->seq >> 16);
-    if (slot >= (uint32_t)lg->o.window || c->slot_gen[slot] != gen || gen == 0) {
-        lg->other_replies++;
-        return;
-    }
-    uint64_t t0 = c->slot_t0[slot];
-    c->slot_gen[slot] = gen; /* stays; the next use increments it */
-    c->free_slots[c->nfree++] = (uint16_t)slot;
-    c->inflight--;
-    lg->replies++;
-    bool in_window = now >= lg->t_warm && now <= lg->t_end;
-    if (in_window)
-        lg->replies_measured++;
-    if (env->body_case == BODY(SUBMIT_RESULT)) {
-        Careline__V1__SubmitResult *r = env->submit_result;
-        unsigned st = (unsigned)r->state;
-        lg->states[st < 16 ? st : 0]++;
-        if (t0 >= lg->t_warm)
-            lg_hist_record(lg->h_submit, now > t0 ? now - t0 : 0);
-        if (r->state == S(REQUEST_STATE__QUEUED) && r->job_id && lg->nstations &&
-            held_station(lg, r->station_id))
-            mark_queued(lg, r->job_id, now);
-    } else if (env->body_case == BODY(ERROR)) {
-        unsigned code = (unsigned)env->error->code;
-        lg->errors[code < 40 ? code : 0]++;
-    } else {
-        lg->other_replies++;
-    }
-}
-
-static void send_update(Lg *lg, LgConn *c, int64_t job_id, Careline__V1__JobAction action)
-{
-    Careline__V1__JobUpdate u = CARELINE__V1__JOB_UPDATE__INIT;
-    u.job_id = job_id;
-    u.action = action;
-    Envelope env = CARELINE__V1__ENVELOPE__INIT;
-    env.seq = UPDATE_SEQ | (uint64_t)lg->upd_sent++;
-    env.body_case = BODY(JOB_UPDATE);
-    env.job_update = &u;
-    send_env(c, &env);
-}
-
-static void on_console_frame(Lg *lg, LgConn *c, Envelope *env, uint64_t now)
-{
-    lg->t_last_console = now;
-    if (env->body_case == BODY(JOB_OFFER)) {
-        Careline__V1__JobOffer *o = env->job_offer;
-        if (o->state == S(JOB_STATE__OFFERED)) {
-            lg->offers++;
-            mark_offer(lg, o->job_id, now);
-            if (lg->o.accept && lg->phase != PH_DONE)
-                send_update(lg, c, o->job_id, S(JOB_ACTION__ACCEPT));
-        } else if (o->state == S(JOB_STATE__JOB_ACCEPTED)) {
-            lg->accepted++;
-            if (lg->o.accept && lg->phase != PH_DONE)
-                send_update(lg, c, o->job_id,
-                            o->kind == S(SERVICE_KIND__HOME_CARE) ? S(JOB_ACTION__COMPLETE)
-                                                                  : S(JOB_ACTION__DELIVER));
-        } else {
-            if (o->state == S(JOB_STATE__JOB_DELIVERED) || o->state == S(JOB_STATE__JOB_DONE))
-                lg->delivered++;
-            lg->offers_other++;
-        }
-    } else if (env->body_case == BODY(JOB_UPDATE_RESULT)) {
-        lg->upd_ok++;
-    } else if (env->body_case == BODY(ERROR) && (env->seq & UPDATE_SEQ)) {
-        lg->upd_err++;
-    }
-}
-
-static void start_connections(Lg *lg);
-
-static void on_hello_reply(Lg *lg, LgConn *c, Envelope *env)
-{
-    lg->connecting--;
-    if (env->body_case != BODY(HELLO_OK)) {
-        lg->auth_failed++;
-        if (lg->auth_failed <= 3)
-            fprintf(stderr, "loadgen: %s %d: Hello refused: %s\n",
-                    c->kind == LC_GATEWAY ? "gateway" : "console", c->idx,
-                    env->body_case == BODY(ERROR) ? env->error->message : frame_body_name(env));
-        conn_close(c, NULL);
-        start_connections(lg);
-        return;
-    }
-    c->ready = true;
-    if (c->kind == LC_GATEWAY) {
-        lg->gw_ready++;
-    } else {
-        lg->con_ready++;
-        c->station_id = env->hello_ok->station_id;
-    }
-    start_connections(lg);
-}
-
-static void read_cb(struct bufferevent *bev, void *arg)
-{
-    LgConn *c = arg;
-    Lg *lg = c->lg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    uint64_t now = now_ns();
-    for (;;) {
-        Envelope *env = NULL;
-        size_t need = 0;
-        uint32_t len = 0;
-        FrameStatus st = frame_next(in, MAX_FRAME, &env, &need, &len);
-        if (st == FRAME_NEED_MORE)
-            break;
-        if (st != FRAME_OK) {
-            lg->bad_frames++;
-            conn_close(c, "bad frame from server");
-            return;
-        }
-        if (env->body_case == BODY(PING)) {
-            Careline__V1__Pong p = CARELINE__V1__PONG__INIT;
-            p.nonce = env->ping->nonce;
-            Envelope r = CARELINE__V1__ENVELOPE__INIT;
-            r.body_case = BODY(PONG);
-            r.pong = &p;
-            send_env(c, &r);
-        } else if (env->seq == HELLO_SEQ && !c->ready) {
-            on_hello_reply(lg, c, env);
-        } else if (env->body_case == BODY(ERROR) && env->error->fatal) {
-            if (lg->phase != PH_DONE)
-                fprintf(stderr, "loadgen: %s %d closed by server: %s\n",
-                        c->kind == LC_GATEWAY ? "gateway" : "console", c->idx, env->error->message);
-            frame_free(env);
-            conn_close(c, NULL);
-            return;
-        } else if (c->kind == LC_GATEWAY && env->seq != 0) {
-            on_reply(lg, c, env, now);
-        } else if (c->kind == LC_CONSOLE) {
-            on_console_frame(lg, c, env, now);
-        }
-        frame_free(env);
-        if (c->dead)
-            return;
-    }
-    if (c->kind == LC_GATEWAY && c->ready)
-        pump(lg, c, now);
-}
-
-static void write_cb(struct bufferevent *bev, void *arg)
-{
-    (void)bev;
-    LgConn *c = arg;
-    /* output drained below the low watermark (0): a connection skipped for a full buffer
-     * may take requests again */
-    if (c->kind == LC_GATEWAY && c->ready)
-        pump(c->lg, c, now_ns());
-}
-
-static void event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    LgConn *c = arg;
-    if (what & BEV_EVENT_CONNECTED) {
-        int one = 1;
-        setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        return;
-    }
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-        char why[128];
-        snprintf(why, sizeof(why), "%s",
-                 (what & BEV_EVENT_EOF) ? "closed by server" : strerror(EVUTIL_SOCKET_ERROR()));
-        if (!c->ready)
-            c->lg->connecting--;
-        conn_close(c, why);
-        start_connections(c->lg);
-    }
-}
-
-static void conn_close(LgConn *c, const char *why)
-{
-    if (c->dead)
-        return;
-    Lg *lg = c->lg;
-    c->dead = true;
-    if (c->bev)
-        bufferevent_free(c->bev);
-    c->bev = NULL;
-    if (c->kind == LC_GATEWAY) {
-        lg->gw_dead++;
-        lg->lost += c->inflight;
-        c->inflight = 0;
-        c->nfree = 0;
-    } else {
-        lg->con_dead++;
-    }
-    if (why && lg->phase != PH_DONE && (lg->gw_dead + lg->con_dead) <= 5)
-        fprintf(stderr, "loadgen: %s %d: %s\n", c->kind == LC_GATEWAY ? "gateway" : "console",
-                c->idx, why);
-}
-
-static bool conn_open(Lg *lg, LgConn *c)
-{
-    c->bev = bufferevent_socket_new(lg->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (!c->bev)
-        return false;
-    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&lg->addr, sizeof(lg->addr)) != 0) {
-        bufferevent_free(c->bev);
-        c->bev = NULL;
-        return false;
-    }
-    Careline__V1__Hello h = CARELINE__V1__HELLO__INIT;
-    h.protocol_version = 1;
-    h.token = (char *)c->token;
-    h.client_name = (char *)(c->kind == LC_GATEWAY ? "loadgen" : "loadgen-console");
-    Envelope env = CARELINE__V1__ENVELOPE__INIT;
-    env.seq = HELLO_SEQ;
-    env.body_case = BODY(HELLO);
-    env.hello = &h;
-    send_env(c, &env);
-    return true;
-}
-
-/* Opens connections in order, at most CONNECTING_MAX awaiting HelloOk at once, so 10,000
- * consoles do not overflow the listen backlog. */
-static void start_connections(Lg *lg)
-{
-    while (lg->next_connect < lg->nconn && lg->connecting < CONNECTING_MAX &&
-           lg->phase != PH_DONE) {
-        LgConn *c = &lg->conn[lg->next_connect++];
-        if (!conn_open(lg, c)) {
-            c->dead = true;
-            if (c->kind == LC_GATEWAY)
-                lg->gw_dead++;
-            else
-                lg->con_dead++;
-            continue;
-        }
-        lg->connecting++;
-    }
-}
-
 /* ---- phases ----------------------------------------------------------------------------*/
 
 static void begin_run(Lg *lg, uint64_t now)
@@ -561,7 +74,7 @@ static void begin_run(Lg *lg, uint64_t now)
     for (int i = lg->ngw; i < lg->nconn; i++)
         if (lg->conn[i].ready && !lg->conn[i].dead)
             lg->stations[lg->nstations++] = lg->conn[i].station_id;
-    qsort(lg->stations, lg->nstations, sizeof(int64_t), cmp_i64);
+    qsort(lg->stations, lg->nstations, sizeof(int64_t), lg_cmp_i64);
     if (!lg->o.quiet)
         fprintf(stderr,
                 "loadgen: %d gateway connections and %d consoles ready in %.1f s; running "
@@ -570,22 +83,14 @@ static void begin_run(Lg *lg, uint64_t now)
                 lg->o.closed ? "closed loop" : "open loop", lg->o.warmup, lg->o.duration);
     for (int i = 0; i < lg->ngw; i++)
         if (lg->conn[i].ready)
-            pump(lg, &lg->conn[i], now);
-}
-
-static uint64_t gw_inflight(const Lg *lg)
-{
-    uint64_t n = 0;
-    for (int i = 0; i < lg->ngw; i++)
-        n += lg->conn[i].inflight;
-    return n;
+            lg_pump(lg, &lg->conn[i], now);
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     Lg *lg = arg;
-    uint64_t now = now_ns();
+    uint64_t now = lg_now_ns();
     if (interrupted && lg->phase != PH_DONE) {
         fprintf(stderr, "loadgen: interrupted\n");
         lg->phase = PH_DONE;
@@ -623,12 +128,12 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     }
     case PH_RUN:
         if (!lg->o.closed)
-            pump_open(lg, now);
+            lg_pump_open(lg, now);
         if (!lg->o.quiet && now - lg->t_last_progress > 2000000000ull) {
             lg->t_last_progress = now;
             fprintf(stderr, "loadgen: t=%.0fs issued %llu replies %llu in flight %llu\n",
                     (double)(now - lg->t_start) / 1e9, (unsigned long long)lg->issued,
-                    (unsigned long long)lg->replies, (unsigned long long)gw_inflight(lg));
+                    (unsigned long long)lg->replies, (unsigned long long)lg_gw_inflight(lg));
         }
         if (now >= lg->t_end || (lg->o.max_requests && lg->issued >= lg->o.max_requests) ||
             lg->gw_dead >= lg->ngw) {
@@ -639,7 +144,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         }
         return;
     case PH_DRAIN:
-        if ((gw_inflight(lg) == 0 && lg->pending_marks == 0) || now >= lg->t_drain_end) {
+        if ((lg_gw_inflight(lg) == 0 && lg->pending_marks == 0) || now >= lg->t_drain_end) {
             lg->phase = PH_DONE;
             event_base_loopbreak(lg->base);
         }
@@ -731,120 +236,6 @@ static void tomorrow(char out[16])
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(out, 16, "%Y-%m-%d", &tm);
-}
-
-static double ms(uint64_t ns)
-{
-    return (double)ns / 1e6;
-}
-
-static void print_hist(FILE *f, const char *label, const LgHist *h)
-{
-    fprintf(f, "%-22s n=%llu p50=%.3f p90=%.3f p99=%.3f p99.9=%.3f max=%.3f mean=%.3f ms\n", label,
-            (unsigned long long)lg_hist_count(h), ms(lg_hist_quantile(h, 0.5)),
-            ms(lg_hist_quantile(h, 0.9)), ms(lg_hist_quantile(h, 0.99)),
-            ms(lg_hist_quantile(h, 0.999)), ms(lg_hist_max(h)), lg_hist_mean(h) / 1e6);
-}
-
-static void kv_hist(FILE *f, const char *p, const LgHist *h)
-{
-    fprintf(f,
-            "%s_n=%llu\n%s_p50_ms=%.3f\n%s_p90_ms=%.3f\n%s_p99_ms=%.3f\n%s_p999_ms=%.3f\n"
-            "%s_max_ms=%.3f\n",
-            p, (unsigned long long)lg_hist_count(h), p, ms(lg_hist_quantile(h, 0.5)), p,
-            ms(lg_hist_quantile(h, 0.9)), p, ms(lg_hist_quantile(h, 0.99)), p,
-            ms(lg_hist_quantile(h, 0.999)), p, ms(lg_hist_max(h)));
-}
-
-static const char *enum_name(const ProtobufCEnumDescriptor *d, int v)
-{
-    const ProtobufCEnumValue *e = protobuf_c_enum_descriptor_get_value(d, v);
-    return e ? e->name : "?";
-}
-
-static void report(Lg *lg, FILE *f, bool kv)
-{
-    double secs = (double)(lg->t_end - lg->t_warm) / 1e9;
-    if (secs <= 0)
-        secs = 1e-9;
-    double tput = (double)lg->replies_measured / secs;
-    uint64_t noreply = gw_inflight(lg);
-    uint64_t errs = 0;
-    for (int i = 0; i < 40; i++)
-        errs += lg->errors[i];
-    /* the generator fell behind its schedule by more than 100 ms worth of requests */
-    bool lagged = !lg->o.closed && (double)lg->max_lag > lg->o.rate * 0.1 + 1;
-    if (kv) {
-        fprintf(f, "mode=%s\noffered_rate=%.0f\nconns=%d\nwindow=%d\nmeasured_s=%.3f\n",
-                lg->o.closed ? "closed" : "open", lg->o.closed ? 0.0 : lg->o.rate, lg->ngw,
-                lg->o.window, secs);
-        fprintf(f,
-                "issued=%llu\nreplies=%llu\nthroughput=%.0f\nerrors=%llu\nno_reply=%llu\n"
-                "lost=%llu\ngen_lagged=%d\nmax_lag=%llu\n",
-                (unsigned long long)lg->issued, (unsigned long long)lg->replies, tput,
-                (unsigned long long)errs, (unsigned long long)noreply, (unsigned long long)lg->lost,
-                lagged, (unsigned long long)lg->max_lag);
-        for (int i = 1; i < 16; i++)
-            if (lg->states[i])
-                fprintf(f, "state_%s=%llu\n",
-                        enum_name(&careline__v1__request_state__descriptor, i),
-                        (unsigned long long)lg->states[i]);
-        for (int i = 0; i < 40; i++)
-            if (lg->errors[i])
-                fprintf(f, "error_%s=%llu\n", enum_name(&careline__v1__error_code__descriptor, i),
-                        (unsigned long long)lg->errors[i]);
-        kv_hist(f, "submit", lg->h_submit);
-        kv_hist(f, "push", lg->h_push);
-        fprintf(f,
-                "consoles=%d\nconsoles_ready=%d\nconsoles_closed=%d\nauth_failed=%d\n"
-                "offers=%llu\noffers_matched=%llu\naccepted=%llu\ndelivered=%llu\n"
-                "updates_ok=%llu\nupdates_err=%llu\n",
-                lg->nconn - lg->ngw, lg->con_ready, lg->con_dead, lg->auth_failed,
-                (unsigned long long)lg->offers, (unsigned long long)lg->offers_matched,
-                (unsigned long long)lg->accepted, (unsigned long long)lg->delivered,
-                (unsigned long long)lg->upd_ok, (unsigned long long)lg->upd_err);
-        return;
-    }
-    if (lg->o.closed)
-        fprintf(f, "loadgen: closed loop, %d connections x window %d, %.1f s measured\n", lg->ngw,
-                lg->o.window, secs);
-    else
-        fprintf(f,
-                "loadgen: open loop at %.0f req/s offered, %d connections x window %d, %.1f s "
-                "measured%s\n",
-                lg->o.rate, lg->ngw, lg->o.window, secs,
-                lagged ? " (GENERATOR FELL BEHIND: every window was full)" : "");
-    fprintf(f, "requests   issued %llu, replies %llu, errors %llu, no reply %llu, lost %llu\n",
-            (unsigned long long)lg->issued, (unsigned long long)lg->replies,
-            (unsigned long long)errs, (unsigned long long)noreply, (unsigned long long)lg->lost);
-    fprintf(f, "throughput %.0f replies/s in the measured window\n", tput);
-    fprintf(f, "states    ");
-    for (int i = 1; i < 16; i++)
-        if (lg->states[i])
-            fprintf(f, " %s=%llu", enum_name(&careline__v1__request_state__descriptor, i),
-                    (unsigned long long)lg->states[i]);
-    fprintf(f, "\n");
-    if (errs) {
-        fprintf(f, "errors    ");
-        for (int i = 0; i < 40; i++)
-            if (lg->errors[i])
-                fprintf(f, " %s=%llu", enum_name(&careline__v1__error_code__descriptor, i),
-                        (unsigned long long)lg->errors[i]);
-        fprintf(f, "\n");
-    }
-    print_hist(f, "submit -> reply", lg->h_submit);
-    if (lg->nconn > lg->ngw) {
-        print_hist(f, "QUEUED -> JobOffer", lg->h_push);
-        fprintf(f,
-                "consoles   %d of %d ready (%d closed, %d refused); offers %llu (%llu timed, "
-                "%llu before the reply), accepted %llu, delivered %llu, updates ok %llu, "
-                "refused %llu\n",
-                lg->con_ready, lg->nconn - lg->ngw, lg->con_dead, lg->auth_failed,
-                (unsigned long long)lg->offers, (unsigned long long)lg->offers_matched,
-                (unsigned long long)lg->offers_first, (unsigned long long)lg->accepted,
-                (unsigned long long)lg->delivered, (unsigned long long)lg->upd_ok,
-                (unsigned long long)lg->upd_err);
-    }
 }
 
 static bool parse_args(Opts *o, int argc, char **argv)
@@ -1050,12 +441,12 @@ int main(int argc, char **argv)
     event_add(sigterm, NULL);
 
     /* consoles first, so they are there when the first jobs are pushed */
-    lg->t_connect = now_ns();
+    lg->t_connect = lg_now_ns();
     lg->t_last_progress = lg->t_connect;
     lg->phase = PH_CONNECT;
-    start_connections(lg);
+    lg_start_connections(lg);
     event_base_dispatch(lg->base);
-    uint64_t done = now_ns();
+    uint64_t done = lg_now_ns();
     if (lg->t_start && done < lg->t_end)
         lg->t_end = done;
 
@@ -1065,14 +456,14 @@ int main(int argc, char **argv)
         rc = 1;
     }
     if (lg->t_start) {
-        report(lg, stdout, false);
+        lg_report(lg, stdout, false);
         if (o->report) {
             FILE *f = fopen(o->report, "w");
             if (!f) {
                 fprintf(stderr, "loadgen: %s: %s\n", o->report, strerror(errno));
                 rc = 1;
             } else {
-                report(lg, f, true);
+                lg_report(lg, f, true);
                 fclose(f);
             }
         }

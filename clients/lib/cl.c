@@ -1,10 +1,9 @@
 /*
- * cl: poll()-bounded blocking I/O over one TCP socket, reusing the protocol's framing rule
- * (4-byte big-endian length, then one Envelope).
+ * cl: poll()-bounded blocking I/O over one TCP socket. Frames are cut and built by
+ * common/frame's flat-buffer functions, the daemon's own codec.
  */
 #include "cl.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -18,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CL_MAX_FRAME (16 * 1024 * 1024)
+#include "common/frame.h"
 
 struct ClConn {
     int fd;
@@ -134,14 +133,9 @@ bool cl_send_raw(ClConn *c, const void *buf, size_t len)
 
 bool cl_send(ClConn *c, const ClEnvelope *env)
 {
-    size_t n = careline__v1__envelope__get_packed_size(env);
-    uint8_t *b = malloc(n + 4);
-    if (!b)
-        return false;
-    uint32_t be = htonl((uint32_t)n);
-    memcpy(b, &be, 4);
-    careline__v1__envelope__pack(env, b + 4);
-    bool ok = cl_send_raw(c, b, n + 4);
+    size_t n;
+    uint8_t *b = frame_encode(env, &n);
+    bool ok = cl_send_raw(c, b, n);
     free(b);
     return ok;
 }
@@ -185,20 +179,21 @@ static bool fill(ClConn *c, size_t want, int64_t deadline, char *err, size_t err
 ClEnvelope *cl_recv(ClConn *c, int timeout_ms, char *err, size_t errlen)
 {
     int64_t deadline = now_ms() + timeout_ms;
-    if (!fill(c, 4, deadline, err, errlen))
-        return NULL;
-    uint32_t be;
-    memcpy(&be, c->buf, 4);
-    uint32_t n = ntohl(be);
-    if (n == 0 || n > CL_MAX_FRAME) {
+    ClEnvelope *env;
+    size_t need;
+    uint32_t n;
+    FrameStatus st;
+    while ((st = frame_parse(c->buf, c->len, FRAME_MAX_PAYLOAD, &env, &need, &n)) ==
+           FRAME_NEED_MORE) {
+        if (!fill(c, need, deadline, err, errlen))
+            return NULL;
+    }
+    if (st == FRAME_EMPTY || st == FRAME_TOO_LARGE) {
         snprintf(err, errlen, "bad frame length %u from server", n);
         return NULL;
     }
-    if (!fill(c, 4 + (size_t)n, deadline, err, errlen))
-        return NULL;
-    ClEnvelope *env = careline__v1__envelope__unpack(NULL, n, c->buf + 4);
-    memmove(c->buf, c->buf + 4 + n, c->len - 4 - n);
-    c->len -= 4 + (size_t)n;
+    memmove(c->buf, c->buf + FRAME_HEADER + n, c->len - FRAME_HEADER - n);
+    c->len -= FRAME_HEADER + (size_t)n;
     if (!env)
         snprintf(err, errlen, "server sent a frame that is not an Envelope");
     return env;

@@ -5,7 +5,6 @@
  */
 #include "console_link.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -14,8 +13,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CLINK_MAX_FRAME  (16u * 1024 * 1024) /* what we accept from the server */
-#define CLINK_MAX_QUEUED (1u << 20)          /* output queued before we call the peer stuck */
+#include "common/frame.h"
+
+#define CLINK_MAX_QUEUED (1u << 20) /* output queued before we call the peer stuck */
 
 typedef struct {
     uint8_t *b;
@@ -175,20 +175,18 @@ bool clink_io(ClinkConn *l, short revents, char *err, size_t errlen)
 ClEnvelope *clink_next(ClinkConn *l, bool *bad, char *err, size_t errlen)
 {
     *bad = false;
-    if (l->in.len < 4)
+    ClEnvelope *env;
+    size_t need;
+    uint32_t n;
+    FrameStatus st = frame_parse(l->in.b, l->in.len, FRAME_MAX_PAYLOAD, &env, &need, &n);
+    if (st == FRAME_NEED_MORE)
         return NULL;
-    uint32_t be;
-    memcpy(&be, l->in.b, 4);
-    uint32_t n = ntohl(be);
-    if (n == 0 || n > CLINK_MAX_FRAME) {
+    if (st == FRAME_EMPTY || st == FRAME_TOO_LARGE) {
         snprintf(err, errlen, "bad frame length %u from dispatchd", n);
         *bad = true;
         return NULL;
     }
-    if (l->in.len < 4 + (size_t)n)
-        return NULL;
-    ClEnvelope *env = careline__v1__envelope__unpack(NULL, n, l->in.b + 4);
-    buf_consume(&l->in, 4 + (size_t)n);
+    buf_consume(&l->in, FRAME_HEADER + (size_t)n);
     if (!env) {
         snprintf(err, errlen, "dispatchd sent a frame that is not an Envelope");
         *bad = true;
@@ -200,12 +198,8 @@ bool clink_send(ClinkConn *l, const ClEnvelope *env)
 {
     if (!clink_established(l) || l->out.len > CLINK_MAX_QUEUED)
         return false;
-    size_t n = careline__v1__envelope__get_packed_size(env);
-    buf_reserve(&l->out, n + 4);
-    uint32_t be = htonl((uint32_t)n);
-    memcpy(l->out.b + l->out.len, &be, 4);
-    careline__v1__envelope__pack(env, l->out.b + l->out.len + 4);
-    l->out.len += n + 4;
+    buf_reserve(&l->out, frame_size(env));
+    l->out.len += frame_pack(env, l->out.b + l->out.len);
     /* a failure here is kept for the next clink_io, so the poll loop handles every failure
      * of the link in one place */
     if (!flush_out(l, l->broken, sizeof(l->broken)) && !l->broken[0])

@@ -1,54 +1,29 @@
 /*
- * config: the table below is the single definition of every key. Defaults are strings fed
- * through the same setter as file, environment and command-line values, so a default can
- * never bypass validation (pgbouncer's CF_ABS table, redis' createIntConfig).
+ * config: dispatchd's keys, the single definition of each (name, type, default, bounds,
+ * reloadable, meaning), and the checks that span keys. Loading, the environment, the
+ * command line and printing are common/cfg's, shared with the clients.
  */
 #include "base/config.h"
 
-#include <ctype.h>
-#include <errno.h>
-#include <ini.h>
 #include <limits.h>
-#include <stdarg.h>
-#include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
-#include "common/log.h"
+#include "common/cfg.h"
 
-typedef enum { CT_INT, CT_STR, CT_DOUBLE } ConfType;
+#define INT_KEY(n, d, lo, hi, rl, h) CFG_INT_KEY(Config, n, d, lo, hi, rl, h)
+#define DBL_KEY(n, d, lo, hi, rl, h) CFG_DBL_KEY(Config, n, d, lo, hi, rl, h)
+#define STR_KEY(n, d, rl, h)         CFG_STR_KEY(Config, n, d, rl, h)
 
-typedef struct {
-    const char *name;
-    ConfType type;
-    size_t offset;
-    size_t size; /* CT_STR: buffer size */
-    const char *def;
-    long min, max; /* CT_INT bounds, inclusive */
-    bool reloadable;
-    const char *help;
-} ConfKey;
-
-#define INT_KEY(n, d, lo, hi, rl, h)                                                               \
-    {                                                                                              \
-#n, CT_INT, offsetof(Config, n), sizeof(int), d, lo, hi, rl, h                             \
-    }
-#define DBL_KEY(n, d, lo, hi, rl, h)                                                               \
-    {                                                                                              \
-#n, CT_DOUBLE, offsetof(Config, n), sizeof(double), d, lo, hi, rl, h                       \
-    }
-#define STR_KEY(n, d, rl, h)                                                                       \
-    {                                                                                              \
-#n, CT_STR, offsetof(Config, n), sizeof(((Config *)0)->n), d, 0, 0, rl, h                  \
-    }
-
-static const ConfKey keys[] = {
+static const CfgKey keys[] = {
     STR_KEY(listen_addr, "127.0.0.1", false, "protocol listener address (IPv4 or IPv6 literal)"),
     INT_KEY(listen_port, "7400", 0, 65535, false, "protocol listener port; 0 = any free port"),
     STR_KEY(http_addr, "127.0.0.1", false, "HTTP address for /healthz, /readyz, /metrics"),
     INT_KEY(http_port, "7401", 0, 65535, false, "HTTP port; 0 = any free port"),
     STR_KEY(port_file, "", false, "write the bound ports here once listening (tests)"),
     STR_KEY(server_id, "", false, "this instance's name in logs and HelloOk; empty = host-pid"),
-    STR_KEY(log_level, "info", true, "error | warn | info | debug"),
+    CFG_CHECKED_STR_KEY(Config, log_level, "info", true, "error | warn | info | debug",
+                        cfg_check_log_level),
     STR_KEY(pg_conninfo, "host=127.0.0.1 port=55432 dbname=careline user=careline_app", false,
             "libpq conninfo; host must be an IP or a socket directory (no DNS on the loop); "
             "secrets via PGPASSFILE/PGPASSWORD, never here"),
@@ -127,220 +102,75 @@ static const ConfKey keys[] = {
             "TESTS ONLY: crash the Nth time fault_point is reached"),
 };
 
-static const ConfKey *key_find(const char *name)
-{
-    char norm[64];
-    size_t n = strlen(name);
-    if (n >= sizeof(norm))
-        return NULL;
-    for (size_t i = 0; i <= n; i++)
-        norm[i] = name[i] == '-' ? '_' : (char)tolower((unsigned char)name[i]);
-    for (size_t i = 0; i < ARRAY_LEN(keys); i++)
-        if (strcmp(keys[i].name, norm) == 0)
-            return &keys[i];
-    return NULL;
-}
+const CfgTable config_table = {
+    .section = "dispatchd",
+    .env_prefix = "CARELINE_",
+    .keys = keys,
+    .nkeys = ARRAY_LEN(keys),
+    .size = sizeof(Config),
+};
 
 bool config_has_key(const char *key)
 {
-    return key_find(key) != NULL;
-}
-
-static bool seterr(char *err, size_t errlen, const char *fmt, ...) PRINTF_LIKE(3, 4);
-static bool seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return false;
-}
-
-static bool parse_int(const char *s, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    while (isspace((unsigned char)*end))
-        end++;
-    if (errno || end == s || *end)
-        return false;
-    *out = v;
-    return true;
+    return cfg_key(&config_table, key) != NULL;
 }
 
 bool config_set(Config *c, const char *key, const char *value, const char *source, char *err,
                 size_t errlen)
 {
-    const ConfKey *k = key_find(key);
-    if (!k)
-        return seterr(err, errlen, "%s: unknown config key '%s'", source, key);
-    char *field = (char *)c + k->offset;
-    if (k->type == CT_STR) {
-        if (strlen(value) >= k->size)
-            return seterr(err, errlen, "%s: value of '%s' is longer than %zu bytes", source,
-                          k->name, k->size - 1);
-        if (strcmp(k->name, "log_level") == 0) {
-            LogLevel l;
-            if (!log_level_parse(value, &l))
-                return seterr(err, errlen,
-                              "%s: log_level must be error, warn, info or debug, not '%s'", source,
-                              value);
-        }
-        snprintf(field, k->size, "%s", value);
-        return true;
-    }
-    if (k->type == CT_DOUBLE) {
-        char *end;
-        errno = 0;
-        double dv = strtod(value, &end);
-        while (isspace((unsigned char)*end))
-            end++;
-        if (errno || end == value || *end || !(dv >= (double)k->min && dv <= (double)k->max))
-            return seterr(err, errlen, "%s: '%s' needs a number within %ld..%ld, not '%s'", source,
-                          k->name, k->min, k->max, value);
-        memcpy(field, &dv, sizeof(dv));
-        return true;
-    }
-    long v;
-    if (!parse_int(value, &v))
-        return seterr(err, errlen, "%s: '%s' needs a whole number, not '%s'", source, k->name,
-                      value);
-    if (v < k->min || v > k->max)
-        return seterr(err, errlen, "%s: '%s' = %ld is outside %ld..%ld", source, k->name, v, k->min,
-                      k->max);
-    *(int *)field = (int)v;
-    return true;
+    return cfg_set(&config_table, c, key, value, source, err, errlen);
 }
 
 void config_defaults(Config *c)
 {
-    char err[256];
-    memset(c, 0, sizeof(*c));
-    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
-        bool ok = config_set(c, keys[i].name, keys[i].def, "default", err, sizeof(err));
-        if (!ok)
-            log_error("%s", err);
-        ASSERT(ok);
-    }
-}
-
-typedef struct {
-    Config *c;
-    const char *path;
-    char *err;
-    size_t errlen;
-    bool failed;
-} IniCtx;
-
-/* Debian's inih passes no line number to the handler; ini_parse_file returns the line of
- * the first error instead, so the handler records only what went wrong. */
-static int ini_cb(void *user, const char *section, const char *name, const char *value)
-{
-    IniCtx *ctx = user;
-    if (ctx->failed)
-        return 0;
-    if (section[0] && strcmp(section, "dispatchd") != 0) {
-        ctx->failed = true;
-        return seterr(ctx->err, ctx->errlen, "unknown section [%s] (only [dispatchd])", section);
-    }
-    if (!config_set(ctx->c, name, value, "", ctx->err, ctx->errlen)) {
-        ctx->failed = true;
-        return 0;
-    }
-    return 1;
+    cfg_defaults(&config_table, c);
 }
 
 bool config_load_file(Config *c, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return seterr(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
-    char why[400] = "";
-    IniCtx ctx = {c, path, why, sizeof(why), false};
-    int rc = ini_parse_file(f, ini_cb, &ctx);
-    fclose(f);
-    if (rc == 0)
-        return true;
-    if (ctx.failed) /* config_set's message starts with its (empty) source and ": " */
-        return seterr(err, errlen, "%s:%d: %s", path, rc, why[0] == ':' ? why + 2 : why);
-    return seterr(err, errlen, "%s:%d: malformed line (expected key = value)", path, rc);
+    return cfg_load_file(&config_table, c, path, err, errlen);
 }
 
 bool config_load_env(Config *c, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
-        char name[80] = "CARELINE_";
-        size_t n = strlen(name);
-        for (const char *p = keys[i].name; *p && n + 1 < sizeof(name); p++)
-            name[n++] = (char)toupper((unsigned char)*p);
-        name[n] = '\0';
-        const char *v = getenv(name);
-        if (!v)
-            continue;
-        char src[100];
-        snprintf(src, sizeof(src), "environment %s", name);
-        if (!config_set(c, keys[i].name, v, src, err, errlen))
-            return false;
-    }
-    return true;
+    return cfg_load_env(&config_table, c, err, errlen);
 }
 
 bool config_validate(const Config *c, char *err, size_t errlen)
 {
     if (c->obuf_soft_bytes >= c->obuf_hard_bytes)
-        return seterr(err, errlen, "obuf_soft_bytes (%d) must be below obuf_hard_bytes (%d)",
-                      c->obuf_soft_bytes, c->obuf_hard_bytes);
+        return cfg_fail(err, errlen, "obuf_soft_bytes (%d) must be below obuf_hard_bytes (%d)",
+                        c->obuf_soft_bytes, c->obuf_hard_bytes);
     if (c->obuf_hard_bytes < c->max_frame_bytes + 4)
-        return seterr(err, errlen, "obuf_hard_bytes (%d) must hold one full frame (%d)",
-                      c->obuf_hard_bytes, c->max_frame_bytes + 4);
+        return cfg_fail(err, errlen, "obuf_hard_bytes (%d) must hold one full frame (%d)",
+                        c->obuf_hard_bytes, c->max_frame_bytes + 4);
     int h1, m1, h2, m2;
     const char *win[] = {c->lunch_window, c->dinner_window};
     for (int i = 0; i < 2; i++) {
         if (sscanf(win[i], "%d:%d-%d:%d", &h1, &m1, &h2, &m2) != 4 || h1 < 0 || h1 > 23 || m1 < 0 ||
             m1 > 59 || h2 < 0 || h2 > 23 || m2 < 0 || m2 > 59 || h1 * 60 + m1 >= h2 * 60 + m2)
-            return seterr(err, errlen, "%s '%s' must be HH:MM-HH:MM with start before end",
-                          i ? "dinner_window" : "lunch_window", win[i]);
+            return cfg_fail(err, errlen, "%s '%s' must be HH:MM-HH:MM with start before end",
+                            i ? "dinner_window" : "lunch_window", win[i]);
     }
     if (strlen(c->county_code) != 6 || strspn(c->county_code, "0123456789") != 6)
-        return seterr(err, errlen, "county_code '%s' must be 6 digits", c->county_code);
+        return cfg_fail(err, errlen, "county_code '%s' must be 6 digits", c->county_code);
     if (!c->pg_conninfo[0])
-        return seterr(err, errlen, "pg_conninfo must be set");
+        return cfg_fail(err, errlen, "pg_conninfo must be set");
     /* a record statement may wait one query timeout for its batch and run another (plus the
      * server's statement_timeout margin): only after that is a pending reservation orphaned */
     if (c->orphan_grace_ms <= 2 * c->pg_query_timeout_ms + 2000)
-        return seterr(err, errlen,
-                      "orphan_grace_ms (%d) must exceed 2 x pg_query_timeout_ms + 2000 (%d)",
-                      c->orphan_grace_ms, 2 * c->pg_query_timeout_ms + 2000);
+        return cfg_fail(err, errlen,
+                        "orphan_grace_ms (%d) must exceed 2 x pg_query_timeout_ms + 2000 (%d)",
+                        c->orphan_grace_ms, 2 * c->pg_query_timeout_ms + 2000);
     return true;
 }
 
 void config_apply_reloadable(Config *to, const Config *from)
 {
-    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
-        const ConfKey *k = &keys[i];
-        if (k->reloadable)
-            memcpy((char *)to + k->offset, (const char *)from + k->offset, k->size);
-    }
+    cfg_apply_reloadable(&config_table, to, from);
 }
 
 void config_print(const Config *c, FILE *out, bool with_help)
 {
-    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
-        const ConfKey *k = &keys[i];
-        const char *field = (const char *)c + k->offset;
-        if (with_help)
-            fprintf(out, "# %s (default: %s%s%s)%s\n", k->help, k->def[0] ? "" : "\"", k->def,
-                    k->def[0] ? "" : "\"", k->reloadable ? " [reloadable]" : "");
-        if (k->type == CT_STR)
-            fprintf(out, "%s = %s\n", k->name, field);
-        else if (k->type == CT_DOUBLE) {
-            double dv;
-            memcpy(&dv, field, sizeof(dv));
-            fprintf(out, "%s = %g\n", k->name, dv);
-        } else
-            fprintf(out, "%s = %d\n", k->name, *(const int *)field);
-        if (with_help)
-            fputc('\n', out);
-    }
+    cfg_print(&config_table, c, out, with_help);
 }

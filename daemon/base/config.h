@@ -1,8 +1,9 @@
 /*
  * config: every tunable of dispatchd in one Config struct, described by one table
- * (name, type, default, bounds, reloadable, meaning). Values come, later winning, from the
- * defaults, the INI file (`key = value`, '#' comments, an optional [dispatchd] section),
- * the environment (CARELINE_<KEY>, e.g. CARELINE_LISTEN_PORT) and the command line
+ * (name, type, default, bounds, reloadable, meaning) that common/cfg loads. Values come,
+ * later winning, from the defaults, the INI file (`key = value`, '#' comments, an optional
+ * [dispatchd] section), the environment (CARELINE_<KEY>, e.g. CARELINE_LISTEN_PORT) and the command
+ * line
  * (--key=value or --key value; '-' and '_' are interchangeable). An unknown key, a value
  * out of range or a malformed number is an error naming the key and the source.
  */
@@ -13,6 +14,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "common/cfg.h"
 #include "common/util.h"
 
 #define CONFIG_STR_MAX 512
@@ -68,6 +70,10 @@ typedef struct Config {
     char fault_point[32];          /* TESTS ONLY: kill the process at this point (see dispatch.c) */
     int fault_after;               /* TESTS ONLY: ... on the Nth time it is reached */
 } Config;
+
+/* The key table behind the functions below (common/cfg.h), for callers that want the
+ * generic loader directly (e.g. cfg_argv for --key=value). */
+extern const CfgTable config_table;
 
 /* Fills c with the defaults. Never fails (the defaults are tested). */
 void config_defaults(Config *c);

@@ -1,7 +1,9 @@
-/* Unit tests of the frame codec over a raw evbuffer: every bad case, split and batched. */
+/* Unit tests of the frame codec over a raw evbuffer and over flat buffers (the clients'
+ * face): every bad case, split and batched. */
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/frame.h"
 #include "t.h"
@@ -181,6 +183,129 @@ static void unknown_body_parses_as_not_set(void)
     evbuffer_free(b);
 }
 
+/* ---- the flat-buffer face ---- */
+
+static void ping_env(Envelope *e, Careline__V1__Ping *p, uint64_t seq, uint64_t nonce)
+{
+    *p = (Careline__V1__Ping)CARELINE__V1__PING__INIT;
+    p->nonce = nonce;
+    *e = (Envelope)CARELINE__V1__ENVELOPE__INIT;
+    e->seq = seq;
+    e->body_case = CARELINE__V1__ENVELOPE__BODY_PING;
+    e->ping = p;
+}
+
+/* frame_encode, frame_pack and frame_append write the same bytes */
+static void buf_encode_same_as_append(void)
+{
+    Envelope e;
+    Careline__V1__Ping p;
+    ping_env(&e, &p, 9, 77);
+    size_t n;
+    uint8_t *enc = frame_encode(&e, &n);
+    T_EQ_INT(n, frame_size(&e));
+    uint8_t packed[64];
+    T_ASSERT(frame_size(&e) <= sizeof(packed));
+    T_EQ_INT(frame_pack(&e, packed), n);
+    struct evbuffer *b = evbuffer_new();
+    T_EQ_INT(frame_append(b, &e), n);
+    T_EQ_INT(evbuffer_get_length(b), n);
+    T_ASSERT(memcmp(evbuffer_pullup(b, -1), enc, n) == 0);
+    T_ASSERT(memcmp(packed, enc, n) == 0);
+    uint32_t len;
+    T_EQ_INT(frame_header_parse(enc, MAX, &len), FRAME_OK);
+    T_EQ_INT(len, n - FRAME_HEADER);
+    evbuffer_free(b);
+    free(enc);
+}
+
+/* every prefix of a frame, header split included, asks for more and consumes nothing */
+static void buf_split_header(void)
+{
+    Envelope e;
+    Careline__V1__Ping p;
+    ping_env(&e, &p, 3, 1234);
+    size_t total;
+    uint8_t *f = frame_encode(&e, &total);
+    Envelope *out;
+    size_t need;
+    uint32_t len;
+    for (size_t have = 0; have < total; have++) {
+        need = 0;
+        T_EQ_INT(frame_parse(f, have, MAX, &out, &need, &len), FRAME_NEED_MORE);
+        T_ASSERT(out == NULL);
+        T_EQ_INT(need, have < FRAME_HEADER ? FRAME_HEADER : total);
+    }
+    T_EQ_INT(frame_parse(f, total, MAX, &out, &need, &len), FRAME_OK);
+    T_EQ_INT(FRAME_HEADER + len, total);
+    T_EQ_INT(out->seq, 3);
+    T_EQ_INT(out->ping->nonce, 1234);
+    frame_free(out);
+    free(f);
+}
+
+/* two frames back to back: the caller steps over FRAME_HEADER + len */
+static void buf_two_frames(void)
+{
+    Envelope e;
+    Careline__V1__Ping p;
+    uint8_t buf[128];
+    size_t used = 0;
+    for (uint64_t s = 1; s <= 2; s++) {
+        ping_env(&e, &p, s, s * 10);
+        used += frame_pack(&e, buf + used);
+    }
+    Envelope *out;
+    size_t need, at = 0;
+    uint32_t len;
+    for (uint64_t s = 1; s <= 2; s++) {
+        T_EQ_INT(frame_parse(buf + at, used - at, MAX, &out, &need, &len), FRAME_OK);
+        T_EQ_INT(out->seq, s);
+        frame_free(out);
+        at += FRAME_HEADER + len;
+    }
+    T_EQ_INT(at, used);
+}
+
+static void buf_oversize_and_zero(void)
+{
+    uint8_t hdr[FRAME_HEADER];
+    uint32_t be, len;
+    Envelope *out;
+    size_t need;
+    be = htonl(MAX + 1);
+    memcpy(hdr, &be, 4);
+    /* decided from the header alone, before any payload */
+    T_EQ_INT(frame_header_parse(hdr, MAX, &len), FRAME_TOO_LARGE);
+    T_EQ_INT(len, MAX + 1);
+    T_EQ_INT(frame_parse(hdr, sizeof(hdr), MAX, &out, &need, &len), FRAME_TOO_LARGE);
+    T_ASSERT(out == NULL);
+    be = htonl(MAX);
+    memcpy(hdr, &be, 4);
+    T_EQ_INT(frame_header_parse(hdr, MAX, &len), FRAME_OK);
+    T_EQ_INT(frame_parse(hdr, sizeof(hdr), MAX, &out, &need, &len), FRAME_NEED_MORE);
+    T_EQ_INT(need, MAX + FRAME_HEADER);
+    be = htonl(0xFFFFFFFFu);
+    memcpy(hdr, &be, 4);
+    T_EQ_INT(frame_parse(hdr, sizeof(hdr), FRAME_MAX_PAYLOAD, &out, &need, &len), FRAME_TOO_LARGE);
+    memset(hdr, 0, sizeof(hdr));
+    T_EQ_INT(frame_header_parse(hdr, MAX, &len), FRAME_EMPTY);
+    T_EQ_INT(len, 0);
+    T_EQ_INT(frame_parse(hdr, sizeof(hdr), MAX, &out, &need, &len), FRAME_EMPTY);
+    T_ASSERT(out == NULL);
+}
+
+static void buf_garbage_payload(void)
+{
+    uint8_t f[FRAME_HEADER + 7] = {0, 0, 0, 7, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02};
+    Envelope *out;
+    size_t need;
+    uint32_t len;
+    T_EQ_INT(frame_parse(f, sizeof(f), MAX, &out, &need, &len), FRAME_BAD_ENVELOPE);
+    T_ASSERT(out == NULL);
+    T_EQ_INT(len, 7); /* the caller can step over it */
+}
+
 int main(int argc, char **argv)
 {
     static const TCase cases[] = {
@@ -193,6 +318,11 @@ int main(int argc, char **argv)
         {"frame_garbage_payload", garbage_payload, 0},
         {"frame_truncated_payload_waits", truncated_payload_waits, 0},
         {"frame_unknown_body", unknown_body_parses_as_not_set, 0},
+        {"frame_buf_encode_same_as_append", buf_encode_same_as_append, 0},
+        {"frame_buf_split_header", buf_split_header, 0},
+        {"frame_buf_two_frames", buf_two_frames, 0},
+        {"frame_buf_oversize_and_zero", buf_oversize_and_zero, 0},
+        {"frame_buf_garbage_payload", buf_garbage_payload, 0},
         {NULL, NULL, 0},
     };
     return t_main(argc, argv, cases);

@@ -1,52 +1,53 @@
 /*
- * test_gen: careline-gen's PRNG, geometry and output. The tool is one file with static
- * helpers, so it is compiled in here with its main renamed.
+ * test_gen: careline-gen's PRNG, geometry and output, through its modules' headers
+ * (tools/lib/gen_*.h).
  */
-#define main careline_gen_main
-#include "../../tools/careline-gen.c"
-#undef main
-
-#include "t.h"
-
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 
-int careline_gen_main(int argc, char **argv);
+#include "base/geo.h"
+#include "common/util.h"
+#include "gen_rng.h"
+#include "gen_sets.h"
+#include "t.h"
 
 static void gen_splitmix_vector(void)
 {
     /* reference splitmix64 from state 0 (Vigna's splitmix64.c) */
     Rng r = {0};
-    T_EQ_INT(rng_next(&r) == 0xE220A8397B1DCDAFULL, 1);
-    T_EQ_INT(rng_next(&r) == 0x6E789E6AA1B965F4ULL, 1);
-    T_EQ_INT(rng_next(&r) == 0x06C45D188009454FULL, 1);
-    Rng a = rng_for_str(1, "x", "330281001001"), b = rng_for_str(1, "x", "330281001001");
-    Rng c = rng_for_str(2, "x", "330281001001"), d = rng_for_str(1, "y", "330281001001");
-    uint64_t va = rng_next(&a);
-    T_EQ_INT(va == rng_next(&b), 1);
-    T_EQ_INT(va != rng_next(&c), 1);
-    T_EQ_INT(va != rng_next(&d), 1);
+    T_EQ_INT(gen_rng_next(&r) == 0xE220A8397B1DCDAFULL, 1);
+    T_EQ_INT(gen_rng_next(&r) == 0x6E789E6AA1B965F4ULL, 1);
+    T_EQ_INT(gen_rng_next(&r) == 0x06C45D188009454FULL, 1);
+    Rng a = gen_rng_for_str(1, "x", "330281001001"), b = gen_rng_for_str(1, "x", "330281001001");
+    Rng c = gen_rng_for_str(2, "x", "330281001001"), d = gen_rng_for_str(1, "y", "330281001001");
+    uint64_t va = gen_rng_next(&a);
+    T_EQ_INT(va == gen_rng_next(&b), 1);
+    T_EQ_INT(va != gen_rng_next(&c), 1);
+    T_EQ_INT(va != gen_rng_next(&d), 1);
     for (int i = 0; i < 10000; i++) {
-        double u = rng_unit(&a);
+        double u = gen_rng_unit(&a);
         T_ASSERT(u >= 0.0 && u < 1.0);
-        int k = rng_range(&a, 3, 7);
+        int k = gen_rng_range(&a, 3, 7);
         T_ASSERT(k >= 3 && k <= 7);
     }
 }
 
-static void gen_det_cos(void)
+static void det_cos_matches_libm(void)
 {
     for (int deg = 0; deg <= 60; deg++) {
         double x = deg * GEO_DEG2RAD;
-        T_NEAR(det_cos(x), cos(x), 1e-12);
+        T_NEAR(gen_det_cos(x), cos(x), 1e-12);
     }
 }
 
 static void gen_jitter_annulus(void)
 {
-    Rng r = rng_for(42, "jitter", 0);
+    Rng r = gen_rng_for(42, "jitter", 0);
     for (int i = 0; i < 5000; i++) {
         double lat = 29.9, lon = 121.1;
-        jitter(&r, 1.5, 6.0, &lat, &lon);
+        gen_jitter(&r, 1.5, 6.0, &lat, &lon);
         double km = geo_km(29.9, 121.1, lat, lon);
         T_ASSERT(km >= 1.5 * 0.999 && km <= 6.0 * 1.001);
     }
@@ -83,28 +84,19 @@ static size_t count_lines(const char *buf, size_t n)
 static const char *const files[] = {"towns.csv", "villages.csv", "stations.csv",
                                     "station_service_area.csv", "residents.csv"};
 
-/* Calls careline-gen's main with a NULL-terminated argument list. */
-static int gen(const char *const *args)
+/* Runs one data set into out (created here). */
+static int gen(GenOpts o, bool national, const char *out)
 {
-    int argc = 0;
-    while (args[argc])
-        argc++;
-    char **argv = xcalloc((size_t)argc + 1, sizeof(char *));
-    for (int i = 0; i < argc; i++)
-        argv[i] = xstrdup(args[i]);
-    int rc = careline_gen_main(argc, argv);
-    for (int i = 0; i < argc; i++)
-        free(argv[i]);
-    free(argv);
-    return rc;
+    o.out_dir = out;
+    T_ASSERT(mkdir(out, 0777) == 0);
+    return national ? gen_national(&o) : gen_yuyao(&o);
 }
 
-/* Runs careline-gen twice into two directories and checks the files are identical. */
-static void run_twice(const char *const *args_a, const char *const *args_b, const char *out_a,
-                      const char *out_b)
+/* Runs a data set twice into two directories and checks the files are identical. */
+static void run_twice(const GenOpts *o, bool national, const char *out_a, const char *out_b)
 {
-    T_EQ_INT(gen(args_a), 0);
-    T_EQ_INT(gen(args_b), 0);
+    T_EQ_INT(gen(*o, national, out_a), 0);
+    T_EQ_INT(gen(*o, national, out_b), 0);
     for (size_t i = 0; i < ARRAY_LEN(files); i++) {
         size_t na, nb;
         char *a = slurp(out_a, files[i], &na), *b = slurp(out_b, files[i], &nb);
@@ -122,11 +114,8 @@ static void gen_yuyao_deterministic(void)
     snprintf(data, sizeof(data), "%s/data/yuyao", src && *src ? src : ".");
     snprintf(out_a, sizeof(out_a), "%s/a", t_tmpdir());
     snprintf(out_b, sizeof(out_b), "%s/b", t_tmpdir());
-    const char *const a[] = {"careline-gen", "yuyao", "--data", data, "--seed",
-                             "20261129",     "--out", out_a,    NULL};
-    const char *const b[] = {"careline-gen", "yuyao", "--data", data, "--seed",
-                             "20261129",     "--out", out_b,    NULL};
-    run_twice(a, b, out_a, out_b);
+    GenOpts o = {.seed = 20261129, .data_dir = data};
+    run_twice(&o, false, out_a, out_b);
     size_t n;
     char *v = slurp(out_a, "villages.csv", &n);
     T_EQ_INT(count_lines(v, n), 327); /* header + 326 */
@@ -143,13 +132,8 @@ static void gen_national_counts(void)
     char out_a[600], out_b[600];
     snprintf(out_a, sizeof(out_a), "%s/a", t_tmpdir());
     snprintf(out_b, sizeof(out_b), "%s/b", t_tmpdir());
-    const char *const a[] = {"careline-gen", "national",    "--villages", "1000",   "--stations",
-                             "150",          "--residents", "5003",       "--seed", "9",
-                             "--out",        out_a,         NULL};
-    const char *const b[] = {"careline-gen", "national",    "--villages", "1000",   "--stations",
-                             "150",          "--residents", "5003",       "--seed", "9",
-                             "--out",        out_b,         NULL};
-    run_twice(a, b, out_a, out_b);
+    GenOpts o = {.seed = 9, .villages = 1000, .stations = 150, .residents = 5003};
+    run_twice(&o, true, out_a, out_b);
     size_t n;
     char *buf = slurp(out_a, "villages.csv", &n);
     T_EQ_INT(count_lines(buf, n), 1001);
@@ -164,7 +148,7 @@ static void gen_national_counts(void)
 
 static const TCase cases[] = {
     {"gen_splitmix_vector", gen_splitmix_vector, 0},
-    {"gen_det_cos", gen_det_cos, 0},
+    {"gen_det_cos", det_cos_matches_libm, 0},
     {"gen_jitter_annulus", gen_jitter_annulus, 0},
     {"gen_yuyao_deterministic", gen_yuyao_deterministic, 0},
     {"gen_national_counts", gen_national_counts, 0},
