@@ -42,10 +42,7 @@ typedef struct {
 static int parse_args(int argc, char **argv, Config *cfg, Args *a)
 {
     char err[512];
-    for (int i = 1; i < argc; i++) {
-        if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc)
-            a->config_path = argv[++i];
-    }
+    a->config_path = cfg_config_arg(argc, argv);
     if (a->config_path && !config_load_file(cfg, a->config_path, err, sizeof(err)))
         goto fail;
     if (!config_load_env(cfg, err, sizeof(err)))
@@ -68,25 +65,7 @@ static int parse_args(int argc, char **argv, Config *cfg, Args *a)
             usage(stdout);
             exit(0);
         } else if (!strncmp(arg, "--", 2) && arg[2]) {
-            char key[128];
-            const char *eq = strchr(arg, '=');
-            const char *val;
-            size_t klen = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
-            if (klen >= sizeof(key)) {
-                snprintf(err, sizeof(err), "option %.40s... is too long", arg);
-                goto fail;
-            }
-            memcpy(key, arg + 2, klen);
-            key[klen] = '\0';
-            if (eq) {
-                val = eq + 1;
-            } else if (i + 1 < argc && config_has_key(key)) {
-                val = argv[++i];
-            } else {
-                snprintf(err, sizeof(err), "option --%s needs a value (--%s=VALUE)", key, key);
-                goto fail;
-            }
-            if (!config_set(cfg, key, val, "command line", err, sizeof(err)))
+            if (!cfg_argv(&config_table, cfg, argc, argv, &i, err, sizeof(err)))
                 goto fail;
         } else {
             snprintf(err, sizeof(err), "unexpected argument '%s' (see --help)", arg);
