@@ -110,11 +110,6 @@ const CfgTable config_table = {
     .size = sizeof(Config),
 };
 
-bool config_has_key(const char *key)
-{
-    return cfg_key(&config_table, key) != NULL;
-}
-
 bool config_set(Config *c, const char *key, const char *value, const char *source, char *err,
                 size_t errlen)
 {

@@ -99,7 +99,4 @@ void config_apply_reloadable(Config *to, const Config *from);
  * the example config test). */
 void config_print(const Config *c, FILE *out, bool with_help);
 
-/* true when `key` (after '-' -> '_') names a config key. */
-bool config_has_key(const char *key);
-
 #endif
