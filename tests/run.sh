@@ -6,7 +6,9 @@
 # unit:        every executable TESTSDIR/unit/test_*.
 # integration: a private PostgreSQL + Redis (deploy/stack.sh --free-ports --fast) in a temp
 #              dir, migrations applied twice (the second must be a no-op), the Yuyao data
-#              loaded twice, then every executable TESTSDIR/integration/test_* and every
+#              loaded twice, the schema checks (tests/schema-checks.sh: the schema version
+#              agrees with daemon/store/schema.h; migrate.sh re-applies functions and views
+#              idempotently), then every executable TESTSDIR/integration/test_* and every
 #              tests/integration/test_*.sh, with CARELINE_* variables describing the stack.
 # all:         unit, then integration.
 # Each test program prints "ok NAME" / "FAIL NAME..." lines and ends with "N passed, N failed"
@@ -202,6 +204,8 @@ run_integration() {
         check "${script//-/_}" bash "$ROOT/deploy/$script.sh" "$CARELINE_PG_ADMIN" || return
         check "${script//-/_}_again" bash "$ROOT/deploy/$script.sh" "$CARELINE_PG_ADMIN" || return
     done
+    check schema_version bash "$ROOT/tests/schema-checks.sh" version "$CARELINE_PG_ADMIN" || return
+    check migrate_reapplies bash "$ROOT/tests/schema-checks.sh" reapply "$CARELINE_PG_ADMIN" || return
     export CARELINE_TMP=$TMP CARELINE_PG_ADMIN CARELINE_PG_PORT CARELINE_REDIS_PORT
     export CARELINE_PG_HOST=127.0.0.1 CARELINE_REDIS_HOST=127.0.0.1
     export CARELINE_APP_CONNINFO="host=127.0.0.1 port=$CARELINE_PG_PORT dbname=careline user=careline_app"

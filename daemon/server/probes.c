@@ -1,7 +1,7 @@
 /*
  * probes: the server's own HTTP answers — /healthz (the loop answers), /readyz (PostgreSQL
- * and Redis reachable, the directory loaded, not shutting down) and /metrics (Prometheus
- * text of this server's counters).
+ * and Redis reachable, the schema version checked, the directory loaded, not shutting down) and
+ * /metrics (Prometheus text of this server's counters).
  */
 #include <stdio.h>
 
@@ -9,6 +9,7 @@
 
 #include "core/dispatch.h"
 #include "server/server.h"
+#include "store/schema.h"
 
 static void healthz(void *arg, struct evhttp_request *req)
 {
@@ -21,13 +22,15 @@ static void readyz(void *arg, struct evhttp_request *req)
     Server *s = arg;
     bool pg = pg_pool_ready(s->pg), rds = rds_ready(s->rds);
     bool dir = s->dispatch && dispatch_ready(s->dispatch);
-    bool ready = pg && rds && dir && !s->shutting_down;
+    bool schema = schema_check_passed(s->schema);
+    bool ready = pg && rds && dir && schema && !s->shutting_down;
     char body[256];
     int n = snprintf(body, sizeof(body),
                      "{\"ready\":%s,\"postgres\":%s,\"redis\":%s,\"directory\":%s,"
-                     "\"shutting_down\":%s}\n",
+                     "\"schema\":%s,\"shutting_down\":%s}\n",
                      ready ? "true" : "false", pg ? "true" : "false", rds ? "true" : "false",
-                     dir ? "true" : "false", s->shutting_down ? "true" : "false");
+                     dir ? "true" : "false", schema ? "true" : "false",
+                     s->shutting_down ? "true" : "false");
     http_send(s->http, req, ready ? 200 : 503, "application/json", body, (size_t)n);
 }
 

@@ -21,6 +21,7 @@
 #include "core/dispatch.h"
 #include "core/station.h"
 #include "reports/bureau.h"
+#include "store/schema.h"
 
 static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
@@ -217,6 +218,14 @@ static bool listen_proto(Server *s)
     return true;
 }
 
+/* The database's schema is not the one this build knows: stop serving at once. */
+static void schema_refused_cb(void *arg)
+{
+    Server *s = arg;
+    s->exit_code = SCHEMA_EXIT_CODE;
+    event_base_loopexit(s->base, NULL);
+}
+
 static struct event *add_signal(Server *s, int sig)
 {
     struct event *ev = evsignal_new(s->base, sig, signal_cb, s);
@@ -275,6 +284,7 @@ bool server_init(Server *s, const Config *cfg, const char *config_path)
         log_error("cannot set up the PostgreSQL pool or the Redis link (see above)");
         return false;
     }
+    s->schema = schema_check_new(s->base, s->pg, cfg->pg_conninfo, schema_refused_cb, s);
     s->sessions = sessions_new(s->pg, &s->cfg, s->id, &s->metrics);
     if (!connset_init(&s->conns, s->base, &s->cfg, &s->metrics, conn_frame, conn_closed, s) ||
         !(s->http = http_new(s->base, &s->cfg, &s->metrics)))
@@ -296,7 +306,7 @@ bool server_init(Server *s, const Config *cfg, const char *config_path)
 int server_run(Server *s)
 {
     event_base_dispatch(s->base);
-    return 0;
+    return s->exit_code;
 }
 
 void server_free(Server *s)
@@ -308,6 +318,7 @@ void server_free(Server *s)
         evconnlistener_free(s->lis);
     dispatch_stop(s->dispatch); /* callbacks fired by the frees below must not start work */
     station_stop(s->station);
+    schema_check_free(s->schema);
     rds_free(s->rds);
     pg_pool_free(s->pg);
     station_free(s->station);

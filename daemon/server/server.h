@@ -45,6 +45,9 @@ typedef struct Server {
     struct Dispatch *dispatch; /* requests, matching, the sweep */
     struct Bureau *bureau;     /* coverage queries, snapshots */
     struct Stations *station;  /* station consoles, job updates, offer expiry */
+
+    struct SchemaCheck *schema; /* the database's schema version check (store/schema.h) */
+    int exit_code;              /* server_run's result: 0, or SCHEMA_EXIT_CODE if refused */
 } Server;
 
 #define JANITOR_HZ 10

@@ -26,7 +26,7 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-void itest_daemon_start(Daemon *d, const char *const *extra)
+void itest_daemon_spawn(Daemon *d, const char *const *extra)
 {
     memset(d, 0, sizeof(*d));
     static int seq;
@@ -59,6 +59,11 @@ void itest_daemon_start(Daemon *d, const char *const *extra)
         _exit(127);
     }
     d->pid = pid;
+}
+
+void itest_daemon_start(Daemon *d, const char *const *extra)
+{
+    itest_daemon_spawn(d, extra);
     for (int i = 0; i < 1000; i++) { /* 10 s bound: sanitizer builds start slowly */
         FILE *f = fopen(d->port_file, "r");
         if (f) {
@@ -79,6 +84,19 @@ bool itest_daemon_alive(const Daemon *d)
 {
     int st;
     return d->pid > 0 && waitpid(d->pid, &st, WNOHANG) == 0;
+}
+
+int itest_daemon_wait_exit(Daemon *d, int timeout_ms)
+{
+    for (int waited = 0; d->pid > 0 && waited <= timeout_ms; waited += 10) {
+        int st;
+        if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+            d->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        sleep_ms(10);
+    }
+    return -1;
 }
 
 int itest_daemon_stop(Daemon *d, int timeout_ms)

@@ -21,9 +21,14 @@ typedef struct {
     char port_file[512];
 } Daemon;
 
-/* Starts dispatchd with the test backends plus extra "--key=value" args (NULL-terminated).
- * Waits (bounded) until its port file appears. */
+/* Starts dispatchd with the test backends plus extra "--key=value" args (NULL-terminated;
+ * a key given again overrides). Waits (bounded) until its port file appears. */
 void itest_daemon_start(Daemon *d, const char *const *extra_args);
+/* Starts dispatchd as itest_daemon_start does, without waiting for anything. */
+void itest_daemon_spawn(Daemon *d, const char *const *extra_args);
+/* Waits up to timeout_ms for dispatchd to exit by itself (no signal sent); returns its exit
+ * status (128 + N when killed by signal N), or -1 while it still runs. */
+int itest_daemon_wait_exit(Daemon *d, int timeout_ms);
 /* Waits (bounded) until /readyz says PostgreSQL, Redis and the directory are ready. */
 void itest_daemon_wait_ready(const Daemon *d);
 /* itest_daemon_start + itest_daemon_wait_ready. */

@@ -1,31 +1,40 @@
--- 013_record_once: a new submission is written once, with its outcome.
+-- submit: a new submission is written once, with its outcome.
 --
--- Before, a submission cost two transactions: careline_submit_begin recorded it 'received'
--- (a request row and an event), and careline_submit_finish moved it on (an UPDATE that
--- touches every index of requests again, a job, a second event). Now the daemon first
--- resolves it (careline_submit_resolve_set: read-only apart from taking ids from the
--- sequences), matches it, reserves capacity in Redis under the request id it was given,
--- and then records request, job and event in one statement (careline_submit_record_set).
--- Half the index entries, no dead tuple, one commit.
+-- The daemon first resolves a batch of submissions (careline_submit_resolve_set: read-only
+-- apart from taking ids from the sequences), matches each, reserves capacity in Redis under
+-- the request id it was given, and then records request, job and event in one statement
+-- (careline_submit_record_set): one commit, no dead tuple. Before this, a submission cost
+-- two transactions: a 'received' request and event, then an UPDATE that touched every
+-- index of requests again, a job and a second event.
 --
 -- Nothing is acknowledged before that commit. A daemon that dies between the Redis
 -- reservation and the commit leaves a reservation with no request behind it; the
 -- reservation is listed in the county's pending set and the daemon's reconciler gives it
 -- back once it is older than any record statement can take (orphan_grace_ms). Requests
--- that exist already (re-dispatch, waitlist, the sweep) keep the begin/finish path.
-
+-- that exist already (re-dispatch, waitlist, the sweep) take careline_submit_finish_set
+-- (finish.sql).
+--
 -- The two batch statements below are static SQL, planned once per connection and kept:
 -- their plans do not depend on the jsonb argument (estimated 100 elements whatever it
 -- holds), and PostgreSQL re-plans a cached statement when ANALYZE updates the statistics of
 -- a table it reads, so a plan made while the tables were small does not outlive their
--- growth. Planning them afresh each batch (EXECUTE, as 012 does for the rarer finish path)
--- cost 1-3 ms a batch: at 1,000 requests a second it took the median submit latency from
--- 8 to 24 ms.
+-- growth. Planning them afresh each batch (EXECUTE, as careline_submit_finish_set does for
+-- the rarer finish path) cost 1-3 ms a batch: at 1,000 requests a second it took the median
+-- submit latency from 8 to 24 ms.
+
+-- The priority flags of a resident today: 独居, 失能, 高龄 (80+ this calendar year).
+CREATE OR REPLACE FUNCTION careline_priority(r residents) RETURNS text[]
+    LANGUAGE sql STABLE
+    RETURN array_remove(ARRAY[
+        CASE WHEN r.lives_alone THEN 'lives_alone' END,
+        CASE WHEN r.disabled THEN 'disabled' END,
+        CASE WHEN extract(year FROM careline_local_date(now()))::int - r.birth_year >= 80
+             THEN 'aged_80_plus' END], NULL);
 
 -- Raised inside a batch statement when an element cannot be answered from the statement's
 -- snapshot (its key was recorded concurrently, or twice in the batch): the daemon retries
 -- the batch one element at a time, and the lone retry sees the committed row.
-CREATE FUNCTION careline_retry_alone(p_why text) RETURNS text
+CREATE OR REPLACE FUNCTION careline_retry_alone(p_why text) RETURNS text
     LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'retry alone: %', p_why USING ERRCODE = 'serialization_failure';
@@ -38,7 +47,7 @@ END $$;
 -- request id (and, for a registered caller, a job id) taken from the sequences, state
 -- 'received' or 'not_registered' and the resident's data. A duplicate still 'received'
 -- (a crash left it) gets a fresh job id for its next offer.
-CREATE FUNCTION careline_submit_resolve_set(p jsonb)
+CREATE OR REPLACE FUNCTION careline_submit_resolve_set(p jsonb)
     RETURNS TABLE (idx integer, outcome text, request_id bigint, state text,
                    resident_id bigint, village_code text, lat double precision,
                    lon double precision, priority text, station_id bigint, job_id bigint,
@@ -103,7 +112,7 @@ END $$;
 -- (as careline_submit_finish_set) and the resolved "resident_id", "village", "priority".
 -- A key recorded meanwhile is not written again: changed = false, and the row describes
 -- the request that holds the key (request_id is its id).
-CREATE FUNCTION careline_submit_record_set(p jsonb)
+CREATE OR REPLACE FUNCTION careline_submit_record_set(p jsonb)
     RETURNS TABLE (idx integer, state text, station_id bigint, job_id bigint, changed boolean,
                    request_id bigint)
     LANGUAGE plpgsql AS $$
@@ -178,19 +187,5 @@ BEGIN
      ORDER BY i.i;
 END $$;
 
-GRANT EXECUTE ON FUNCTION careline_submit_resolve_set(jsonb), careline_submit_record_set(jsonb),
-    careline_retry_alone(text) TO careline_app;
-
--- resolve takes ids from these sequences; a backend-local cache of ids means most resolve
--- transactions write no WAL and so wait for no WAL flush at commit (ids are unique, not
--- ordered across connections; request_events keeps its uncached sequence, whose order is
--- the history's order)
-ALTER SEQUENCE requests_id_seq CACHE 64;
-ALTER SEQUENCE jobs_id_seq CACHE 64;
-
--- begin's functions are replaced by resolve + record
-DROP FUNCTION careline_submit_begin_set(jsonb);
-DROP FUNCTION careline_submit_begin_many(jsonb);
-DROP FUNCTION careline_submit_begin(text, bytea, text, bigint, text, text, date, text, text,
-                                    text, text);
-DROP TYPE careline_begin_result;
+GRANT EXECUTE ON FUNCTION careline_priority(residents), careline_retry_alone(text),
+    careline_submit_resolve_set(jsonb), careline_submit_record_set(jsonb) TO careline_app;

@@ -1,5 +1,6 @@
 -- 002_dispatch: principals (auth), requests, jobs, the append-only event log, welfare alerts,
--- dead letters and terminal sessions.
+-- dead letters and terminal sessions, and the composite type careline_job_update returns.
+-- The functions that write them are in sql/functions/ (submit, finish, station).
 
 -- ---------------------------------------------------------------------------------------
 -- Principals: a bearer token maps to a role; only SHA-256(token) is stored.
@@ -65,6 +66,10 @@ CREATE INDEX requests_caller_hash_idx ON requests (caller_phone_hash, created_at
     WHERE resident_id IS NULL;
 CREATE INDEX requests_station_date_idx ON requests (station_id, service_date);
 CREATE INDEX requests_village_date_idx ON requests (village_code, service_date);
+-- what the sweep resumes (a crash left it 'received') and retries (the waitlist)
+CREATE INDEX requests_received_idx ON requests (created_at) WHERE state = 'received';
+CREATE INDEX requests_waitlisted_idx ON requests (service_date, created_at)
+    WHERE state = 'waitlisted';
 
 CREATE TRIGGER requests_touch BEFORE UPDATE ON requests
     FOR EACH ROW EXECUTE FUNCTION careline_touch_updated_at();
@@ -100,6 +105,24 @@ CREATE TRIGGER jobs_touch BEFORE UPDATE ON jobs
 
 ALTER TABLE requests ADD CONSTRAINT requests_job_fk FOREIGN KEY (job_id) REFERENCES jobs (id);
 
+-- careline_submit_resolve_set takes request and job ids from these sequences; a
+-- backend-local cache of ids means most resolve transactions write no WAL and so wait for
+-- no WAL flush at commit (ids are unique, not ordered across connections; request_events
+-- keeps its uncached sequence, whose order is the history's order)
+ALTER SEQUENCE requests_id_seq CACHE 64;
+ALTER SEQUENCE jobs_id_seq CACHE 64;
+
+-- What careline_job_update (sql/functions/station.sql) returns for one JobUpdate.
+CREATE TYPE careline_job_update_result AS (
+    outcome       text,    -- changed | repeat | not_found | invalid
+    job_state     text,
+    request_id    bigint,
+    attempt       integer,
+    request_state text,
+    redispatch    boolean, -- the request needs the next station
+    welfare       boolean  -- a welfare alert was raised
+);
+
 -- ---------------------------------------------------------------------------------------
 -- Request events: every state change, append-only (trigger below + no UPDATE/DELETE grant).
 
@@ -118,13 +141,7 @@ CREATE TABLE request_events (
 CREATE INDEX request_events_request_idx ON request_events (request_id, id);
 CREATE INDEX request_events_at_idx ON request_events (at);
 
-CREATE FUNCTION careline_append_only() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION '% is append-only (% refused)', TG_TABLE_NAME, TG_OP
-        USING ERRCODE = 'insufficient_privilege';
-END $$;
-
+-- careline_append_only (sql/base/triggers.sql) refuses every change
 CREATE TRIGGER request_events_no_update BEFORE UPDATE OR DELETE ON request_events
     FOR EACH ROW EXECUTE FUNCTION careline_append_only();
 CREATE TRIGGER request_events_no_truncate BEFORE TRUNCATE ON request_events

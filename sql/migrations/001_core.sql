@@ -1,11 +1,16 @@
 -- 001_core: reference data — towns, villages, stations and their service areas, residents,
--- plus the shared vocabulary (domains) and the county's local-day helpers.
+-- plus the shared vocabulary (domains).
 --
--- Conventions for every migration in sql/:
---   * applied by deploy/migrate.sh inside one transaction each (no BEGIN/COMMIT here);
+-- Conventions for every migration in sql/migrations/ (see also README.md, "Database"):
+--   * a migration holds tables, indexes, domains, types, sequences, triggers, roles and
+--     grants on tables; functions and views are in sql/base/, sql/functions/, sql/views/,
+--     which deploy/migrate.sh re-applies on every run;
+--   * a change to a table is a new numbered file, never an edit of an applied one; the
+--     highest number is the schema version (daemon/store/schema.h must say the same);
+--   * deploy/migrate.sh applies it inside its one transaction (no BEGIN/COMMIT here);
 --   * everything lives in schema public (PG 15: no CREATE for PUBLIC there);
 --   * every timestamp is timestamptz; the county's calendar day is Asia/Shanghai
---     (careline_local_date / careline_day_start below);
+--     (careline_local_date / careline_day_start in sql/base/local_day.sql);
 --   * enum-like columns are lower-case text with CHECKs, named after the proto enums
 --     (RequestState QUEUED -> 'queued', JOB_EN_ROUTE -> 'en_route', NO_CAPACITY -> 'no_capacity');
 --   * coordinates are GCJ-02 degrees (lat, lon) as double precision;
@@ -21,10 +26,12 @@ CREATE DOMAIN division_code AS text CHECK (VALUE ~ '^[0-9]{12}$');
 CREATE DOMAIN care_subtype AS text
     CHECK (VALUE IN ('bathing', 'cleaning', 'companionship', 'medical_escort', 'care_other'));
 
--- proto RequestState, lower-cased
+-- proto RequestState, lower-cased, plus 'received': recorded, not yet matched (a crash can
+-- leave a request there; any daemon's sweep resumes it)
 CREATE DOMAIN request_state AS text
-    CHECK (VALUE IN ('not_registered', 'waitlisted', 'rejected', 'queued', 'accepted',
-                     'en_route', 'delivered', 'done', 'failed', 'cancelled', 'dead_letter'));
+    CHECK (VALUE IN ('received', 'not_registered', 'waitlisted', 'rejected', 'queued',
+                     'accepted', 'en_route', 'delivered', 'done', 'failed', 'cancelled',
+                     'dead_letter'));
 
 -- proto JobState without the JOB_ prefix, lower-cased
 CREATE DOMAIN job_state AS text
@@ -37,31 +44,6 @@ CREATE DOMAIN reason_code AS text
                      'date_too_far', 'service_not_offered', 'station_full', 'no_staff',
                      'out_of_area', 'resident_not_home', 'resident_unwell', 'resident_refused',
                      'offer_timeout', 'cancelled_by_caller', 'reason_other'));
-
--- The county's calendar day of an instant. All of mainland China is one zone, so the zone
--- is fixed here; declared IMMUTABLE so it can be used in index expressions (the zone's rules
--- have not changed since 1991).
-CREATE FUNCTION careline_local_date(ts timestamptz) RETURNS date
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN (ts AT TIME ZONE 'Asia/Shanghai')::date;
-
--- First instant of a county calendar day; the day is [careline_day_start(d), careline_day_start(d + 1)).
-CREATE FUNCTION careline_day_start(d date) RETURNS timestamptz
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN (d::timestamp AT TIME ZONE 'Asia/Shanghai');
-
--- A local wall-clock time on a county day, e.g. careline_local_ts('2026-11-29', '11:00').
-CREATE FUNCTION careline_local_ts(d date, t time) RETURNS timestamptz
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN ((d + t) AT TIME ZONE 'Asia/Shanghai');
-
--- Keeps updated_at honest on every UPDATE, whoever issues it.
-CREATE FUNCTION careline_touch_updated_at() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.updated_at := now();
-    RETURN NEW;
-END $$;
 
 -- ---------------------------------------------------------------------------------------
 -- Administrative divisions (NBS codes; see data/yuyao/ATTRIBUTION.md)
@@ -146,26 +128,8 @@ CREATE TABLE station_service_area (
 );
 CREATE INDEX station_service_area_village_idx ON station_service_area (village_code);
 
--- The daemon LISTENs on careline_stations and reloads the station named in the payload
--- (its id as text; for a deleted station the row is gone). NOTIFY folds identical payloads
--- within one transaction, so a bulk load sends each id once.
-CREATE FUNCTION careline_notify_station() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-DECLARE
-    sid bigint;
-BEGIN
-    IF TG_TABLE_NAME = 'stations' THEN
-        sid := CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END;
-    ELSE
-        sid := CASE WHEN TG_OP = 'DELETE' THEN OLD.station_id ELSE NEW.station_id END;
-        IF TG_OP = 'UPDATE' AND OLD.station_id <> NEW.station_id THEN
-            PERFORM pg_notify('careline_stations', OLD.station_id::text);
-        END IF;
-    END IF;
-    PERFORM pg_notify('careline_stations', sid::text);
-    RETURN NULL;
-END $$;
-
+-- every change of a station or its service area is announced on careline_stations, which
+-- the daemon LISTENs on (careline_notify_station in sql/base/triggers.sql)
 CREATE TRIGGER stations_notify AFTER INSERT OR UPDATE OR DELETE ON stations
     FOR EACH ROW EXECUTE FUNCTION careline_notify_station();
 CREATE TRIGGER station_service_area_notify AFTER INSERT OR UPDATE OR DELETE ON station_service_area

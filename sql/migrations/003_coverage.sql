@@ -1,5 +1,6 @@
 -- 003_coverage: travel-time model parameters, explicit travel times, settings, coverage
--- snapshots and the record of data loads.
+-- snapshots and the record of data loads. The model's functions (careline_km,
+-- careline_travel_minutes) are in sql/functions/travel.sql.
 
 -- Default travel model (DESIGN.md "Coverage"): minutes = great-circle km × detour ÷ speed × 60,
 -- with the parameters of the DESTINATION village's area kind. The daemon's built-in defaults
@@ -40,24 +41,6 @@ INSERT INTO settings (key, value, note) VALUES
     ('target_certified_per_10k', '32', '每万名老年人拥有持证养老护理员 by 2027'),
     ('earth_radius_km', '6371.0088', 'mean Earth radius used by the great-circle distance');
 
--- Great-circle distance in km (haversine on the mean Earth radius).
-CREATE FUNCTION careline_km(lat1 double precision, lon1 double precision,
-                            lat2 double precision, lon2 double precision)
-    RETURNS double precision
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN 2 * 6371.0088 * asin(least(1.0, sqrt(
-        power(sin(radians(lat2 - lat1) / 2), 2)
-        + cos(radians(lat1)) * cos(radians(lat2)) * power(sin(radians(lon2 - lon1) / 2), 2))));
-
--- Model travel minutes from a point to a point in a village of the given area kind.
-CREATE FUNCTION careline_travel_minutes(lat1 double precision, lon1 double precision,
-                                        lat2 double precision, lon2 double precision,
-                                        kind text)
-    RETURNS double precision
-    LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN (SELECT careline_km(lat1, lon1, lat2, lon2) * p.detour / p.speed_kmh * 60
-            FROM travel_params p WHERE p.area_kind = kind);
-
 -- Daily coverage figures, county-wide (scope 'county') and per town (scope = town code).
 CREATE TABLE coverage_snapshots (
     day                    date NOT NULL,          -- county calendar day
@@ -86,6 +69,6 @@ CREATE TABLE data_loads (
     loaded_at     timestamptz NOT NULL DEFAULT now()
 );
 
--- Analyst views (coverage per village/town/county, realized figures per period) go in a
--- later migration (sql/005_views.sql, separate issue). They must expose no resident names or
--- phone numbers and be granted to careline_bureau.
+-- Analyst views (coverage per village/town/county, realized figures per period) are in
+-- sql/views/ and sql/functions/bureau.sql. They must expose no resident names or phone
+-- numbers and be granted to careline_bureau.

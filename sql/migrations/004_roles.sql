@@ -53,7 +53,8 @@ GRANT USAGE ON SEQUENCE requests_id_seq, jobs_id_seq, request_events_id_seq,
 
 -- ---- careline_bureau -------------------------------------------------------------------
 -- No residents, requests, jobs, events, alerts or principals: per-person data reaches the
--- bureau only through the analyst views (005, later), which aggregate or mask it.
+-- bureau only through the analyst views (sql/views/), which aggregate or mask it. Grants
+-- on functions and views are in their own files (sql/functions/, sql/views/).
 GRANT SELECT ON towns, villages, stations, station_service_area, travel_params, travel_times,
     settings, coverage_snapshots, dead_letters, terminal_sessions, data_loads
     TO careline_bureau;
