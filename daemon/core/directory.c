@@ -9,21 +9,82 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "store/pgcols.h"
 
 enum { STEP_TOWNS, STEP_VILLAGES, STEP_STATIONS, STEP_AREAS, STEP_DONE };
 
+/* Every computed column has an alias: the readers below look columns up by name. */
 static const char *const step_sql[] = {
     "SELECT code, name FROM towns ORDER BY code",
     "SELECT code, name, town_code, lat, lon, area_kind, elderly_population, "
     "approx_location FROM villages ORDER BY code",
-    "SELECT id, name, town_code, coalesce(village_code, ''), lat, lon, active, "
-    "offers_meal_delivery, offers_home_care, array_to_string(care_subtypes, ','), "
+    "SELECT id, name, town_code, coalesce(village_code, '') AS village_code, lat, lon, active, "
+    "offers_meal_delivery, offers_home_care, "
+    "array_to_string(care_subtypes, ',') AS care_subtypes, "
     "meal_capacity_lunch, meal_capacity_dinner, caregivers, caregivers_certified, "
-    "coalesce(caregivers_on_duty, -1), "
-    "(extract(epoch FROM opens_at) / 60)::int, (extract(epoch FROM closes_at) / 60)::int, "
+    "coalesce(caregivers_on_duty, -1) AS caregivers_on_duty, "
+    "(extract(epoch FROM opens_at) / 60)::int AS opens_min, "
+    "(extract(epoch FROM closes_at) / 60)::int AS closes_min, "
     "open_days, is_open, has_terminal FROM stations ORDER BY id",
     "SELECT a.village_code, a.station_id FROM station_service_area a ORDER BY 1, 2",
 };
+
+enum { T_CODE, T_NAME, T_N };
+static const char *const town_cols[T_N] = {"code", "name"};
+
+enum { V_CODE, V_NAME, V_TOWN, V_LAT, V_LON, V_AREA, V_ELDERLY, V_APPROX, V_N };
+static const char *const village_cols[V_N] = {
+    "code", "name",      "town_code",          "lat",
+    "lon",  "area_kind", "elderly_population", "approx_location"};
+
+enum {
+    S_ID,
+    S_NAME,
+    S_TOWN,
+    S_VILLAGE,
+    S_LAT,
+    S_LON,
+    S_ACTIVE,
+    S_MEAL,
+    S_CARE,
+    S_SUBTYPES,
+    S_CAP_LUNCH,
+    S_CAP_DINNER,
+    S_CAREGIVERS,
+    S_CERTIFIED,
+    S_ON_DUTY,
+    S_OPENS,
+    S_CLOSES,
+    S_OPEN_DAYS,
+    S_IS_OPEN,
+    S_TERMINAL,
+    S_N
+};
+static const char *const station_cols[S_N] = {
+    [S_ID] = "id",
+    [S_NAME] = "name",
+    [S_TOWN] = "town_code",
+    [S_VILLAGE] = "village_code",
+    [S_LAT] = "lat",
+    [S_LON] = "lon",
+    [S_ACTIVE] = "active",
+    [S_MEAL] = "offers_meal_delivery",
+    [S_CARE] = "offers_home_care",
+    [S_SUBTYPES] = "care_subtypes",
+    [S_CAP_LUNCH] = "meal_capacity_lunch",
+    [S_CAP_DINNER] = "meal_capacity_dinner",
+    [S_CAREGIVERS] = "caregivers",
+    [S_CERTIFIED] = "caregivers_certified",
+    [S_ON_DUTY] = "caregivers_on_duty",
+    [S_OPENS] = "opens_min",
+    [S_CLOSES] = "closes_min",
+    [S_OPEN_DAYS] = "open_days",
+    [S_IS_OPEN] = "is_open",
+    [S_TERMINAL] = "has_terminal",
+};
+
+enum { A_VILLAGE, A_STATION, A_N };
+static const char *const area_cols[A_N] = {"village_code", "station_id"};
 
 struct Directory {
     PgPool *pg;
@@ -95,9 +156,14 @@ const Station *dir_station(const DirSnap *s, int64_t id)
     return st ? &s->stations[st->user] : NULL;
 }
 
-static bool truthy(const char *v)
+/* Binds the step's wanted columns to res; a missing one is logged as the step's failure. */
+static bool bind_cols(PgCols *pc, PGresult *res, const char *const *names, size_t n,
+                      const char *what)
 {
-    return v[0] == 't';
+    if (pgcols_bind(pc, res, names, n))
+        return true;
+    log_error("directory: the %s query returned no column \"%s\"", what, pc->missing);
+    return false;
 }
 
 static uint32_t parse_subtypes(const char *csv)
@@ -113,37 +179,45 @@ static uint32_t parse_subtypes(const char *csv)
     return bits;
 }
 
-static void take_towns(DirSnap *s, PGresult *r)
+static bool take_towns(DirSnap *s, PGresult *r)
 {
+    PgCols c = {0};
+    if (!bind_cols(&c, r, town_cols, T_N, "towns"))
+        return false;
     s->ntowns = PQntuples(r);
     s->towns = xcalloc((size_t)s->ntowns, sizeof(Town));
     for (int i = 0; i < s->ntowns; i++) {
-        snprintf(s->towns[i].code, sizeof(s->towns[i].code), "%s", PQgetvalue(r, i, 0));
-        s->towns[i].name = xstrdup(PQgetvalue(r, i, 1));
+        snprintf(s->towns[i].code, sizeof(s->towns[i].code), "%s", pgcols_str(&c, i, T_CODE));
+        s->towns[i].name = xstrdup(pgcols_str(&c, i, T_NAME));
     }
+    return true;
 }
 
-static void take_villages(DirSnap *s, PGresult *r)
+static bool take_villages(DirSnap *s, PGresult *r)
 {
+    PgCols c = {0};
+    if (!bind_cols(&c, r, village_cols, V_N, "villages"))
+        return false;
     s->nvillages = PQntuples(r);
     s->villages = xcalloc((size_t)s->nvillages, sizeof(Village));
     for (int i = 0; i < s->nvillages; i++) {
         Village *v = &s->villages[i];
-        snprintf(v->code, sizeof(v->code), "%s", PQgetvalue(r, i, 0));
-        v->name = xstrdup(PQgetvalue(r, i, 1));
-        v->town = town_index(s, PQgetvalue(r, i, 2));
-        v->lat = atof(PQgetvalue(r, i, 3));
-        v->lon = atof(PQgetvalue(r, i, 4));
-        if (!geo_area_parse(PQgetvalue(r, i, 5), &v->area))
+        snprintf(v->code, sizeof(v->code), "%s", pgcols_str(&c, i, V_CODE));
+        v->name = xstrdup(pgcols_str(&c, i, V_NAME));
+        v->town = town_index(s, pgcols_str(&c, i, V_TOWN));
+        v->lat = pgcols_double(&c, i, V_LAT);
+        v->lon = pgcols_double(&c, i, V_LON);
+        if (!geo_area_parse(pgcols_str(&c, i, V_AREA), &v->area))
             v->area = GEO_RURAL;
-        v->elderly = atoi(PQgetvalue(r, i, 6));
-        v->approx = truthy(PQgetvalue(r, i, 7));
+        v->elderly = pgcols_int(&c, i, V_ELDERLY);
+        v->approx = pgcols_bool(&c, i, V_APPROX);
     }
     StStation *pts = xcalloc((size_t)s->nvillages, sizeof(StStation));
     for (int i = 0; i < s->nvillages; i++)
         pts[i] = (StStation){i, s->villages[i].lat, s->villages[i].lon, 0, (size_t)i};
     s->village_index = stindex_new(pts, (size_t)s->nvillages);
     free(pts);
+    return true;
 }
 
 bool dir_near_village(const DirSnap *s, double lat, double lon, double km)
@@ -153,33 +227,37 @@ bool dir_near_village(const DirSnap *s, double lat, double lon, double km)
            stindex_nearest(s->village_index, lat, lon, km, NULL, NULL, &hit, 1) > 0;
 }
 
+/* false when a column is missing or the index rejects the data (both logged). */
 static bool take_stations(DirSnap *s, PGresult *r)
 {
+    PgCols c = {0};
+    if (!bind_cols(&c, r, station_cols, S_N, "stations"))
+        return false;
     s->nstations = PQntuples(r);
     s->stations = xcalloc((size_t)s->nstations, sizeof(Station));
     StStation *idx = xcalloc((size_t)s->nstations, sizeof(StStation));
     for (int i = 0; i < s->nstations; i++) {
         Station *st = &s->stations[i];
-        st->id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
-        st->name = xstrdup(PQgetvalue(r, i, 1));
-        st->town = town_index(s, PQgetvalue(r, i, 2));
-        st->village = village_index(s, PQgetvalue(r, i, 3));
-        st->lat = atof(PQgetvalue(r, i, 4));
-        st->lon = atof(PQgetvalue(r, i, 5));
-        st->active = truthy(PQgetvalue(r, i, 6));
-        st->meal = truthy(PQgetvalue(r, i, 7));
-        st->care = truthy(PQgetvalue(r, i, 8));
-        st->care_subtypes = parse_subtypes(PQgetvalue(r, i, 9));
-        st->cap_lunch = atoi(PQgetvalue(r, i, 10));
-        st->cap_dinner = atoi(PQgetvalue(r, i, 11));
-        st->caregivers = atoi(PQgetvalue(r, i, 12));
-        st->caregivers_certified = atoi(PQgetvalue(r, i, 13));
-        st->caregivers_on_duty = atoi(PQgetvalue(r, i, 14));
-        st->opens_min = atoi(PQgetvalue(r, i, 15));
-        st->closes_min = atoi(PQgetvalue(r, i, 16));
-        st->open_days = atoi(PQgetvalue(r, i, 17));
-        st->is_open = truthy(PQgetvalue(r, i, 18));
-        st->has_terminal = truthy(PQgetvalue(r, i, 19));
+        st->id = pgcols_ll(&c, i, S_ID);
+        st->name = xstrdup(pgcols_str(&c, i, S_NAME));
+        st->town = town_index(s, pgcols_str(&c, i, S_TOWN));
+        st->village = village_index(s, pgcols_str(&c, i, S_VILLAGE));
+        st->lat = pgcols_double(&c, i, S_LAT);
+        st->lon = pgcols_double(&c, i, S_LON);
+        st->active = pgcols_bool(&c, i, S_ACTIVE);
+        st->meal = pgcols_bool(&c, i, S_MEAL);
+        st->care = pgcols_bool(&c, i, S_CARE);
+        st->care_subtypes = parse_subtypes(pgcols_str(&c, i, S_SUBTYPES));
+        st->cap_lunch = pgcols_int(&c, i, S_CAP_LUNCH);
+        st->cap_dinner = pgcols_int(&c, i, S_CAP_DINNER);
+        st->caregivers = pgcols_int(&c, i, S_CAREGIVERS);
+        st->caregivers_certified = pgcols_int(&c, i, S_CERTIFIED);
+        st->caregivers_on_duty = pgcols_int(&c, i, S_ON_DUTY);
+        st->opens_min = pgcols_int(&c, i, S_OPENS);
+        st->closes_min = pgcols_int(&c, i, S_CLOSES);
+        st->open_days = pgcols_int(&c, i, S_OPEN_DAYS);
+        st->is_open = pgcols_bool(&c, i, S_IS_OPEN);
+        st->has_terminal = pgcols_bool(&c, i, S_TERMINAL);
         idx[i] = (StStation){st->id, st->lat, st->lon,
                              (st->active ? ST_ACTIVE : 0) | (st->meal ? ST_MEAL : 0) |
                                  (st->care ? ST_HOME_CARE : 0),
@@ -190,22 +268,26 @@ static bool take_stations(DirSnap *s, PGresult *r)
     return s->index != NULL;
 }
 
-static void take_areas(DirSnap *s, PGresult *r)
+static bool take_areas(DirSnap *s, PGresult *r)
 {
+    PgCols c = {0};
+    if (!bind_cols(&c, r, area_cols, A_N, "service areas"))
+        return false;
     s->narea = PQntuples(r);
     s->area_stations = xcalloc((size_t)s->narea, sizeof(int64_t));
     for (int i = 0; i < s->nvillages; i++)
         s->villages[i].first_area = 0, s->villages[i].n_area = 0;
     /* rows are sorted by village code, so each village's stations are one slice */
     for (int i = 0; i < s->narea; i++) {
-        s->area_stations[i] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
-        int v = village_index(s, PQgetvalue(r, i, 0));
+        s->area_stations[i] = pgcols_ll(&c, i, A_STATION);
+        int v = village_index(s, pgcols_str(&c, i, A_VILLAGE));
         if (v < 0)
             continue;
         if (s->villages[v].n_area == 0)
             s->villages[v].first_area = i;
         s->villages[v].n_area++;
     }
+    return true;
 }
 
 static void load_step(Directory *d);
@@ -224,25 +306,30 @@ static void load_cb(PGresult *res, const char *err, void *arg)
         dir_reload(d);
         return;
     }
+    bool ok = false;
     switch (d->step) {
     case STEP_TOWNS:
-        take_towns(s, res);
+        ok = take_towns(s, res);
         break;
     case STEP_VILLAGES:
-        take_villages(s, res);
+        ok = take_villages(s, res);
         break;
     case STEP_STATIONS:
-        if (!take_stations(s, res)) {
-            log_error("directory: station data rejected by the index (see above)");
-            snap_free(s);
-            d->building = NULL;
-            d->loading = false;
-            return;
-        }
+        ok = take_stations(s, res);
         break;
     case STEP_AREAS:
-        take_areas(s, res);
+        ok = take_areas(s, res);
         break;
+    }
+    if (!ok) {
+        /* not retried at once: the same query would fail the same way; the next NOTIFY or
+         * reconnect loads again, and the current snapshot stays in use meanwhile */
+        log_error("directory: data rejected at step %d (see above); keeping version %llu", d->step,
+                  (unsigned long long)(d->snap ? d->snap->version : 0));
+        snap_free(s);
+        d->building = NULL;
+        d->loading = false;
+        return;
     }
     d->step++;
     load_step(d);

@@ -11,9 +11,13 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "store/pgcols.h"
 
 #define PROTOCOL_VERSION 1
 #define BODY_CASES       64
+
+enum { AUTH_ROLE, AUTH_STATION, AUTH_NAME, AUTH_N };
+static const char *const auth_cols[AUTH_N] = {AUTH_COL_ROLE, AUTH_COL_STATION, AUTH_COL_NAME};
 
 typedef struct {
     SessionHandler h;
@@ -102,20 +106,28 @@ static void hello_done(PGresult *res, const char *err, void *arg)
                    "cannot check the token now (database error); retry shortly");
         goto out;
     }
+    PgCols cols = {0};
+    if (!pgcols_bind(&cols, res, auth_cols, AUTH_N)) {
+        log_error("C-%llu %s: token lookup returned no column \"%s\"", (unsigned long long)c->id,
+                  c->peer, cols.missing);
+        hello_fail(ss, c, op->seq, CARELINE__V1__ERROR_CODE__INTERNAL,
+                   "cannot check the token (server error); tell the operator");
+        goto out;
+    }
     if (PQntuples(res) != 1) {
         hello_fail(ss, c, op->seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED,
                    "unknown or revoked token");
         goto out;
     }
-    Role role = auth_role_parse(PQgetvalue(res, 0, 0));
+    Role role = auth_role_parse(pgcols_str(&cols, 0, AUTH_ROLE));
     if (role == CARELINE__V1__ROLE__ROLE_UNSPECIFIED) {
         hello_fail(ss, c, op->seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED,
                    "the token's role is not known to this server");
         goto out;
     }
     c->role = role;
-    c->station_id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-    snprintf(c->principal, sizeof(c->principal), "%s", PQgetvalue(res, 0, 2));
+    c->station_id = pgcols_ll(&cols, 0, AUTH_STATION);
+    snprintf(c->principal, sizeof(c->principal), "%s", pgcols_str(&cols, 0, AUTH_NAME));
     ss->metrics->auth_ok++;
     clog_info(c, "authenticated as %s '%s'%s", auth_role_name(role), c->principal,
               role == CARELINE__V1__ROLE__ROLE_STATION ? " (station)" : "");

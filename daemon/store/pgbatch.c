@@ -9,6 +9,12 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "store/pgcols.h"
+
+/* The result column with each row's element index: the batch functions' first output
+ * column (sql/). */
+enum { COL_IDX, COL_N };
+static const char *const batch_cols[COL_N] = {"idx"};
 
 typedef struct {
     json_t *elem;
@@ -68,7 +74,13 @@ static void batch_done(PGresult *res, const char *err, void *arg)
     PgBatch *q = b->q;
     q->inflight--;
     bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && (size_t)PQntuples(res) == b->n;
-    if (!ok && b->n > 1 && !q->freed) {
+    PgCols cols = {0};
+    if (ok && !pgcols_bind(&cols, res, batch_cols, COL_N)) {
+        /* the statement itself is wrong: retrying the items alone would fail the same way */
+        log_error("pgbatch: \"%s\" returned no column \"%s\"", q->sql, cols.missing);
+        for (size_t i = 0; i < b->n; i++)
+            item_fail(&b->items[i], "the batch statement returned no element index column");
+    } else if (!ok && b->n > 1 && !q->freed) {
         log_warn("a batch of %zu failed (%s); retrying one by one", b->n,
                  res ? PQresultErrorMessage(res) : err);
         for (size_t i = 0; i < b->n; i++) {
@@ -85,7 +97,7 @@ static void batch_done(PGresult *res, const char *err, void *arg)
         for (size_t i = 0; i < b->n; i++)
             json_decref(b->items[i].elem);
         for (int row = 0; row < PQntuples(res); row++) {
-            size_t i = strtoul(PQgetvalue(res, row, 0), NULL, 10);
+            size_t i = strtoul(pgcols_str(&cols, row, COL_IDX), NULL, 10);
             if (i < b->n)
                 b->items[i].cb(res, row, NULL, b->items[i].arg);
         }

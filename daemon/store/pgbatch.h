@@ -6,9 +6,11 @@
  * pool connection; otherwise items accumulate (at most max_batch a statement) and leave when
  * one returns: no added latency at low load, hundreds of items per commit under load.
  *
- * The statement returns one row per element with the element's 0-based index in column 0
- * (rows in any order). When a batch of several fails, each of its items is retried alone, so
- * one bad element never holds back the others; an item that fails alone gets the error.
+ * The statement returns one row per element with the element's 0-based index in a column
+ * named idx (the batch functions' first output column in sql/; rows in any order); a result
+ * without that column fails every item of its batch. When a batch of several fails, each of
+ * its items is retried alone, so one bad element never holds back the others; an item that
+ * fails alone gets the error.
  *
  * Callbacks run on the loop thread, exactly once per accepted item: res and row on success
  * (res borrowed for the call), res NULL and err a human sentence otherwise, also when the

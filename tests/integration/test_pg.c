@@ -468,7 +468,7 @@ static void free_fails_pending(void)
 
 /* Echoes each element's x with the transaction it ran in; x "bad" makes the statement fail. */
 #define BATCH_SQL                                                                                  \
-    "SELECT (t.ord - 1)::int, (t.v->>'x')::int, txid_current() "                                   \
+    "SELECT (t.ord - 1)::int AS idx, (t.v->>'x')::int, txid_current() "                            \
     "FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(v, ord)"
 
 typedef struct {
