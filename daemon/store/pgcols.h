@@ -6,11 +6,11 @@
  *
  *   enum { C_ID, C_NAME, C_N };
  *   static const char *const cols[C_N] = {"id", "name"};
- *   PgCols pc;
+ *   PgCols pc = {0};
  *   if (!pgcols_bind(&pc, res, cols, C_N)) ... log pc.missing ...
  *   int64_t id = pgcols_ll(&pc, row, C_ID);
  *
- * A PgCols borrows res and names; rebinding to the same res is free (per-row callbacks of a
+ * A PgCols starts zeroed, and borrows res and names; rebinding to the same res is free (per-row callbacks of a
  * batch call pgcols_bind for every row, and only the first looks names up).
  */
 #ifndef CARELINE_PGCOLS_H
