@@ -12,6 +12,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static uint64_t rng_state = 0x600000ull;
@@ -94,9 +95,18 @@ static void yuyao_bench(void)
 
 int main(int argc, char **argv)
 {
-    size_t ns = argc > 1 ? strtoul(argv[1], NULL, 10) : 600000;
-    size_t nv = argc > 2 ? strtoul(argv[2], NULL, 10) : 600000;
-    size_t nq = argc > 3 ? strtoul(argv[3], NULL, 10) : 2000000;
+    size_t n[3] = {600000, 600000, 2000000}; /* stations, villages, queries */
+    for (int i = 1; i < argc && i <= 3; i++) {
+        char *end;
+        unsigned long v = strtoul(argv[i], &end, 10);
+        if (*end || v == 0 || v > 100000000) {
+            fprintf(stderr, "usage: bench-match [STATIONS [VILLAGES [QUERIES]]]  (each 1..1e8; "
+                            "defaults 600000 600000 2000000)\n");
+            return strcmp(argv[i], "--help") == 0 ? 0 : 2;
+        }
+        n[i - 1] = v;
+    }
+    size_t ns = n[0], nv = n[1], nq = n[2];
     const TravelModel *m = &geo_model_default;
     double radius = geo_km_for_minutes(m, GEO_RURAL, m->circle_min);
 
