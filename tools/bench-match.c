@@ -95,7 +95,7 @@ static void yuyao_bench(void)
 
 int main(int argc, char **argv)
 {
-    size_t n[3] = {600000, 600000, 2000000}; /* stations, villages, queries */
+    size_t want[3] = {600000, 600000, 2000000}; /* stations, villages, queries */
     for (int i = 1; i < argc && i <= 3; i++) {
         char *end;
         unsigned long v = strtoul(argv[i], &end, 10);
@@ -104,9 +104,9 @@ int main(int argc, char **argv)
                             "defaults 600000 600000 2000000)\n");
             return strcmp(argv[i], "--help") == 0 ? 0 : 2;
         }
-        n[i - 1] = v;
+        want[i - 1] = v;
     }
-    size_t ns = n[0], nv = n[1], nq = n[2];
+    size_t ns = want[0], nv = want[1], nq = want[2];
     const TravelModel *m = &geo_model_default;
     double radius = geo_km_for_minutes(m, GEO_RURAL, m->circle_min);
 
