@@ -14,7 +14,7 @@
  *   every one takes format=json|csv (or Accept: text/csv).
  *
  * Static coverage is computed here from the dispatch directory's snapshot and travel model
- * (the same ones matching uses) with coverage_compute(); sql/020_bureau_views.sql holds the
+ * (the same ones matching uses) with coverage_compute(); sql/views/coverage.sql holds the
  * analysts' views, which must agree. A snapshot of the county and each town is written to
  * coverage_snapshots every day at BUREAU_SNAPSHOT_MINUTE local time (upsert per day and
  * scope). All database work is asynchronous on the pool; the computation itself is in
