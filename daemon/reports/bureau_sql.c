@@ -149,7 +149,7 @@ static void history_done(PGresult *res, const char *err, void *arg)
 
 /* ---- realized figures ------------------------------------------------------------------- */
 
-/* careline_realized()'s declared output columns (sql/views/realized.sql). */
+/* careline_realized()'s declared output columns (sql/functions/bureau.sql). */
 enum {
     R_SCOPE,
     R_KEY,
