@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "core/station_int.h"
 #include "store/pg.h"
+#include "store/pgcols.h"
 
 static size_t bucket_of(int64_t station_id)
 {
@@ -41,12 +42,21 @@ static void terminal_close(const Env *env, int64_t terminal_id)
         log_warn("terminal session %s left open (database queue full)", id);
 }
 
+enum { T_ID, T_N };
+static const char *const terminal_cols[T_N] = {"id"}; /* INSERT ... RETURNING id */
+
 static void terminal_open_done(PGresult *res, const char *err, void *arg)
 {
     StSession *ss = arg;
-    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-        ss->terminal_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    else
+    PgCols pc = {0};
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        if (pgcols_bind(&pc, res, terminal_cols, T_N))
+            ss->terminal_id = pgcols_ll(&pc, 0, T_ID);
+        else
+            log_error("station %lld: terminal session recorded, but its row has no column "
+                      "\"%s\"; it will show as connected",
+                      (long long)ss->station_id, pc.missing);
+    } else
         log_warn("station %lld: terminal session not recorded: %s", (long long)ss->station_id,
                  res ? PQresultErrorMessage(res) : err);
     if (ss->closed && ss->terminal_id) /* it ended before the row existed */

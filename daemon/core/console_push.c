@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "core/station_int.h"
 #include "store/pg.h"
+#include "store/pgcols.h"
 
 /* ---- the seen list ------------------------------------------------------------------------ */
 
@@ -52,38 +53,68 @@ static unsigned priority_flags(const char *csv, Careline__V1__PriorityFlag out[3
     return n;
 }
 
-static void push_row(StSession *ss, PGresult *r, int i, int state)
+/* careline_station_jobs_many's columns (sql/014), read by name. */
+enum {
+    J_JOB_ID,
+    J_REQUEST_ID,
+    J_STATE,
+    J_ATTEMPT,
+    J_KIND,
+    J_MEAL_SLOT,
+    J_SERVICE_DATE,
+    J_CARE_SUBTYPE,
+    J_RESIDENT_NAME,
+    J_ADDRESS,
+    J_VILLAGE_NAME,
+    J_LAT,
+    J_LON,
+    J_PRIORITY,
+    J_NOTE,
+    J_WINDOW_START_MS,
+    J_WINDOW_END_MS,
+    J_EXPIRES_MS,
+    J_TRAVEL_MINUTES,
+    J_PHONE,
+    J_STATION_ID,
+    J_N
+};
+static const char *const job_cols[J_N] = {
+    "job_id",          "request_id",    "state",        "attempt",        "kind",
+    "meal_slot",       "service_date",  "care_subtype", "resident_name",  "address",
+    "village_name",    "lat",           "lon",          "priority",       "note",
+    "window_start_ms", "window_end_ms", "expires_ms",   "travel_minutes", "phone",
+    "station_id"};
+
+static void push_row(StSession *ss, const PgCols *pc, int i, int state)
 {
     Careline__V1__JobOffer o = CARELINE__V1__JOB_OFFER__INIT;
-    o.job_id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
-    o.request_id = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+    o.job_id = pgcols_ll(pc, i, J_JOB_ID);
+    o.request_id = pgcols_ll(pc, i, J_REQUEST_ID);
     o.state = (Careline__V1__JobState)state;
-    o.attempt = (uint32_t)atoi(PQgetvalue(r, i, 3));
-    o.kind = dispatch_enum_from_db(&careline__v1__service_kind__descriptor, PQgetvalue(r, i, 4));
-    o.meal_slot =
-        PQgetvalue(r, i, 5)[0]
-            ? dispatch_enum_from_db(&careline__v1__meal_slot__descriptor, PQgetvalue(r, i, 5))
-            : 0;
-    o.service_date = PQgetvalue(r, i, 6);
+    o.attempt = (uint32_t)pgcols_int(pc, i, J_ATTEMPT);
+    o.kind =
+        dispatch_enum_from_db(&careline__v1__service_kind__descriptor, pgcols_str(pc, i, J_KIND));
+    const char *slot = pgcols_str(pc, i, J_MEAL_SLOT);
+    o.meal_slot = slot[0] ? dispatch_enum_from_db(&careline__v1__meal_slot__descriptor, slot) : 0;
+    o.service_date = (char *)pgcols_str(pc, i, J_SERVICE_DATE);
+    const char *care = pgcols_str(pc, i, J_CARE_SUBTYPE);
     o.care_subtype =
-        PQgetvalue(r, i, 7)[0]
-            ? dispatch_enum_from_db(&careline__v1__care_subtype__descriptor, PQgetvalue(r, i, 7))
-            : 0;
+        care[0] ? dispatch_enum_from_db(&careline__v1__care_subtype__descriptor, care) : 0;
     char masked[LOG_MASK_BUF];
-    o.resident_name_masked = (char *)log_mask_name(PQgetvalue(r, i, 8), masked);
-    o.address = PQgetvalue(r, i, 9);
-    o.village_name = PQgetvalue(r, i, 10);
-    o.lat = atof(PQgetvalue(r, i, 11));
-    o.lon = atof(PQgetvalue(r, i, 12));
+    o.resident_name_masked = (char *)log_mask_name(pgcols_str(pc, i, J_RESIDENT_NAME), masked);
+    o.address = (char *)pgcols_str(pc, i, J_ADDRESS);
+    o.village_name = (char *)pgcols_str(pc, i, J_VILLAGE_NAME);
+    o.lat = pgcols_double(pc, i, J_LAT);
+    o.lon = pgcols_double(pc, i, J_LON);
     Careline__V1__PriorityFlag flags[3];
-    o.n_priority = priority_flags(PQgetvalue(r, i, 13), flags);
+    o.n_priority = priority_flags(pgcols_str(pc, i, J_PRIORITY), flags);
     o.priority = flags;
-    o.note = PQgetvalue(r, i, 14);
-    o.window_start_ms = strtoll(PQgetvalue(r, i, 15), NULL, 10);
-    o.window_end_ms = strtoll(PQgetvalue(r, i, 16), NULL, 10);
-    o.offer_expires_at_ms = strtoll(PQgetvalue(r, i, 17), NULL, 10);
-    o.travel_minutes = (uint32_t)atoi(PQgetvalue(r, i, 18));
-    o.resident_phone = PQgetvalue(r, i, 19); /* only filled once the job is accepted */
+    o.note = (char *)pgcols_str(pc, i, J_NOTE);
+    o.window_start_ms = pgcols_ll(pc, i, J_WINDOW_START_MS);
+    o.window_end_ms = pgcols_ll(pc, i, J_WINDOW_END_MS);
+    o.offer_expires_at_ms = pgcols_ll(pc, i, J_EXPIRES_MS);
+    o.travel_minutes = (uint32_t)pgcols_int(pc, i, J_TRAVEL_MINUTES);
+    o.resident_phone = (char *)pgcols_str(pc, i, J_PHONE); /* only once the job is accepted */
     Envelope env = CARELINE__V1__ENVELOPE__INIT;
     env.body_case = CARELINE__V1__ENVELOPE__BODY_JOB_OFFER;
     env.job_offer = &o;
@@ -92,18 +123,18 @@ static void push_row(StSession *ss, PGresult *r, int i, int state)
 
 /* Pushes rows [from, to) of a station's jobs to the console: what it has not seen, what
  * changed, and the end of what it was shown. */
-static void apply_rows(StSession *ss, PGresult *res, int from, int to)
+static void apply_rows(StSession *ss, const PgCols *pc, int from, int to)
 {
     ss->last_refresh_ms = util_now_ms();
     for (int i = from; i < to && conn_alive(ss->c); i++) {
-        int64_t job = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-        int state = station_job_state_from_db(PQgetvalue(res, i, 2));
+        int64_t job = pgcols_ll(pc, i, J_JOB_ID);
+        int state = station_job_state_from_db(pgcols_str(pc, i, J_STATE));
         Seen *s = seen_find(ss, job);
         if (s && s->state == state)
             continue;
         if (!s && job_final(state))
             continue; /* ended before this console saw it (another console's known job) */
-        push_row(ss, res, i, state);
+        push_row(ss, pc, i, state);
         if (job_final(state)) {
             if (s)
                 *s = ss->seen[--ss->nseen]; /* told; no longer of interest */
@@ -134,13 +165,13 @@ typedef struct {
     StSession *ss[REFRESH_BATCH];
 } RefreshBatch;
 
-/* First row of station_id in res (rows ordered by station, in column 20), or nrows. */
-static int first_row_of(PGresult *res, int64_t station_id)
+/* First row of station_id in the result (rows ordered by station), or nrows. */
+static int first_row_of(const PgCols *pc, int64_t station_id)
 {
-    int lo = 0, hi = PQntuples(res);
+    int lo = 0, hi = PQntuples(pc->res);
     while (lo < hi) {
         int mid = lo + (hi - lo) / 2;
-        if (strtoll(PQgetvalue(res, mid, 20), NULL, 10) < station_id)
+        if (pgcols_ll(pc, mid, J_STATION_ID) < station_id)
             lo = mid + 1;
         else
             hi = mid;
@@ -152,17 +183,23 @@ static void refresh_many_done(PGresult *res, const char *err, void *arg)
 {
     RefreshBatch *b = arg;
     bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK;
-    if (!ok)
+    PgCols pc = {0};
+    if (!ok) {
         log_warn("reading %zu consoles' jobs failed: %s", b->n,
                  res ? PQresultErrorMessage(res) : err);
+    } else if (!pgcols_bind(&pc, res, job_cols, J_N)) {
+        log_error("careline_station_jobs_many returned no column \"%s\"; %zu consoles not "
+                  "re-read (is the schema older than this daemon?)",
+                  pc.missing, b->n);
+        ok = false;
+    }
     for (size_t k = 0; k < b->n; k++) {
         StSession *ss = b->ss[k];
         if (ok && !ss->closed && conn_alive(ss->c)) {
-            int from = first_row_of(res, ss->station_id), to = from;
-            while (to < PQntuples(res) &&
-                   strtoll(PQgetvalue(res, to, 20), NULL, 10) == ss->station_id)
+            int from = first_row_of(&pc, ss->station_id), to = from;
+            while (to < PQntuples(res) && pgcols_ll(&pc, to, J_STATION_ID) == ss->station_id)
                 to++;
-            apply_rows(ss, res, from, to);
+            apply_rows(ss, &pc, from, to);
         }
         refresh_end(b->st, ss);
     }

@@ -28,12 +28,18 @@ static const char *action_db(int action)
     return action > 0 && action < 7 ? names[action] : NULL;
 }
 
-/* One row of careline_job_update_many (columns from 1: careline_job_update_result). */
+/* careline_job_update_many's columns (sql/012), read by name. */
+enum { U_OUTCOME, U_JOB_STATE, U_REQUEST_ID, U_ATTEMPT, U_REDISPATCH, U_WELFARE, U_N };
+static const char *const update_cols[U_N] = {"outcome", "job_state",  "request_id",
+                                             "attempt", "redispatch", "welfare"};
+
+/* One row of careline_job_update_many. */
 static void update_done(PGresult *res, int row, const char *err, void *arg)
 {
     UpdOp *op = arg;
     Conn *c = op->c;
     Stations *st = op->st;
+    PgCols *pc = &st->update_cols;
     if (!res) {
         log_warn("job %lld: update failed: %s", (long long)op->job_id, err);
         conn_send_error(c, op->seq, S(ERROR_CODE__UNAVAILABLE), false,
@@ -41,13 +47,22 @@ static void update_done(PGresult *res, int row, const char *err, void *arg)
                         "retry shortly");
         goto out;
     }
-    const char *outcome = PQgetvalue(res, row, 1);
+    if (!pgcols_bind(pc, res, update_cols, U_N)) {
+        log_error("job %lld: careline_job_update_many returned no column \"%s\"; the update's "
+                  "outcome is unknown (is the schema older than this daemon?)",
+                  (long long)op->job_id, pc->missing);
+        conn_send_error(c, op->seq, S(ERROR_CODE__INTERNAL), false,
+                        "the update's outcome could not be read (a server error, logged); "
+                        "sending it again is safe");
+        goto out;
+    }
+    const char *outcome = pgcols_str(pc, row, U_OUTCOME);
     if (strcmp(outcome, "not_found") == 0) {
         conn_send_error(c, op->seq, S(ERROR_CODE__NOT_FOUND), false,
                         "job %lld is not one of this station's jobs", (long long)op->job_id);
         goto out;
     }
-    int state = station_job_state_from_db(PQgetvalue(res, row, 2));
+    int state = station_job_state_from_db(pgcols_str(pc, row, U_JOB_STATE));
     if (strcmp(outcome, "invalid") == 0) {
         char now[32];
         station_job_state_to_db(state, now);
@@ -57,14 +72,14 @@ static void update_done(PGresult *res, int row, const char *err, void *arg)
         goto out;
     }
     bool changed = strcmp(outcome, "changed") == 0;
-    int64_t request_id = strtoll(PQgetvalue(res, row, 3), NULL, 10);
-    int attempt = atoi(PQgetvalue(res, row, 4));
-    if (changed && PQgetvalue(res, row, 6)[0] == 't') {
+    int64_t request_id = pgcols_ll(pc, row, U_REQUEST_ID);
+    int attempt = pgcols_int(pc, row, U_ATTEMPT);
+    if (changed && pgcols_bool(pc, row, U_REDISPATCH)) {
         /* rejected: its capacity goes back and the request moves on to the next station */
         dispatch_release(st->dispatch, request_id, attempt, "rejected");
         dispatch_redispatch(st->dispatch, request_id);
     }
-    if (changed && PQgetvalue(res, row, 7)[0] == 't')
+    if (changed && pgcols_bool(pc, row, U_WELFARE))
         log_warn("welfare alert raised for request %lld (job %lld)", (long long)request_id,
                  (long long)op->job_id);
     Careline__V1__JobUpdateResult r = CARELINE__V1__JOB_UPDATE_RESULT__INIT;

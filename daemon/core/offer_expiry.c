@@ -10,8 +10,13 @@
 #include "common/log.h"
 #include "core/station_int.h"
 #include "store/pg.h"
+#include "store/pgcols.h"
 
 #define EXPIRE_BATCH 200
+
+/* careline_expire_offers's columns (sql/011). */
+enum { E_JOB_ID, E_REQUEST_ID, E_STATION_ID, E_ATTEMPT, E_N };
+static const char *const expired_cols[E_N] = {"job_id", "request_id", "station_id", "attempt"};
 
 static void expire_done(PGresult *res, const char *err, void *arg)
 {
@@ -21,12 +26,19 @@ static void expire_done(PGresult *res, const char *err, void *arg)
         log_debug("offer expiry failed: %s", res ? PQresultErrorMessage(res) : err);
         return;
     }
+    PgCols pc = {0};
+    if (!pgcols_bind(&pc, res, expired_cols, E_N)) {
+        log_error("careline_expire_offers returned no column \"%s\"; %d expired offers not "
+                  "sent on (is the schema older than this daemon?)",
+                  pc.missing, PQntuples(res));
+        return;
+    }
     for (int i = 0; i < PQntuples(res) && !st->stopped; i++) {
-        int64_t req = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-        int64_t station = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+        int64_t req = pgcols_ll(&pc, i, E_REQUEST_ID);
+        int64_t station = pgcols_ll(&pc, i, E_STATION_ID);
         log_info("job %s at station %lld not accepted in time; offering it elsewhere",
-                 PQgetvalue(res, i, 0), (long long)station);
-        dispatch_release(st->dispatch, req, atoi(PQgetvalue(res, i, 3)), "expired");
+                 pgcols_str(&pc, i, E_JOB_ID), (long long)station);
+        dispatch_release(st->dispatch, req, pgcols_int(&pc, i, E_ATTEMPT), "expired");
         dispatch_redispatch(st->dispatch, req);
         station_wake(st, station); /* its console drops the offer */
     }

@@ -24,6 +24,7 @@
 #include "core/station.h"
 #include "net/conn.h"
 #include "store/pgbatch.h"
+#include "store/pgcols.h"
 #include "store/rds.h"
 
 #define S(x)          CARELINE__V1__##x
@@ -65,6 +66,7 @@ struct Stations {
     size_t nwake, capwake;
     struct event *wake_ev; /* fires once per turn while wake is non-empty */
     PgBatch *updates;      /* JobUpdates, group-committed */
+    PgCols update_cols;    /* their result's columns, bound once per batch (job_update.c) */
     StSession **due;       /* consoles to re-read at the end of this loop turn */
     size_t ndue, capdue;
     struct event *due_ev; /* fires once per turn while due is non-empty */

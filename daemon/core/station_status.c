@@ -11,6 +11,7 @@
 #include "base/cal.h"
 #include "common/log.h"
 #include "core/station_int.h"
+#include "store/pgcols.h"
 
 typedef struct {
     Stations *st;
@@ -47,19 +48,29 @@ static void status_finish(StatusOp *op)
     free(op);
 }
 
+/* careline_station_status's columns (sql/011): the offers a close sent on. */
+enum { X_REQUEST_ID, X_ATTEMPT, X_N };
+static const char *const sent_on_cols[X_N] = {"request_id", "attempt"};
+
 static void status_pg_done(PGresult *res, const char *err, void *arg)
 {
     StatusOp *op = arg;
     Stations *st = op->st;
     op->pg_done = true;
+    PgCols pc = {0};
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_warn("station %lld: status not saved: %s", (long long)op->c->station_id,
                  res ? PQresultErrorMessage(res) : err);
         op->failed = true;
+    } else if (!pgcols_bind(&pc, res, sent_on_cols, X_N)) {
+        log_error("station %lld: careline_station_status returned no column \"%s\"; its "
+                  "offers sent on were not released (is the schema older than this daemon?)",
+                  (long long)op->c->station_id, pc.missing);
+        op->failed = true;
     } else {
         for (int i = 0; i < PQntuples(res); i++) {
-            int64_t req = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-            dispatch_release(st->dispatch, req, atoi(PQgetvalue(res, i, 2)), "rejected");
+            int64_t req = pgcols_ll(&pc, i, X_REQUEST_ID);
+            dispatch_release(st->dispatch, req, pgcols_int(&pc, i, X_ATTEMPT), "rejected");
             dispatch_redispatch(st->dispatch, req);
             op->redispatched++;
         }
