@@ -655,6 +655,69 @@ static void non_reading_console(void)
     PQfinish(pg);
 }
 
+/* A console that stops reading while offers for its station keep being pushed is cut off at
+ * the hard output limit from inside the push itself (not later by the soft-limit timer), with
+ * no re-read in flight, so the close drops the session's last reference in the middle of the
+ * push. The daemon must survive it (under ASan a use of the freed session aborts it) and the
+ * jobs stay offered. */
+static void offers_to_stalled_console(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 42, &f);
+    int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 5000});
+    char phone[16];
+    fix_resident(pg, &f, 1, false, phone);
+    Daemon d;
+    itest_daemon_up(&d, (const char *const[]){
+                            "--max_frame_bytes=8192", "--obuf_soft_bytes=4096",
+                            "--obuf_hard_bytes=16384", "--obuf_soft_seconds=3600",
+                            "--so_sndbuf_bytes=4096", "--console_refresh_ms=600000",
+                            "--heartbeat_interval_ms=3600000", "--priority_reserve_pct=0", NULL});
+    Console *k = console_open(&d, pg, st);
+    int small = 2048;
+    setsockopt(cl_fd(k->c), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    usleep(300000); /* the backlog re-read and the terminal row are done: the map's ref only */
+    char tok[64], err[128];
+    ClConn *g = itest_login(&d, itest_make_token(pg, "gateway", 0, tok));
+    enum { N = 200 };
+    int queued = 0;
+    for (int i = 0; i < N; i++) {
+        char key[96];
+        snprintf(key, sizeof(key), "%s-%d", fix_key("stall"), i);
+        Careline__V1__SubmitRequest m = CARELINE__V1__SUBMIT_REQUEST__INIT;
+        m.idempotency_key = key;
+        m.who_case = CARELINE__V1__SUBMIT_REQUEST__WHO_CALLER_PHONE;
+        m.caller_phone = phone;
+        m.kind = S(SERVICE_KIND__MEAL_DELIVERY);
+        m.meal_slot = S(MEAL_SLOT__LUNCH);
+        m.service_date = (char *)fix_tomorrow();
+        static char note[] = "请放在门口的小桌子上，谢谢。老人听力不好，请多敲几次门。";
+        m.note = note;
+        ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
+        e.body_case = BODY(SUBMIT);
+        e.submit = &m;
+        ClEnvelope *r = cl_call(g, &e, 10000, err, sizeof(err), NULL, NULL);
+        if (!r) {
+            itest_daemon_dump_log(&d);
+            t_fail(__FILE__, __LINE__, "submit %d: %s (did the daemon die?)", i, err);
+        }
+        T_ASSERT(r->body_case == BODY(SUBMIT_RESULT));
+        queued += r->submit_result->state == S(REQUEST_STATE__QUEUED);
+        cl_free(r);
+    }
+    cl_close(g);
+    T_EQ_INT(queued, N);
+    T_ASSERT(itest_metric(d.http_port, "careline_obuf_closes_total") >= 1);
+    T_ASSERT(itest_daemon_alive(&d));
+    T_EQ_INT(
+        sql_long(pg, "SELECT count(*) FROM jobs WHERE station_id = $1 AND state = 'offered'", st),
+        N);
+    console_close(k);
+    itest_daemon_down(&d);
+    PQfinish(pg);
+}
+
 /* A daemon restarted with the same server_id after kill -9 closes the terminal sessions its
  * previous run left open, so the terminal indicator does not count them forever. */
 static void stale_sessions_closed(void)
@@ -765,6 +828,7 @@ int main(int argc, char **argv)
         {"station_welfare_alert", welfare_alert, 60},
         {"station_heartbeats", heartbeats, 60},
         {"station_non_reading_console", non_reading_console, 120},
+        {"station_offers_to_stalled_console", offers_to_stalled_console, 120},
         {"station_stale_sessions_closed", stale_sessions_closed, 60},
         {"station_rereads_batched", rereads_batched, 60},
         {NULL, NULL, 0},
