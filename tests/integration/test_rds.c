@@ -7,17 +7,14 @@
 #include "common/log.h"
 #include "store/rds.h"
 #include "iloop.h"
+#include "iproc.h"
 #include "t.h"
 #include "common/util.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -37,18 +34,6 @@ static bool not_ready(void *arg)
 
 static int srv_port;
 static pid_t srv_pid;
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    T_ASSERT(fd >= 0);
-    T_ASSERT(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-    T_ASSERT(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 /* Blocking admin connection (fine in a test). */
 static redisContext *admin_connect(const char *host, int port)
@@ -79,17 +64,14 @@ static void srv_start(void)
 {
     char port[16], logf[300];
     if (!srv_port)
-        srv_port = free_port();
+        srv_port = iproc_free_port();
     snprintf(port, sizeof(port), "%d", srv_port);
     snprintf(logf, sizeof(logf), "%s/redis.log", t_tmpdir());
-    srv_pid = fork();
-    T_ASSERT(srv_pid >= 0);
-    if (srv_pid == 0) {
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", t_tmpdir(), "--logfile", logf,
-               "--enable-debug-command", "yes", (char *)NULL);
-        _exit(127);
-    }
+    srv_pid =
+        iproc_spawn((const char *const[]){"redis-server", "--port", port, "--bind", "127.0.0.1",
+                                          "--save", "", "--appendonly", "no", "--dir", t_tmpdir(),
+                                          "--logfile", logf, "--enable-debug-command", "yes", NULL},
+                    IPROC_INHERIT, IPROC_INHERIT, NULL, false);
     int64_t end = util_now_ms() + 5000;
     while (util_now_ms() < end) {
         redisContext *c = admin_connect("127.0.0.1", srv_port);
@@ -116,22 +98,13 @@ static void srv_stop(void)
     if (r)
         freeReplyObject(r);
     redisFree(c);
-    int st;
-    int64_t end = util_now_ms() + 5000;
-    while (waitpid(srv_pid, &st, WNOHANG) == 0) {
-        if (util_now_ms() > end)
-            t_fail(__FILE__, __LINE__, "redis-server did not exit");
-        usleep(10000);
-    }
-    srv_pid = 0;
+    if (iproc_wait_exit(&srv_pid, 5000) < 0)
+        t_fail(__FILE__, __LINE__, "redis-server did not exit");
 }
 
 static void srv_kill(void)
 {
-    if (srv_pid > 0) {
-        kill(srv_pid, SIGKILL);
-        waitpid(srv_pid, NULL, 0);
-    }
+    (void)iproc_stop(&srv_pid, SIGKILL, 5000);
 }
 
 /* ---- reply collectors ---------------------------------------------------------------------- */
@@ -578,7 +551,7 @@ static void free_pending(void)
 static void no_server(void)
 {
     struct event_base *b = event_base_new();
-    Rds *r = rds_new(b, "127.0.0.1", free_port(), 300, 10);
+    Rds *r = rds_new(b, "127.0.0.1", iproc_free_port(), 300, 10);
     const char *ping[1] = {"PING"};
     One o = {0};
     iloop_run_ms(b, 300);
