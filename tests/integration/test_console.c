@@ -19,12 +19,12 @@
 
 #include "fixture.h"
 #include "iproc.h"
+#include "isession.h"
 #include "itest.h"
 #include "t.h"
 #include "common/util.h"
 
-#define S(x)    CARELINE__V1__##x
-#define BODY(b) CARELINE__V1__ENVELOPE__BODY_##b
+#define S(x) CARELINE__V1__##x
 
 static Daemon d;
 
@@ -201,42 +201,21 @@ static void con_stop(Con *k)
 
 /* ---- the daemon side -------------------------------------------------------------------- */
 
-static ClConn *gateway(PGconn *pg)
-{
-    char tok[64];
-    return itest_login(&d, itest_make_token(pg, "gateway", 0, tok));
-}
-
 /* Submits a lunch for tomorrow as the gateway; returns the job id (the request must be
  * QUEUED at `station`). */
 static int64_t submit_meal(ClConn *gw, const char *key, const char *phone, int64_t station,
                            int64_t *request_id)
 {
-    Careline__V1__SubmitRequest m = CARELINE__V1__SUBMIT_REQUEST__INIT;
-    m.idempotency_key = (char *)key;
-    m.who_case = CARELINE__V1__SUBMIT_REQUEST__WHO_CALLER_PHONE;
-    m.caller_phone = (char *)phone;
-    m.kind = S(SERVICE_KIND__MEAL_DELIVERY);
-    m.meal_slot = S(MEAL_SLOT__LUNCH);
-    m.service_date = (char *)fix_tomorrow();
+    Careline__V1__SubmitRequest m;
+    isess_meal(&m, key, phone);
     m.note = (char *)"少盐 less salt";
-    ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
-    e.body_case = BODY(SUBMIT);
-    e.submit = &m;
-    char err[256];
-    ClEnvelope *r = cl_call(gw, &e, 15000, err, sizeof(err), NULL, NULL);
-    if (!r) {
-        itest_daemon_dump_log(&d);
-        t_fail(__FILE__, __LINE__, "submit %s: %s", key, err);
-    }
-    if (r->body_case != BODY(SUBMIT_RESULT))
-        t_fail(__FILE__, __LINE__, "submit %s: got body %d (%s)", key, r->body_case,
-               r->body_case == BODY(ERROR) ? r->error->message : "");
-    T_EQ_INT(r->submit_result->state, S(REQUEST_STATE__QUEUED));
-    T_EQ_INT(r->submit_result->station_id, station);
-    int64_t job = r->submit_result->job_id;
+    ClEnvelope *r = isess_submit(&d, gw, &m, 15000);
+    Careline__V1__SubmitResult *s = isess_result(r);
+    T_EQ_INT(s->state, S(REQUEST_STATE__QUEUED));
+    T_EQ_INT(s->station_id, station);
+    int64_t job = s->job_id;
     if (request_id)
-        *request_id = r->submit_result->request_id;
+        *request_id = s->request_id;
     cl_free(r);
     return job;
 }
@@ -280,7 +259,7 @@ static void auto_accept_delivers(void)
                                     "--exit-after", "3", NULL});
     json_t *hello = con_wait(&k, 10000, "connected", 0, NULL);
     T_EQ_INT(jint(hello, "station_id"), st);
-    ClConn *gw = gateway(pg);
+    ClConn *gw = isess_gateway(&d, pg);
     int64_t jobs[3], reqs[3];
     for (int i = 0; i < 3; i++) {
         char name[32];
@@ -360,7 +339,7 @@ static void reconnect_backlog(void)
               (const char *const[]){"--port", port_arg(port, sizeof(port), d.proto_port), "--token",
                                     tok, "--json", NULL});
     con_wait(&k, 10000, "connected", 0, NULL);
-    ClConn *gw = gateway(pg);
+    ClConn *gw = isess_gateway(&d, pg);
     int64_t job = submit_meal(gw, fix_key("console-reconnect"), phone, st, NULL);
     cl_close(gw);
     json_t *first = con_wait(&k, 10000, "job", job, "offered");
@@ -421,7 +400,7 @@ static void commands_and_errors(void)
                                     tok, "--json", NULL});
     json_t *hello = con_wait(&k, 10000, "connected", 0, NULL);
     T_EQ_INT(jint(hello, "heartbeat_interval_ms"), 200);
-    ClConn *gw = gateway(pg);
+    ClConn *gw = isess_gateway(&d, pg);
     int64_t j1 = submit_meal(gw, fix_key("console-cmd-1"), phones[0], st, NULL);
     int64_t j2 = submit_meal(gw, fix_key("console-cmd-2"), phones[1], st, NULL);
     cl_close(gw);
@@ -593,7 +572,7 @@ static void text_screen(void)
     con_start(&k, true,
               (const char *const[]){"--port", port_arg(port, sizeof(port), d.proto_port), "--token",
                                     tok, NULL});
-    ClConn *gw = gateway(pg);
+    ClConn *gw = isess_gateway(&d, pg);
     int64_t job = submit_meal(gw, fix_key("console-text"), phone, st, NULL);
     cl_close(gw);
     char want[64], line[8192];
@@ -651,7 +630,7 @@ static void reject_all_redispatches(void)
                                     "--complete-after", "100", "--exit-after", "1", NULL});
     con_wait(&a, 10000, "connected", 0, NULL);
     con_wait(&b, 10000, "connected", 0, NULL);
-    ClConn *gw = gateway(pg);
+    ClConn *gw = isess_gateway(&d, pg);
     int64_t req;
     int64_t j1 = submit_meal(gw, fix_key("console-reject-all"), phone, near, &req);
     cl_close(gw);
@@ -697,7 +676,7 @@ static void offer_expires(void)
               (const char *const[]){"--port", port_arg(port, sizeof(port), d.proto_port), "--token",
                                     tok, "--json", NULL});
     con_wait(&k, 10000, "connected", 0, NULL);
-    ClConn *gw = gateway(pg);
+    ClConn *gw = isess_gateway(&d, pg);
     int64_t job = submit_meal(gw, fix_key("console-expire"), phone, st, NULL);
     cl_close(gw);
     json_t *o = con_wait(&k, 10000, "job", job, "offered");
