@@ -9,21 +9,19 @@
  * the requests made on it cannot be removed); its setup is idempotent, and it lies 1,500 km
  * from Yuyao, so it never reaches a Yuyao village or resident.
  */
-#include <arpa/inet.h>
 #include <jansson.h>
 #include <math.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/cal.h"
 #include "reports/coverage.h"
 #include "base/geo.h"
+#include "ihttp.h"
+#include "isession.h"
 #include "itest.h"
 #include "t.h"
 #include "common/util.h"
@@ -149,13 +147,7 @@ static ClEnvelope *query(ClConn *c, Careline__V1__CoverageQuery *q)
     ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
     e.body_case = BODY(COVERAGE_QUERY);
     e.coverage_query = q;
-    char err[256];
-    ClEnvelope *r = cl_call(c, &e, 20000, err, sizeof(err), NULL, NULL);
-    if (!r) {
-        itest_daemon_dump_log(&d);
-        t_fail(__FILE__, __LINE__, "no reply to CoverageQuery: %s", err);
-    }
-    return r;
+    return isess_call(&d, c, &e, 20000, "no reply to CoverageQuery", NULL, NULL);
 }
 
 static ClEnvelope *report(ClConn *c, Careline__V1__CoverageQuery *q)
@@ -181,47 +173,27 @@ static void expect_invalid(ClConn *c, Careline__V1__CoverageQuery *q, int code, 
     cl_free(r);
 }
 
-/* ---- HTTP helper: one request, Connection: close, bounded waits ---------------------- */
+/* ---- HTTP helper: one request (ihttp), body malloc'd into *body (free it) ------------ */
 
 static int http(const char *method, const char *path, const char *token, const char *accept,
                 char **body)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    T_ASSERT(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d.http_port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    T_ASSERT(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-    char req[2048];
-    int n = snprintf(req, sizeof(req),
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                     "Content-Length: 0\r\n",
-                     method, path);
-    if (token)
-        n += snprintf(req + n, sizeof(req) - (size_t)n, "Authorization: Bearer %s\r\n", token);
-    if (accept)
-        n += snprintf(req + n, sizeof(req) - (size_t)n, "Accept: %s\r\n", accept);
-    n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n");
-    T_ASSERT(write(fd, req, (size_t)n) == n);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = xmalloc(cap);
-    for (;;) {
-        struct pollfd pfd = {fd, POLLIN, 0};
-        if (poll(&pfd, 1, 20000) != 1)
-            t_fail(__FILE__, __LINE__, "HTTP %s %s: timeout", method, path);
-        if (len + 4096 > cap)
-            buf = xrealloc(buf, cap *= 2);
-        ssize_t got = read(fd, buf + len, cap - len - 1);
-        if (got <= 0)
-            break;
-        len += (size_t)got;
+    char auth[128], acc[128];
+    const char *hs[3] = {NULL, NULL, NULL};
+    int nh = 0;
+    if (token) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+        hs[nh++] = auth;
     }
-    close(fd);
-    buf[len] = '\0';
-    int status = -1;
-    T_ASSERT(sscanf(buf, "HTTP/1.%*d %d", &status) == 1);
-    char *b = strstr(buf, "\r\n\r\n");
-    *body = xstrdup(b ? b + 4 : "");
-    free(buf);
+    if (accept) {
+        snprintf(acc, sizeof(acc), "Accept: %s", accept);
+        hs[nh++] = acc;
+    }
+    IhttpResp r;
+    int status = ihttp_request(d.http_port, method, path, hs, "", 0, 60000, &r);
+    if (status < 0)
+        t_fail(__FILE__, __LINE__, "HTTP %s %s: no valid response in time", method, path);
+    *body = r.body;
     return status;
 }
 
@@ -280,11 +252,7 @@ static void start(PGconn *pg)
 
 static void finish(void)
 {
-    int rc = itest_daemon_stop(&d, 10000);
-    if (rc != 0) {
-        itest_daemon_dump_log(&d);
-        t_fail(__FILE__, __LINE__, "dispatchd exited with %d", rc);
-    }
+    itest_daemon_down_within(&d, 10000);
 }
 
 static void today_str(char out[11], int back)
@@ -680,17 +648,10 @@ static long submit(ClConn *c, const char *key, const char *phone, long resident,
         sr.meal_slot = CARELINE__V1__MEAL_SLOT__LUNCH;
         sr.service_date = tomorrow;
     }
-    ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
-    e.body_case = BODY(SUBMIT);
-    e.submit = &sr;
-    char err[256];
-    ClEnvelope *r = cl_call(c, &e, 20000, err, sizeof(err), NULL, NULL);
-    if (!r || r->body_case != BODY(SUBMIT_RESULT)) {
+    ClEnvelope *r = isess_submit(&d, c, &sr, 20000);
+    if (r->body_case != BODY(SUBMIT_RESULT))
         itest_daemon_dump_log(&d);
-        t_fail(__FILE__, __LINE__, "submit %s: %s", key,
-               r && r->body_case == BODY(ERROR) ? r->error->message : err);
-    }
-    long id = (long)r->submit_result->request_id;
+    long id = (long)isess_result(r)->request_id;
     cl_free(r);
     return id;
 }

@@ -6,28 +6,25 @@
  * the daemon's errors; heartbeats keep an otherwise idle session alive; a wrong token
  * exits 2; the text screen for people. Fixture areas 60..69.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "fixture.h"
+#include "iproc.h"
+#include "isession.h"
 #include "itest.h"
 #include "t.h"
+#include "common/util.h"
 
-#define S(x)    CARELINE__V1__##x
-#define BODY(b) CARELINE__V1__ENVELOPE__BODY_##b
+#define S(x) CARELINE__V1__##x
 
 static Daemon d;
 
@@ -43,13 +40,6 @@ typedef struct {
     char err_path[600];
 } Con;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Starts bin/station-console with args (NULL-terminated, after the program name). */
 static void con_start(Con *k, bool with_stdin, const char *const *args)
 {
@@ -57,8 +47,9 @@ static void con_start(Con *k, bool with_stdin, const char *const *args)
     k->seen = json_array();
     static int seq;
     snprintf(k->err_path, sizeof(k->err_path), "%s/console-%d.err", t_tmpdir(), ++seq);
-    int pin[2], pout[2];
-    T_ASSERT(pipe(pin) == 0 && pipe(pout) == 0);
+    int pin[2] = {-1, -1}, pout[2];
+    T_ASSERT(pipe2(pout, O_CLOEXEC) == 0);
+    T_ASSERT(!with_stdin || pipe2(pin, O_CLOEXEC) == 0);
     char bin[512];
     snprintf(bin, sizeof(bin), "%s/station-console", t_env("CARELINE_BIN"));
     const char *argv[40] = {bin};
@@ -66,36 +57,12 @@ static void con_start(Con *k, bool with_stdin, const char *const *args)
     for (int i = 0; args[i] && argc < 38; i++)
         argv[argc++] = args[i];
     argv[argc] = NULL;
-    pid_t pid = fork();
-    T_ASSERT(pid >= 0);
-    if (pid == 0) {
-        if (with_stdin) {
-            dup2(pin[0], 0);
-        } else {
-            int nul = open("/dev/null", O_RDONLY);
-            dup2(nul, 0);
-        }
-        dup2(pout[1], 1);
-        int e = open(k->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (e >= 0)
-            dup2(e, 2);
+    k->pid = iproc_spawn(argv, with_stdin ? pin[0] : IPROC_DEVNULL, pout[1], k->err_path, false);
+    if (with_stdin)
         close(pin[0]);
-        close(pin[1]);
-        close(pout[0]);
-        close(pout[1]);
-        execv(bin, (char *const *)argv);
-        fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
-        _exit(127);
-    }
-    close(pin[0]);
     close(pout[1]);
-    k->pid = pid;
     k->out = pout[0];
     k->in = pin[1];
-    if (!with_stdin) {
-        close(pin[1]);
-        k->in = -1;
-    }
 }
 
 static void con_dump(const Con *k)
@@ -109,13 +76,7 @@ static void con_dump(const Con *k)
         printf("%s\n", s);
         free(s);
     }
-    printf("---- console stderr ----\n");
-    FILE *f = fopen(k->err_path, "r");
-    char line[1024];
-    while (f && fgets(line, sizeof(line), f))
-        fputs(line, stdout);
-    if (f)
-        fclose(f);
+    iproc_dump_file(k->err_path);
 }
 
 #define CON_FAIL(k, ...)                                                                           \
@@ -129,7 +90,7 @@ static void con_dump(const Con *k)
  * EOF. JSON lines are also appended to k->seen. */
 static bool con_line(Con *k, int timeout_ms, char *out, size_t n)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = util_now_ms() + timeout_ms;
     for (;;) {
         char *nl = memchr(k->buf, '\n', k->len);
         if (nl) {
@@ -142,7 +103,7 @@ static bool con_line(Con *k, int timeout_ms, char *out, size_t n)
                 json_array_append_new(k->seen, j);
             return true;
         }
-        int left = (int)(deadline - now_ms());
+        int left = (int)(deadline - util_now_ms());
         if (left <= 0)
             return false;
         struct pollfd p = {k->out, POLLIN, 0};
@@ -173,10 +134,10 @@ static int64_t jint(const json_t *j, const char *key)
  * shows up; fails the case after timeout_ms. Returns it (borrowed from k->seen). */
 static json_t *con_wait(Con *k, int timeout_ms, const char *event, int64_t job, const char *state)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = util_now_ms() + timeout_ms;
     char line[8192];
     for (;;) {
-        int left = (int)(deadline - now_ms());
+        int left = (int)(deadline - util_now_ms());
         if (left <= 0 || !con_line(k, left, line, sizeof(line)))
             CON_FAIL(k, "no %s event (job %lld, state %s) within %d ms", event, (long long)job,
                      state ? state : "any", timeout_ms);
@@ -221,30 +182,16 @@ static void con_say(Con *k, const char *fmt, ...)
 /* Waits up to timeout_ms for the console to exit; its exit status, or -1 if it still runs. */
 static int con_wait_exit(Con *k, int timeout_ms)
 {
-    for (int waited = 0; waited <= timeout_ms; waited += 10) {
-        int st;
-        if (waitpid(k->pid, &st, WNOHANG) == k->pid) {
-            k->pid = 0;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        }
-        usleep(10000);
-    }
-    return -1;
+    return iproc_wait_exit(&k->pid, timeout_ms);
 }
 
 /* SIGTERM; the console must leave cleanly (exit 0) within 5 s. Frees k. */
 static void con_stop(Con *k)
 {
     if (k->pid > 0) {
-        kill(k->pid, SIGTERM);
-        int rc = con_wait_exit(k, 5000);
-        if (rc != 0) {
-            if (rc < 0) {
-                kill(k->pid, SIGKILL);
-                waitpid(k->pid, NULL, 0);
-            }
+        int rc = iproc_stop(&k->pid, SIGTERM, 5000);
+        if (rc != 0)
             CON_FAIL(k, "station-console did not exit cleanly on SIGTERM (status %d)", rc);
-        }
     }
     if (k->in >= 0)
         close(k->in);
@@ -254,42 +201,21 @@ static void con_stop(Con *k)
 
 /* ---- the daemon side -------------------------------------------------------------------- */
 
-static ClConn *gateway(PGconn *pg)
-{
-    char tok[64];
-    return itest_login(&d, itest_make_token(pg, "gateway", 0, tok));
-}
-
 /* Submits a lunch for tomorrow as the gateway; returns the job id (the request must be
  * QUEUED at `station`). */
 static int64_t submit_meal(ClConn *gw, const char *key, const char *phone, int64_t station,
                            int64_t *request_id)
 {
-    Careline__V1__SubmitRequest m = CARELINE__V1__SUBMIT_REQUEST__INIT;
-    m.idempotency_key = (char *)key;
-    m.who_case = CARELINE__V1__SUBMIT_REQUEST__WHO_CALLER_PHONE;
-    m.caller_phone = (char *)phone;
-    m.kind = S(SERVICE_KIND__MEAL_DELIVERY);
-    m.meal_slot = S(MEAL_SLOT__LUNCH);
-    m.service_date = (char *)fix_tomorrow();
+    Careline__V1__SubmitRequest m;
+    isess_meal(&m, key, phone);
     m.note = (char *)"少盐 less salt";
-    ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
-    e.body_case = BODY(SUBMIT);
-    e.submit = &m;
-    char err[256];
-    ClEnvelope *r = cl_call(gw, &e, 15000, err, sizeof(err), NULL, NULL);
-    if (!r) {
-        itest_daemon_dump_log(&d);
-        t_fail(__FILE__, __LINE__, "submit %s: %s", key, err);
-    }
-    if (r->body_case != BODY(SUBMIT_RESULT))
-        t_fail(__FILE__, __LINE__, "submit %s: got body %d (%s)", key, r->body_case,
-               r->body_case == BODY(ERROR) ? r->error->message : "");
-    T_EQ_INT(r->submit_result->state, S(REQUEST_STATE__QUEUED));
-    T_EQ_INT(r->submit_result->station_id, station);
-    int64_t job = r->submit_result->job_id;
+    ClEnvelope *r = isess_submit(&d, gw, &m, 15000);
+    Careline__V1__SubmitResult *s = isess_result(r);
+    T_EQ_INT(s->state, S(REQUEST_STATE__QUEUED));
+    T_EQ_INT(s->station_id, station);
+    int64_t job = s->job_id;
     if (request_id)
-        *request_id = r->submit_result->request_id;
+        *request_id = s->request_id;
     cl_free(r);
     return job;
 }
@@ -333,7 +259,7 @@ static void auto_accept_delivers(void)
                                     "--exit-after", "3", NULL});
     json_t *hello = con_wait(&k, 10000, "connected", 0, NULL);
     T_EQ_INT(jint(hello, "station_id"), st);
-    ClConn *gw = gateway(pg);
+    ClConn *gw = isess_gateway(&d, pg);
     int64_t jobs[3], reqs[3];
     for (int i = 0; i < 3; i++) {
         char name[32];
@@ -413,7 +339,7 @@ static void reconnect_backlog(void)
               (const char *const[]){"--port", port_arg(port, sizeof(port), d.proto_port), "--token",
                                     tok, "--json", NULL});
     con_wait(&k, 10000, "connected", 0, NULL);
-    ClConn *gw = gateway(pg);
+    ClConn *gw = isess_gateway(&d, pg);
     int64_t job = submit_meal(gw, fix_key("console-reconnect"), phone, st, NULL);
     cl_close(gw);
     json_t *first = con_wait(&k, 10000, "job", job, "offered");
@@ -474,7 +400,7 @@ static void commands_and_errors(void)
                                     tok, "--json", NULL});
     json_t *hello = con_wait(&k, 10000, "connected", 0, NULL);
     T_EQ_INT(jint(hello, "heartbeat_interval_ms"), 200);
-    ClConn *gw = gateway(pg);
+    ClConn *gw = isess_gateway(&d, pg);
     int64_t j1 = submit_meal(gw, fix_key("console-cmd-1"), phones[0], st, NULL);
     int64_t j2 = submit_meal(gw, fix_key("console-cmd-2"), phones[1], st, NULL);
     cl_close(gw);
@@ -606,13 +532,7 @@ static void waits_for_daemon(void)
     Fixture f;
     fix_area(pg, 63, &f);
     int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10});
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof(a);
-    T_ASSERT(bind(s, (struct sockaddr *)&a, sizeof(a)) == 0);
-    T_ASSERT(getsockname(s, (struct sockaddr *)&a, &al) == 0);
-    int free_port = ntohs(a.sin_port);
-    close(s);
+    int free_port = iproc_free_port();
     char tok[64], port[16];
     itest_make_token(pg, "station", st, tok);
     Con k;
@@ -652,14 +572,14 @@ static void text_screen(void)
     con_start(&k, true,
               (const char *const[]){"--port", port_arg(port, sizeof(port), d.proto_port), "--token",
                                     tok, NULL});
-    ClConn *gw = gateway(pg);
+    ClConn *gw = isess_gateway(&d, pg);
     int64_t job = submit_meal(gw, fix_key("console-text"), phone, st, NULL);
     cl_close(gw);
     char want[64], line[8192];
     snprintf(want, sizeof(want), "#%lld", (long long)job);
     bool headline = false, need = false, who = false, deadline = false, note = false;
-    int64_t until = now_ms() + 10000;
-    while (!(headline && need && who && deadline && note) && now_ms() < until &&
+    int64_t until = util_now_ms() + 10000;
+    while (!(headline && need && who && deadline && note) && util_now_ms() < until &&
            con_line(&k, 1000, line, sizeof(line))) {
         headline |= strstr(line, "新任务") && strstr(line, want) != NULL;
         need |= strstr(line, "午餐送餐") && strstr(line, fix_tomorrow()) != NULL;
@@ -672,8 +592,8 @@ static void text_screen(void)
                  headline, need, who, deadline, note);
     con_say(&k, "accept %lld", (long long)job);
     bool accepted = false;
-    until = now_ms() + 10000;
-    while (!accepted && now_ms() < until && con_line(&k, 1000, line, sizeof(line)))
+    until = util_now_ms() + 10000;
+    while (!accepted && util_now_ms() < until && con_line(&k, 1000, line, sizeof(line)))
         accepted = strstr(line, "已接单") && strstr(line, want);
     if (!accepted)
         CON_FAIL(&k, "no 已接单 line after accept");
@@ -710,7 +630,7 @@ static void reject_all_redispatches(void)
                                     "--complete-after", "100", "--exit-after", "1", NULL});
     con_wait(&a, 10000, "connected", 0, NULL);
     con_wait(&b, 10000, "connected", 0, NULL);
-    ClConn *gw = gateway(pg);
+    ClConn *gw = isess_gateway(&d, pg);
     int64_t req;
     int64_t j1 = submit_meal(gw, fix_key("console-reject-all"), phone, near, &req);
     cl_close(gw);
@@ -756,7 +676,7 @@ static void offer_expires(void)
               (const char *const[]){"--port", port_arg(port, sizeof(port), d.proto_port), "--token",
                                     tok, "--json", NULL});
     con_wait(&k, 10000, "connected", 0, NULL);
-    ClConn *gw = gateway(pg);
+    ClConn *gw = isess_gateway(&d, pg);
     int64_t job = submit_meal(gw, fix_key("console-expire"), phone, st, NULL);
     cl_close(gw);
     json_t *o = con_wait(&k, 10000, "job", job, "offered");

@@ -16,6 +16,7 @@
 
 #include "base/cal.h"
 #include "fixture.h"
+#include "isession.h"
 #include "itest.h"
 #include "t.h"
 
@@ -71,21 +72,12 @@ static ClEnvelope *submit(ClConn *c, const Req *q)
     Careline__V1__SubmitRequest m;
     Careline__V1__Location loc;
     build(q, &e, &m, &loc);
-    char err[256];
-    ClEnvelope *r = cl_call(c, &e, 15000, err, sizeof(err), NULL, NULL);
-    if (!r) {
-        itest_daemon_dump_log(&d);
-        t_fail(__FILE__, __LINE__, "submit %s: %s", q->key, err);
-    }
-    return r;
+    return isess_submit(&d, c, &m, 15000);
 }
 
 static Careline__V1__SubmitResult *result(ClEnvelope *r)
 {
-    if (r->body_case != BODY(SUBMIT_RESULT))
-        t_fail(__FILE__, __LINE__, "expected SubmitResult, got %d: %s", r->body_case,
-               r->body_case == BODY(ERROR) ? r->error->message : "");
-    return r->submit_result;
+    return isess_result(r);
 }
 
 static Req meal(const char *key, const char *phone)
@@ -100,16 +92,12 @@ static Req meal(const char *key, const char *phone)
 static long sql_long(PGconn *pg, const char *sql, const char *p1)
 {
     const char *p[] = {p1};
-    PGresult *r = itest_sql(pg, sql, p1 ? 1 : 0, p);
-    long v = PQntuples(r) ? atol(PQgetvalue(r, 0, 0)) : -1;
-    PQclear(r);
-    return v;
+    return (long)itest_sql_ll(pg, sql, p1 ? 1 : 0, p);
 }
 
 static ClConn *gateway(PGconn *pg)
 {
-    char tok[64];
-    return itest_login(&d, itest_make_token(pg, "gateway", 0, tok));
+    return isess_gateway(&d, pg);
 }
 
 /* ------------------------------------------------------------------------------------- */
@@ -460,11 +448,7 @@ static ClEnvelope *call_status(ClConn *c, const char *key, const char *phone)
     ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
     e.body_case = BODY(STATUS_QUERY);
     e.status_query = &q;
-    char err[256];
-    ClEnvelope *r = cl_call(c, &e, 10000, err, sizeof(err), NULL, NULL);
-    if (!r)
-        t_fail(__FILE__, __LINE__, "status: %s", err);
-    return r;
+    return isess_call(NULL, c, &e, 10000, "status", NULL, NULL);
 }
 
 static ClEnvelope *call_cancel(ClConn *c, const char *key)
@@ -475,11 +459,7 @@ static ClEnvelope *call_cancel(ClConn *c, const char *key)
     ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
     e.body_case = BODY(CANCEL);
     e.cancel = &q;
-    char err[256];
-    ClEnvelope *r = cl_call(c, &e, 10000, err, sizeof(err), NULL, NULL);
-    if (!r)
-        t_fail(__FILE__, __LINE__, "cancel: %s", err);
-    return r;
+    return isess_call(NULL, c, &e, 10000, "cancel", NULL, NULL);
 }
 
 static void cancel_releases(void)
@@ -785,8 +765,7 @@ static void crash_at(const char *point, int k)
     snprintf(fa, sizeof(fa), "--fault_after=%d", 5 + rand() % 20);
     itest_daemon_start(&d, (const char *const[]){fp, fa, NULL});
     itest_daemon_wait_ready(&d);
-    char tok[64];
-    ClConn *c = itest_login(&d, itest_make_token(pg, "gateway", 0, tok));
+    ClConn *c = gateway(pg);
     char prefix[64];
     snprintf(prefix, sizeof(prefix), "%s-%s", fix_key("crash"), point);
     Tally t = {0};

@@ -5,25 +5,20 @@
  * while the daemon is down and sent exactly once and in order when it is back (also after
  * the gateway itself was killed), the --stdio mode, and each kind of bad input.
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <hiredis/hiredis.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "ihttp.h"
+#include "iproc.h"
 #include "itest.h"
 #include "t.h"
 
@@ -39,12 +34,6 @@ typedef struct {
 
 static Daemon d;
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static void write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -55,14 +44,7 @@ static void write_file(const char *path, const char *text)
 
 static void gw_dump_log(const Gwp *g)
 {
-    FILE *f = fopen(g->log, "r");
-    if (!f)
-        return;
-    char line[2048];
-    printf("---- %s ----\n", g->log);
-    while (fgets(line, sizeof(line), f))
-        fputs(line, stdout);
-    fclose(f);
+    iproc_dump_file(g->log);
 }
 
 /* Starts bin/hotline-gw on an ephemeral HTTP port talking to daemon_port. */
@@ -94,53 +76,16 @@ static void gw_start(Gwp *g, int daemon_port, const char *token, const char *spo
                           "--log_level=debug",
                           "--reconnect_max_ms=500",
                           NULL};
-    pid_t pid = fork();
-    T_ASSERT(pid >= 0);
-    if (pid == 0) {
-        int fd = open(g->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    g->pid = pid;
-    for (int i = 0; i < 1000; i++) {
-        FILE *f = fopen(g->port_file, "r");
-        if (f) {
-            int ok = fscanf(f, "http %d", &g->port);
-            fclose(f);
-            if (ok == 1)
-                return;
-        }
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            break;
-        sleep_ms(10);
-    }
+    g->pid = iproc_spawn(argv, IPROC_INHERIT, IPROC_ERRFILE, g->log, true);
+    if (iproc_scan_file(g->pid, g->port_file, 10000, 1, "http %d", &g->port))
+        return;
     gw_dump_log(g);
     t_fail(__FILE__, __LINE__, "hotline-gw did not start (log above)");
 }
 
 static int gw_stop(Gwp *g, int sig)
 {
-    if (g->pid <= 0)
-        return -1;
-    kill(g->pid, sig);
-    for (int i = 0; i < 1000; i++) {
-        int st;
-        if (waitpid(g->pid, &st, WNOHANG) == g->pid) {
-            g->pid = 0;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        }
-        sleep_ms(10);
-    }
-    kill(g->pid, SIGKILL);
-    waitpid(g->pid, NULL, 0);
-    g->pid = 0;
-    return -1;
+    return iproc_stop(&g->pid, sig, 10000);
 }
 
 static void hmac_hex(const char *ts, const char *body, char hex[65])
@@ -228,29 +173,13 @@ static void resident_phone(PGconn *pg, int n, char out[32])
 static long long count_key(PGconn *pg, const char *key)
 {
     const char *p[] = {key};
-    PGresult *r = itest_sql(pg, "SELECT count(*) FROM requests WHERE idempotency_key = $1", 1, p);
-    long long n = atoll(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return n;
+    return itest_sql_ll(pg, "SELECT count(*) FROM requests WHERE idempotency_key = $1", 1, p);
 }
 
 static void unique_id(char *out, size_t n, const char *tag)
 {
     static int k;
     snprintf(out, n, "%s-%d-%lld-%d", tag, (int)getpid(), (long long)time(NULL), ++k);
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    T_ASSERT(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-    socklen_t sl = sizeof(sa);
-    getsockname(fd, (struct sockaddr *)&sa, &sl);
-    close(fd);
-    return ntohs(sa.sin_port);
 }
 
 static long long gw_health(const Gwp *g, const char *key)
@@ -272,14 +201,7 @@ static long long gw_metric(const Gwp *g, const char *name)
     IhttpResp r;
     if (ihttp_request(g->port, "GET", "/metrics", NULL, NULL, 0, 5000, &r) != 200)
         t_fail(__FILE__, __LINE__, "metrics failed");
-    long long v = -1;
-    size_t n = strlen(name);
-    for (char *line = r.body; line && *line;) {
-        char *nl = strchr(line, '\n');
-        if (!strncmp(line, name, n) && line[n] == ' ')
-            v = atoll(line + n + 1);
-        line = nl ? nl + 1 : NULL;
-    }
+    long long v = itest_metric_in(r.body, name);
     ihttp_free(&r);
     return v;
 }
@@ -290,7 +212,7 @@ static void wait_link(const Gwp *g, long long want)
     for (int i = 0; i < 300; i++) {
         if (gw_health(g, "daemon_up") == want)
             return;
-        sleep_ms(50);
+        iproc_sleep_ms(50);
     }
     gw_dump_log(g);
     t_fail(__FILE__, __LINE__, "daemon link never became %lld", want);
@@ -306,22 +228,8 @@ static char *spool_dir(void)
 /* true when the Redis stream of the station holds an entry whose field request = id. */
 static bool in_station_stream(long long station, long long request_id)
 {
-    redisContext *rc =
-        redisConnect(t_env("CARELINE_REDIS_HOST"), atoi(t_env("CARELINE_REDIS_PORT")));
-    T_ASSERT(rc && !rc->err);
-    char key[96], want[32];
-    snprintf(key, sizeof(key), "{c330281}:st:%lld:jobs", station);
-    snprintf(want, sizeof(want), "%lld", request_id);
-    redisReply *r = redisCommand(rc, "XRANGE %s - +", key);
-    bool found = false;
-    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements && !found; i++) {
-        redisReply *fields = r->element[i]->element[1];
-        for (size_t k = 0; k + 1 < fields->elements; k += 2)
-            if (!strcmp(fields->element[k]->str, "request") &&
-                !strcmp(fields->element[k + 1]->str, want))
-                found = true;
-    }
-    freeReplyObject(r);
+    redisContext *rc = fix_redis();
+    bool found = fix_stream_count(rc, station, request_id) > 0;
     redisFree(rc);
     return found;
 }
@@ -487,7 +395,7 @@ static void retried_webhook_one_request(void)
 static void spooled_while_daemon_down(void)
 {
     PGconn *pg = itest_pg();
-    int port = free_port();
+    int port = iproc_free_port();
     char lp[32];
     snprintf(lp, sizeof(lp), "--listen_port=%d", port);
     const char *extra[] = {lp, NULL};
@@ -534,7 +442,7 @@ static void spooled_while_daemon_down(void)
     itest_daemon_start(&d, extra);
     gw_start(&g, port, tokcopy, spool_dir());
     for (int i = 0; i < 400 && gw_health(&g, "spool_pending") > 0; i++)
-        sleep_ms(50);
+        iproc_sleep_ms(50);
     T_EQ_INT(gw_health(&g, "spool_pending"), 0);
     T_EQ_INT(gw_metric(&g, "hotline_gw_submitted_total"), 4);
     snprintf(path, sizeof(path), "grep -c '\"phone\"' %s/spool.log", spool_dir());

@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "store/pg.h"
 #include "store/pgbatch.h"
+#include "iloop.h"
 #include "t.h"
 #include "common/util.h"
 
@@ -18,42 +19,6 @@
 
 #include <event2/event.h>
 #include <libpq-fe.h>
-
-typedef bool (*Pred)(void *arg);
-
-/* t.c ends a case with _exit(), which skips LeakSanitizer: check explicitly under ASan. */
-extern int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
-
-static void leak_check(void)
-{
-    if (__lsan_do_recoverable_leak_check && __lsan_do_recoverable_leak_check() != 0)
-        t_fail(__FILE__, __LINE__, "memory leaked (see the LeakSanitizer report above)");
-}
-
-/* Runs the loop until pred(arg) holds or timeout_ms passes; returns pred's final value. */
-static bool wait_for(struct event_base *b, Pred pred, void *arg, int timeout_ms)
-{
-    int64_t end = util_now_ms() + timeout_ms;
-    while (!pred(arg)) {
-        if (util_now_ms() >= end)
-            return false;
-        struct timeval tv = {0, 5000};
-        event_base_loopexit(b, &tv);
-        event_base_dispatch(b);
-    }
-    return true;
-}
-
-static bool never(void *arg)
-{
-    (void)arg;
-    return false;
-}
-
-static void run_ms(struct event_base *b, int ms)
-{
-    (void)wait_for(b, never, NULL, ms);
-}
 
 static bool pool_ready(void *arg)
 {
@@ -147,7 +112,7 @@ static void roundtrip(void)
     struct event_base *b = event_base_new();
     PgPool *p = pg_pool_new(b, pool_conninfo("rt"), 2, 3000, 16);
     T_ASSERT(p);
-    T_ASSERT(wait_for(b, pool_ready, p, 5000));
+    T_ASSERT(iloop_wait(b, pool_ready, p, 5000));
 
     One a = {0}, n = {0}, e = {0};
     const char *params[2] = {"41", "h\xc3\xa9llo"};
@@ -156,8 +121,8 @@ static void roundtrip(void)
     T_ASSERT(pg_query(p, "SELECT ($1::text IS NULL)::text", 1, nullp, one_cb, &n));
     T_ASSERT(pg_query(p, "SELECT 1/0", 0, NULL, one_cb, &e));
     T_EQ_INT(pg_pool_inflight(p), 3);
-    T_ASSERT(wait_for(b, one_done, &a, 5000) && wait_for(b, one_done, &n, 5000) &&
-             wait_for(b, one_done, &e, 5000));
+    T_ASSERT(iloop_wait(b, one_done, &a, 5000) && iloop_wait(b, one_done, &n, 5000) &&
+             iloop_wait(b, one_done, &e, 5000));
     T_ASSERT(a.had_res);
     T_EQ_STR(a.val, "42 h\xc3\xa9llo");
     T_EQ_STR(n.val, "true");
@@ -167,7 +132,7 @@ static void roundtrip(void)
     T_EQ_INT(pg_pool_inflight(p), 0);
     pg_pool_free(p);
     event_base_free(b);
-    leak_check();
+    t_leak_check();
 }
 
 typedef struct {
@@ -196,7 +161,7 @@ static void many_concurrent(void)
     enum { N = 200 };
     struct event_base *b = event_base_new();
     PgPool *p = pg_pool_new(b, pool_conninfo("many"), 3, 5000, N);
-    T_ASSERT(wait_for(b, pool_ready, p, 5000));
+    T_ASSERT(iloop_wait(b, pool_ready, p, 5000));
     Many m = {.count = {N, 0}};
     static ManyArg args[N];
     for (int i = 0; i < N; i++) {
@@ -207,12 +172,12 @@ static void many_concurrent(void)
         T_ASSERT(pg_query(p, "SELECT $1::int, pg_sleep(0.001)", 1, params, many_cb, &args[i]));
     }
     T_EQ_INT(pg_pool_inflight(p), N);
-    T_ASSERT(wait_for(b, count_reached, &m.count, 20000));
+    T_ASSERT(iloop_wait(b, count_reached, &m.count, 20000));
     T_EQ_INT(m.bad, 0);
     T_EQ_INT(pg_pool_inflight(p), 0);
     pg_pool_free(p);
     event_base_free(b);
-    leak_check();
+    t_leak_check();
 }
 
 static void count_cb(PGresult *res, const char *err, void *arg)
@@ -226,20 +191,20 @@ static void queue_full(void)
 {
     struct event_base *b = event_base_new();
     PgPool *p = pg_pool_new(b, pool_conninfo("qfull"), 1, 5000, 5);
-    T_ASSERT(wait_for(b, pool_ready, p, 5000));
+    T_ASSERT(iloop_wait(b, pool_ready, p, 5000));
     Count c = {5, 0};
     for (int i = 0; i < 5; i++)
         T_ASSERT(pg_query(p, "SELECT pg_sleep(0.05)", 0, NULL, count_cb, &c));
     T_ASSERT(!pg_query(p, "SELECT 1", 0, NULL, count_cb, &c)); /* queue full: no callback */
-    T_ASSERT(wait_for(b, count_reached, &c, 5000));
-    run_ms(b, 50);
+    T_ASSERT(iloop_wait(b, count_reached, &c, 5000));
+    iloop_run_ms(b, 50);
     T_EQ_INT(c.done, 5);
     T_ASSERT(pg_query(p, "SELECT 1", 0, NULL, count_cb, &c)); /* room again */
     c.target = 6;
-    T_ASSERT(wait_for(b, count_reached, &c, 5000));
+    T_ASSERT(iloop_wait(b, count_reached, &c, 5000));
     pg_pool_free(p);
     event_base_free(b);
-    leak_check();
+    t_leak_check();
 }
 
 typedef struct {
@@ -261,22 +226,22 @@ static void query_timeout(void)
     struct event_base *b = event_base_new();
     Timeout t = {0};
     t.p = pg_pool_new(b, pool_conninfo("tmo"), 1, 300, 8);
-    T_ASSERT(wait_for(b, pool_ready, t.p, 5000));
+    T_ASSERT(iloop_wait(b, pool_ready, t.p, 5000));
     int64_t t0 = util_now_ms();
     T_ASSERT(pg_query(t.p, "SELECT pg_sleep(5)", 0, NULL, timeout_first_cb, &t));
-    T_ASSERT(wait_for(b, one_done, &t.first, 3000));
+    T_ASSERT(iloop_wait(b, one_done, &t.first, 3000));
     int64_t took = t.first.at - t0;
     T_ASSERT(!t.first.had_res);
     T_ASSERT(strstr(t.first.err, "timed out") != NULL);
     T_ASSERT(took >= 250 && took < 1000);
     T_ASSERT(t.second_queued);
-    T_ASSERT(wait_for(b, one_done, &t.second, 3000));
+    T_ASSERT(iloop_wait(b, one_done, &t.second, 3000));
     if (!t.second.had_res)
         t_fail(__FILE__, __LINE__, "second query failed: %s", t.second.err);
     T_EQ_STR(t.second.val, "after");
     pg_pool_free(t.p);
     event_base_free(b);
-    leak_check();
+    t_leak_check();
 }
 
 static void no_server(void)
@@ -285,40 +250,40 @@ static void no_server(void)
     PgPool *p = pg_pool_new(b, "host=127.0.0.1 port=1 dbname=x user=x", 2, 300, 8);
     One o = {0};
     T_ASSERT(pg_query(p, "SELECT 1", 0, NULL, one_cb, &o));
-    T_ASSERT(wait_for(b, one_done, &o, 3000));
+    T_ASSERT(iloop_wait(b, one_done, &o, 3000));
     T_ASSERT(!o.had_res);
     T_ASSERT(strstr(o.err, "timed out") != NULL);
     T_ASSERT(!pg_pool_ready(p));
     pg_pool_free(p);
     event_base_free(b);
-    leak_check();
+    t_leak_check();
 }
 
 static void terminate_backend(void)
 {
     struct event_base *b = event_base_new();
     PgPool *p = pg_pool_new(b, pool_conninfo("term"), 2, 5000, 32);
-    T_ASSERT(wait_for(b, pool_ready, p, 5000));
-    run_ms(b, 100); /* let both connections come up */
+    T_ASSERT(iloop_wait(b, pool_ready, p, 5000));
+    iloop_run_ms(b, 100); /* let both connections come up */
     One slow = {0};
     T_ASSERT(pg_query(p, "SELECT pg_sleep(3)", 0, NULL, one_cb, &slow));
-    run_ms(b, 300);
+    iloop_run_ms(b, 300);
     T_ASSERT(!slow.done);
     T_ASSERT(terminate_ours() >= 2);
     int64_t t0 = util_now_ms();
-    T_ASSERT(wait_for(b, one_done, &slow, 2000));
+    T_ASSERT(iloop_wait(b, one_done, &slow, 2000));
     T_ASSERT(!slow.had_res); /* the link died: err, no result */
     T_ASSERT(slow.at - t0 < 1000);
     printf("  in-flight query failed with: %s\n", slow.err);
-    T_ASSERT(wait_for(b, pool_ready, p, 5000));
-    run_ms(b, 300); /* both reconnect (backoff 100-125 ms) */
+    T_ASSERT(iloop_wait(b, pool_ready, p, 5000));
+    iloop_run_ms(b, 300); /* both reconnect (backoff 100-125 ms) */
     Count c = {10, 0};
     for (int i = 0; i < 10; i++)
         T_ASSERT(pg_query(p, "SELECT 1", 0, NULL, count_cb, &c));
-    T_ASSERT(wait_for(b, count_reached, &c, 5000));
+    T_ASSERT(iloop_wait(b, count_reached, &c, 5000));
     pg_pool_free(p);
     event_base_free(b);
-    leak_check();
+    t_leak_check();
 }
 
 typedef struct {
@@ -347,12 +312,12 @@ static void loop_not_blocked(void)
     struct timeval tv = {0, 20000};
     event_add(tick, &tv);
     PgPool *p = pg_pool_new(b, pool_conninfo("lat"), 1, 5000, 8);
-    T_ASSERT(wait_for(b, pool_ready, p, 5000));
+    T_ASSERT(iloop_wait(b, pool_ready, p, 5000));
     One o = {0};
     tk.max_gap = 0;
     tk.ticks = 0;
     T_ASSERT(pg_query(p, "SELECT pg_sleep(1)", 0, NULL, one_cb, &o));
-    T_ASSERT(wait_for(b, one_done, &o, 5000));
+    T_ASSERT(iloop_wait(b, one_done, &o, 5000));
     T_ASSERT(o.had_res && o.st == PGRES_TUPLES_OK);
     printf("  %d ticks during pg_sleep(1), max gap %lld ms\n", tk.ticks, (long long)tk.max_gap);
     T_ASSERT(tk.max_gap < 200);
@@ -360,7 +325,7 @@ static void loop_not_blocked(void)
     event_free(tick);
     pg_pool_free(p);
     event_base_free(b);
-    leak_check();
+    t_leak_check();
 }
 
 typedef struct {
@@ -409,23 +374,23 @@ static void listen_notify(void)
     snprintf(chan, sizeof(chan), "Careline_T_%d", (int)getpid()); /* mixed case: quoted */
     Listen l = {0};
     pg_pool_listen(p, chan, listen_cb, &l);
-    T_ASSERT(wait_for(b, resyncs_at_least_1, &l, 5000));
+    T_ASSERT(iloop_wait(b, resyncs_at_least_1, &l, 5000));
     snprintf(sql, sizeof(sql), "SELECT pg_notify('%s', 'hello')", chan);
     admin_exec(sql);
-    T_ASSERT(wait_for(b, msgs_1, &l, 3000));
+    T_ASSERT(iloop_wait(b, msgs_1, &l, 3000));
     T_EQ_STR(l.last, "hello");
 
     T_ASSERT(terminate_ours() >= 2); /* pool and listen connections */
-    T_ASSERT(wait_for(b, resyncs_at_least_2, &l, 5000));
+    T_ASSERT(iloop_wait(b, resyncs_at_least_2, &l, 5000));
     T_EQ_INT(l.resyncs, 2);
     snprintf(sql, sizeof(sql), "SELECT pg_notify('%s', 'again')", chan);
     admin_exec(sql);
-    T_ASSERT(wait_for(b, msgs_2, &l, 3000));
+    T_ASSERT(iloop_wait(b, msgs_2, &l, 3000));
     T_EQ_STR(l.last, "again");
     T_EQ_INT(l.msgs, 2);
     pg_pool_free(p);
     event_base_free(b);
-    leak_check();
+    t_leak_check();
 }
 
 typedef struct {
@@ -450,9 +415,9 @@ static void free_fails_pending(void)
     struct event_base *b = event_base_new();
     FreeCtx f = {0};
     f.p = pg_pool_new(b, pool_conninfo("free"), 1, 5000, 8);
-    T_ASSERT(wait_for(b, pool_ready, f.p, 5000));
+    T_ASSERT(iloop_wait(b, pool_ready, f.p, 5000));
     T_ASSERT(pg_query(f.p, "SELECT pg_sleep(2)", 0, NULL, free_cb, &f));
-    run_ms(b, 100);
+    iloop_run_ms(b, 100);
     for (int i = 0; i < 3; i++)
         T_ASSERT(pg_query(f.p, "SELECT 1", 0, NULL, free_cb, &f));
     T_EQ_INT(pg_pool_inflight(f.p), 4);
@@ -461,7 +426,7 @@ static void free_fails_pending(void)
     T_EQ_INT(f.shutting, 4);
     T_EQ_INT(f.requery_ok, 0);
     event_base_free(b);
-    leak_check();
+    t_leak_check();
 }
 
 /* ---- pgbatch ------------------------------------------------------------------------------ */
@@ -513,7 +478,7 @@ static void batch_groups(void)
 {
     struct event_base *b = event_base_new();
     PgPool *p = pg_pool_new(b, pool_conninfo("bg"), 2, 5000, 16);
-    T_ASSERT(wait_for(b, pool_ready, p, 5000));
+    T_ASSERT(iloop_wait(b, pool_ready, p, 5000));
     PgBatch *q = pgbatch_new(p, BATCH_SQL, 1, 50, 5000);
     static BItem items[120];
     memset(items, 0, sizeof(items));
@@ -521,7 +486,7 @@ static void batch_groups(void)
         pgbatch_add(q, json_pack("{si}", "x", 1000 + i), bitem_cb, &items[i]);
     T_EQ_INT(pgbatch_waiting(q), 119); /* the first left at once */
     BAll all = {items, 120};
-    T_ASSERT(wait_for(b, all_called, &all, 10000));
+    T_ASSERT(iloop_wait(b, all_called, &all, 10000));
     int ntx = 0;
     for (int i = 0; i < 120; i++) {
         T_EQ_INT(items[i].calls, 1);
@@ -535,7 +500,7 @@ static void batch_groups(void)
     pgbatch_free(q);
     pg_pool_free(p);
     event_base_free(b);
-    leak_check();
+    t_leak_check();
 }
 
 /* One bad element fails only itself: its batch is retried one by one. */
@@ -543,7 +508,7 @@ static void batch_bad_element(void)
 {
     struct event_base *b = event_base_new();
     PgPool *p = pg_pool_new(b, pool_conninfo("bb"), 2, 5000, 64);
-    T_ASSERT(wait_for(b, pool_ready, p, 5000));
+    T_ASSERT(iloop_wait(b, pool_ready, p, 5000));
     PgBatch *q = pgbatch_new(p, BATCH_SQL, 1, 50, 5000);
     static BItem items[20];
     memset(items, 0, sizeof(items));
@@ -551,7 +516,7 @@ static void batch_bad_element(void)
         pgbatch_add(q, i == 7 ? json_pack("{ss}", "x", "bad") : json_pack("{si}", "x", i), bitem_cb,
                     &items[i]);
     BAll all = {items, 20};
-    T_ASSERT(wait_for(b, all_called, &all, 10000));
+    T_ASSERT(iloop_wait(b, all_called, &all, 10000));
     for (int i = 0; i < 20; i++) {
         T_EQ_INT(items[i].calls, 1);
         if (i == 7) {
@@ -564,7 +529,7 @@ static void batch_bad_element(void)
     pgbatch_free(q);
     pg_pool_free(p);
     event_base_free(b);
-    leak_check();
+    t_leak_check();
 }
 
 /* While a statement waits for the pool's only connection, items that arrive do not leave as
@@ -574,7 +539,7 @@ static void batch_waits_for_free_connection(void)
 {
     struct event_base *b = event_base_new();
     PgPool *p = pg_pool_new(b, pool_conninfo("bw"), 1, 5000, 16);
-    T_ASSERT(wait_for(b, pool_ready, p, 5000));
+    T_ASSERT(iloop_wait(b, pool_ready, p, 5000));
     One slow = {0};
     T_ASSERT(pg_query(p, "SELECT pg_sleep(0.3)::text", 0, NULL, one_cb, &slow));
     PgBatch *q = pgbatch_new(p, BATCH_SQL, 4, 50, 5000);
@@ -582,10 +547,10 @@ static void batch_waits_for_free_connection(void)
     memset(items, 0, sizeof(items));
     for (int i = 0; i < 31; i++) {
         pgbatch_add(q, json_pack("{si}", "x", i), bitem_cb, &items[i]);
-        run_ms(b, 5); /* arriving one by one */
+        iloop_run_ms(b, 5); /* arriving one by one */
     }
     BAll all = {items, 31};
-    T_ASSERT(wait_for(b, all_called, &all, 10000));
+    T_ASSERT(iloop_wait(b, all_called, &all, 10000));
     T_ASSERT(slow.done);
     int ntx = 1;
     for (int i = 1; i < 31; i++) {
@@ -597,7 +562,7 @@ static void batch_waits_for_free_connection(void)
     pgbatch_free(q);
     pg_pool_free(p);
     event_base_free(b);
-    leak_check();
+    t_leak_check();
 }
 
 /* Freeing the queue answers what waits at once and what runs when the pool drops it. */
@@ -605,7 +570,7 @@ static void batch_free_fails_waiting(void)
 {
     struct event_base *b = event_base_new();
     PgPool *p = pg_pool_new(b, pool_conninfo("bf"), 1, 5000, 16);
-    T_ASSERT(wait_for(b, pool_ready, p, 5000));
+    T_ASSERT(iloop_wait(b, pool_ready, p, 5000));
     PgBatch *q = pgbatch_new(p, BATCH_SQL, 1, 50, 5000);
     static BItem items[5];
     memset(items, 0, sizeof(items));
@@ -621,7 +586,7 @@ static void batch_free_fails_waiting(void)
     T_EQ_INT(items[0].calls, 1);
     T_ASSERT(items[0].err[0] != '\0');
     event_base_free(b);
-    leak_check();
+    t_leak_check();
 }
 
 int main(int argc, char **argv)

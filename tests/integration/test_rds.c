@@ -6,56 +6,19 @@
  */
 #include "common/log.h"
 #include "store/rds.h"
+#include "iloop.h"
+#include "iproc.h"
 #include "t.h"
 #include "common/util.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
-
-typedef bool (*Pred)(void *arg);
-
-/* t.c ends a case with _exit(), which skips LeakSanitizer: check explicitly under ASan. */
-extern int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
-
-static void leak_check(void)
-{
-    if (__lsan_do_recoverable_leak_check && __lsan_do_recoverable_leak_check() != 0)
-        t_fail(__FILE__, __LINE__, "memory leaked (see the LeakSanitizer report above)");
-}
-
-static bool wait_for(struct event_base *b, Pred pred, void *arg, int timeout_ms)
-{
-    int64_t end = util_now_ms() + timeout_ms;
-    while (!pred(arg)) {
-        if (util_now_ms() >= end)
-            return false;
-        struct timeval tv = {0, 5000};
-        event_base_loopexit(b, &tv);
-        event_base_dispatch(b);
-    }
-    return true;
-}
-
-static bool never(void *arg)
-{
-    (void)arg;
-    return false;
-}
-
-static void run_ms(struct event_base *b, int ms)
-{
-    (void)wait_for(b, never, NULL, ms);
-}
 
 static bool ready(void *arg)
 {
@@ -71,18 +34,6 @@ static bool not_ready(void *arg)
 
 static int srv_port;
 static pid_t srv_pid;
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    T_ASSERT(fd >= 0);
-    T_ASSERT(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-    T_ASSERT(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 /* Blocking admin connection (fine in a test). */
 static redisContext *admin_connect(const char *host, int port)
@@ -113,17 +64,14 @@ static void srv_start(void)
 {
     char port[16], logf[300];
     if (!srv_port)
-        srv_port = free_port();
+        srv_port = iproc_free_port();
     snprintf(port, sizeof(port), "%d", srv_port);
     snprintf(logf, sizeof(logf), "%s/redis.log", t_tmpdir());
-    srv_pid = fork();
-    T_ASSERT(srv_pid >= 0);
-    if (srv_pid == 0) {
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", t_tmpdir(), "--logfile", logf,
-               "--enable-debug-command", "yes", (char *)NULL);
-        _exit(127);
-    }
+    srv_pid =
+        iproc_spawn((const char *const[]){"redis-server", "--port", port, "--bind", "127.0.0.1",
+                                          "--save", "", "--appendonly", "no", "--dir", t_tmpdir(),
+                                          "--logfile", logf, "--enable-debug-command", "yes", NULL},
+                    IPROC_INHERIT, IPROC_INHERIT, NULL, false);
     int64_t end = util_now_ms() + 5000;
     while (util_now_ms() < end) {
         redisContext *c = admin_connect("127.0.0.1", srv_port);
@@ -150,22 +98,13 @@ static void srv_stop(void)
     if (r)
         freeReplyObject(r);
     redisFree(c);
-    int st;
-    int64_t end = util_now_ms() + 5000;
-    while (waitpid(srv_pid, &st, WNOHANG) == 0) {
-        if (util_now_ms() > end)
-            t_fail(__FILE__, __LINE__, "redis-server did not exit");
-        usleep(10000);
-    }
-    srv_pid = 0;
+    if (iproc_wait_exit(&srv_pid, 5000) < 0)
+        t_fail(__FILE__, __LINE__, "redis-server did not exit");
 }
 
 static void srv_kill(void)
 {
-    if (srv_pid > 0) {
-        kill(srv_pid, SIGKILL);
-        waitpid(srv_pid, NULL, 0);
-    }
+    (void)iproc_stop(&srv_pid, SIGKILL, 5000);
 }
 
 /* ---- reply collectors ---------------------------------------------------------------------- */
@@ -218,7 +157,7 @@ static One cmd_wait(struct event_base *b, Rds *r, const char *line)
     One o = {0};
     if (!rds_command(r, one_cb, &o, argc, argv, NULL))
         t_fail(__FILE__, __LINE__, "rds_command(%s) refused", line);
-    if (!wait_for(b, one_done, &o, 5000))
+    if (!iloop_wait(b, one_done, &o, 5000))
         t_fail(__FILE__, __LINE__, "no answer to %s", line);
     return o;
 }
@@ -240,7 +179,7 @@ static void set_get(void)
     struct event_base *b = event_base_new();
     Rds *r = rds_new(b, env_host(), env_port(), 2000, 100);
     T_ASSERT(r);
-    T_ASSERT(wait_for(b, ready, r, 5000));
+    T_ASSERT(iloop_wait(b, ready, r, 5000));
     char key[64];
     snprintf(key, sizeof(key), "t:rds:%d:k", (int)getpid());
     const char *set[3] = {"SET", key, "a\0b\xe4\xbd\xa0"};
@@ -248,28 +187,28 @@ static void set_get(void)
     One s = {0};
     T_ASSERT(rds_command(r, one_cb, &s, 3, set, setlen));
     T_EQ_INT(rds_inflight(r), 1);
-    T_ASSERT(wait_for(b, one_done, &s, 3000));
+    T_ASSERT(iloop_wait(b, one_done, &s, 3000));
     T_EQ_INT(s.type, REDIS_REPLY_STATUS);
     const char *get[2] = {"GET", key};
     One g = {0};
     T_ASSERT(rds_command(r, one_cb, &g, 2, get, NULL));
-    T_ASSERT(wait_for(b, one_done, &g, 3000));
+    T_ASSERT(iloop_wait(b, one_done, &g, 3000));
     T_EQ_INT(g.type, REDIS_REPLY_STRING);
     T_EQ_INT(g.len, 6);
     T_ASSERT(memcmp(g.str, "a\0b\xe4\xbd\xa0", 6) == 0);
     const char *bad[2] = {"NOSUCHCOMMAND", key};
     One e = {0};
     T_ASSERT(rds_command(r, one_cb, &e, 2, bad, NULL));
-    T_ASSERT(wait_for(b, one_done, &e, 3000));
+    T_ASSERT(iloop_wait(b, one_done, &e, 3000));
     T_EQ_INT(e.type, REDIS_REPLY_ERROR); /* a Redis error is a reply, not a link error */
     const char *del[2] = {"DEL", key};
     One d = {0};
     T_ASSERT(rds_command(r, one_cb, &d, 2, del, NULL));
-    T_ASSERT(wait_for(b, one_done, &d, 3000));
+    T_ASSERT(iloop_wait(b, one_done, &d, 3000));
     T_EQ_INT(rds_inflight(r), 0);
     rds_free(r);
     event_base_free(b);
-    leak_check();
+    t_leak_check();
 }
 
 typedef struct {
@@ -300,7 +239,7 @@ static void pipeline_10k(void)
     enum { N = 10000 };
     struct event_base *b = event_base_new();
     Rds *r = rds_new(b, env_host(), env_port(), 5000, N + 1);
-    T_ASSERT(wait_for(b, ready, r, 5000));
+    T_ASSERT(iloop_wait(b, ready, r, 5000));
     char key[64];
     snprintf(key, sizeof(key), "t:rds:%d:ctr", (int)getpid());
     const char *del[2] = {"DEL", key};
@@ -313,39 +252,39 @@ static void pipeline_10k(void)
         T_ASSERT(rds_command(r, incr_cb, &p, 2, incr, NULL));
     T_EQ_INT(rds_inflight(r), N + 1);
     T_ASSERT(!rds_command(r, incr_cb, &p, 2, incr, NULL)); /* at max_inflight */
-    T_ASSERT(wait_for(b, pipe_done, &p, 20000));
+    T_ASSERT(iloop_wait(b, pipe_done, &p, 20000));
     printf("  %d pipelined INCRs in %lld ms\n", N, (long long)(util_now_ms() - t0));
     T_EQ_INT(p.bad, 0);
     T_EQ_INT(p.next, N);
     One d2 = {0};
     T_ASSERT(rds_command(r, one_cb, &d2, 2, del, NULL));
-    T_ASSERT(wait_for(b, one_done, &d2, 3000));
+    T_ASSERT(iloop_wait(b, one_done, &d2, 3000));
     rds_free(r);
     event_base_free(b);
-    leak_check();
+    t_leak_check();
 }
 
 static void max_inflight(void)
 {
     struct event_base *b = event_base_new();
     Rds *r = rds_new(b, env_host(), env_port(), 2000, 5);
-    T_ASSERT(wait_for(b, ready, r, 5000));
+    T_ASSERT(iloop_wait(b, ready, r, 5000));
     One o[6] = {{0}};
     const char *ping[1] = {"PING"};
     for (int i = 0; i < 5; i++)
         T_ASSERT(rds_command(r, one_cb, &o[i], 1, ping, NULL));
     T_EQ_INT(rds_inflight(r), 5);
     T_ASSERT(!rds_command(r, one_cb, &o[5], 1, ping, NULL));
-    T_ASSERT(wait_for(b, one_done, &o[4], 3000));
+    T_ASSERT(iloop_wait(b, one_done, &o[4], 3000));
     T_EQ_INT(rds_inflight(r), 0);
-    run_ms(b, 20);
+    iloop_run_ms(b, 20);
     T_ASSERT(!o[5].done); /* a refused command never calls back */
     T_ASSERT(rds_command(r, one_cb, &o[5], 1, ping, NULL));
-    T_ASSERT(wait_for(b, one_done, &o[5], 3000));
+    T_ASSERT(iloop_wait(b, one_done, &o[5], 3000));
     T_EQ_STR(o[5].str, "PONG");
     rds_free(r);
     event_base_free(b);
-    leak_check();
+    t_leak_check();
 }
 
 static const char *LUA_INCRBY = "return redis.call('INCRBY', KEYS[1], ARGV[1])";
@@ -355,7 +294,7 @@ static One eval_wait(struct event_base *b, Rds *r, RdsScript *s, const char *key
     const char *args[2] = {key, n};
     One o = {0};
     T_ASSERT(rds_eval(r, s, one_cb, &o, 1, 1, args, NULL));
-    T_ASSERT(wait_for(b, one_done, &o, 3000));
+    T_ASSERT(iloop_wait(b, one_done, &o, 3000));
     return o;
 }
 
@@ -364,7 +303,7 @@ static void eval_noscript(void)
     srv_start();
     struct event_base *b = event_base_new();
     Rds *r = rds_new(b, "127.0.0.1", srv_port, 2000, 100);
-    T_ASSERT(wait_for(b, ready, r, 5000));
+    T_ASSERT(iloop_wait(b, ready, r, 5000));
     RdsScript *s = rds_script_new(r, LUA_INCRBY);
 
     One e1 = eval_wait(b, r, s, "t:ev", "5"); /* fresh server: NOSCRIPT -> EVAL */
@@ -383,7 +322,7 @@ static void eval_noscript(void)
     const char *load[3] = {"SCRIPT", "LOAD", LUA_INCRBY};
     One l = {0};
     T_ASSERT(rds_command(r, one_cb, &l, 3, load, NULL));
-    T_ASSERT(wait_for(b, one_done, &l, 3000));
+    T_ASSERT(iloop_wait(b, one_done, &l, 3000));
     T_EQ_INT(l.type, REDIS_REPLY_STRING);
     T_ASSERT(strcmp(cmd_wait(b, r, "CONFIG RESETSTAT").str, "OK") == 0);
     One e4 = eval_wait(b, r, s, "t:ev", "1");
@@ -402,13 +341,13 @@ static void eval_noscript(void)
     RdsScript *bad = rds_script_new(r, err_script);
     One be = {0};
     T_ASSERT(rds_eval(r, bad, one_cb, &be, 0, 0, NULL, NULL));
-    T_ASSERT(wait_for(b, one_done, &be, 3000));
+    T_ASSERT(iloop_wait(b, one_done, &be, 3000));
     T_EQ_INT(be.type, REDIS_REPLY_ERROR);
     T_ASSERT(strstr(be.str, "boom") != NULL);
     rds_free(r);
     event_base_free(b);
     srv_kill();
-    leak_check();
+    t_leak_check();
 }
 
 static void op_timeout(void)
@@ -416,14 +355,14 @@ static void op_timeout(void)
     srv_start();
     struct event_base *b = event_base_new();
     Rds *r = rds_new(b, "127.0.0.1", srv_port, 300, 100);
-    T_ASSERT(wait_for(b, ready, r, 5000));
+    T_ASSERT(iloop_wait(b, ready, r, 5000));
     const char *sleep2[3] = {"DEBUG", "SLEEP", "2"};
     const char *ping[1] = {"PING"};
     One s = {0}, p = {0};
     int64_t t0 = util_now_ms();
     T_ASSERT(rds_command(r, one_cb, &s, 3, sleep2, NULL));
     T_ASSERT(rds_command(r, one_cb, &p, 1, ping, NULL));
-    T_ASSERT(wait_for(b, one_done, &s, 2000));
+    T_ASSERT(iloop_wait(b, one_done, &s, 2000));
     T_ASSERT(one_done(&p)); /* failed together: the link was reset */
     T_EQ_INT(s.type, -1);
     T_EQ_INT(p.type, -1);
@@ -436,21 +375,21 @@ static void op_timeout(void)
     bool ok = false;
     int64_t end = util_now_ms() + 8000;
     while (!ok && util_now_ms() < end) {
-        if (!wait_for(b, ready, r, 3000))
+        if (!iloop_wait(b, ready, r, 3000))
             continue;
         One q = {0};
         if (!rds_command(r, one_cb, &q, 1, ping, NULL)) {
-            run_ms(b, 20);
+            iloop_run_ms(b, 20);
             continue;
         }
-        T_ASSERT(wait_for(b, one_done, &q, 3000));
+        T_ASSERT(iloop_wait(b, one_done, &q, 3000));
         ok = q.type == REDIS_REPLY_STATUS;
     }
     T_ASSERT(ok);
     rds_free(r);
     event_base_free(b);
     srv_kill();
-    leak_check();
+    t_leak_check();
 }
 
 static void restart(void)
@@ -458,7 +397,7 @@ static void restart(void)
     srv_start();
     struct event_base *b = event_base_new();
     Rds *r = rds_new(b, "127.0.0.1", srv_port, 10000, 100);
-    T_ASSERT(wait_for(b, ready, r, 5000));
+    T_ASSERT(iloop_wait(b, ready, r, 5000));
     RdsScript *s = rds_script_new(r, LUA_INCRBY);
     One e1 = eval_wait(b, r, s, "t:rs", "1");
     T_EQ_INT(e1.integer, 1);
@@ -467,22 +406,22 @@ static void restart(void)
     One pend[3] = {{0}};
     for (int i = 0; i < 3; i++)
         T_ASSERT(rds_command(r, one_cb, &pend[i], 3, blpop, NULL));
-    run_ms(b, 100);
+    iloop_run_ms(b, 100);
     srv_stop();
-    T_ASSERT(wait_for(b, one_done, &pend[2], 3000));
+    T_ASSERT(iloop_wait(b, one_done, &pend[2], 3000));
     for (int i = 0; i < 3; i++) {
         T_ASSERT(pend[i].done);
         T_EQ_INT(pend[i].type, -1);
     }
     printf("  pending op failed with: %s\n", pend[0].err);
-    T_ASSERT(wait_for(b, not_ready, r, 1000));
+    T_ASSERT(iloop_wait(b, not_ready, r, 1000));
     One refused = {0};
     const char *ping[1] = {"PING"};
     T_ASSERT(!rds_command(r, one_cb, &refused, 1, ping, NULL)); /* fail fast while down */
-    run_ms(b, 400);                                             /* a few failed reconnects */
+    iloop_run_ms(b, 400);                                       /* a few failed reconnects */
 
     srv_start();
-    T_ASSERT(wait_for(b, ready, r, 8000));
+    T_ASSERT(iloop_wait(b, ready, r, 8000));
     One p = cmd_wait(b, r, "PING");
     T_EQ_STR(p.str, "PONG");
     One e2 = eval_wait(b, r, s, "t:rs", "1"); /* script cache is empty after a restart */
@@ -492,7 +431,7 @@ static void restart(void)
     rds_free(r);
     event_base_free(b);
     srv_kill();
-    leak_check();
+    t_leak_check();
 }
 
 typedef struct {
@@ -542,33 +481,33 @@ static void pubsub(void)
     srv_start();
     struct event_base *b = event_base_new();
     Rds *r = rds_new(b, "127.0.0.1", srv_port, 2000, 100);
-    T_ASSERT(wait_for(b, ready, r, 5000));
+    T_ASSERT(iloop_wait(b, ready, r, 5000));
     Sub s = {0};
     T_ASSERT(rds_subscribe(r, "t:chan", sub_msg_cb, &s));
-    T_ASSERT(wait_for(b, resync1, &s, 5000));
+    T_ASSERT(iloop_wait(b, resync1, &s, 5000));
     const char *pub[3] = {"PUBLISH", "t:chan", "hi\0there"};
     size_t publen[3] = {7, 6, 8};
     One o = {0};
     T_ASSERT(rds_command(r, one_cb, &o, 3, pub, publen));
-    T_ASSERT(wait_for(b, one_done, &o, 3000));
+    T_ASSERT(iloop_wait(b, one_done, &o, 3000));
     T_EQ_INT(o.integer, 1); /* one subscriber: us */
-    T_ASSERT(wait_for(b, msg1, &s, 3000));
+    T_ASSERT(iloop_wait(b, msg1, &s, 3000));
     T_EQ_INT(s.last_len, 8);
     T_ASSERT(memcmp(s.last, "hi\0there", 8) == 0);
 
     admin_cmd("127.0.0.1", srv_port, "CLIENT KILL TYPE pubsub");
-    T_ASSERT(wait_for(b, resync2, &s, 5000));
+    T_ASSERT(iloop_wait(b, resync2, &s, 5000));
     T_EQ_INT(s.resyncs, 2);
     const char *pub2[3] = {"PUBLISH", "t:chan", "again"};
     One o2 = {0};
     T_ASSERT(rds_command(r, one_cb, &o2, 3, pub2, NULL));
-    T_ASSERT(wait_for(b, msg2, &s, 3000));
+    T_ASSERT(iloop_wait(b, msg2, &s, 3000));
     T_EQ_STR(s.last, "again");
     T_EQ_INT(s.msgs, 2);
     rds_free(r);
     event_base_free(b);
     srv_kill();
-    leak_check();
+    t_leak_check();
 }
 
 typedef struct {
@@ -595,36 +534,36 @@ static void free_pending(void)
     struct event_base *b = event_base_new();
     FreeCtx f = {0};
     f.r = rds_new(b, "127.0.0.1", srv_port, 5000, 100);
-    T_ASSERT(wait_for(b, ready, f.r, 5000));
+    T_ASSERT(iloop_wait(b, ready, f.r, 5000));
     const char *blpop[3] = {"BLPOP", "t:nothing", "5"};
     for (int i = 0; i < 4; i++)
         T_ASSERT(rds_command(f.r, free_cb, &f, 3, blpop, NULL));
-    run_ms(b, 50);
+    iloop_run_ms(b, 50);
     rds_free(f.r);
     T_EQ_INT(f.called, 4);
     T_EQ_INT(f.shutting, 4);
     T_EQ_INT(f.resend_ok, 0);
     event_base_free(b);
     srv_kill();
-    leak_check();
+    t_leak_check();
 }
 
 static void no_server(void)
 {
     struct event_base *b = event_base_new();
-    Rds *r = rds_new(b, "127.0.0.1", free_port(), 300, 10);
+    Rds *r = rds_new(b, "127.0.0.1", iproc_free_port(), 300, 10);
     const char *ping[1] = {"PING"};
     One o = {0};
-    run_ms(b, 300);
+    iloop_run_ms(b, 300);
     T_ASSERT(!rds_ready(r));
     T_ASSERT(!rds_command(r, one_cb, &o, 1, ping, NULL));
     Sub s = {0};
     T_ASSERT(rds_subscribe(r, "t:chan", sub_msg_cb, &s));
-    run_ms(b, 300);
+    iloop_run_ms(b, 300);
     T_EQ_INT(s.resyncs, 0);
     rds_free(r);
     event_base_free(b);
-    leak_check();
+    t_leak_check();
 }
 
 int main(int argc, char **argv)

@@ -11,22 +11,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "fixture.h"
+#include "isession.h"
 #include "itest.h"
 #include "t.h"
+#include "common/util.h"
 
 #define S(x)    CARELINE__V1__##x
 #define BODY(b) CARELINE__V1__ENVELOPE__BODY_##b
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- a console: a station principal's connection that collects pushes ---------------- */
 
@@ -65,8 +59,7 @@ static void on_push(ClEnvelope *e, void *arg)
 static Console *console_open(const Daemon *d, PGconn *pg, int64_t station)
 {
     Console *k = calloc(1, sizeof(*k));
-    char tok[64];
-    k->c = itest_login(d, itest_make_token(pg, "station", station, tok));
+    k->c = isess_login_as(d, pg, "station", station);
     k->station = station;
     return k;
 }
@@ -82,14 +75,14 @@ static void console_close(Console *k)
 /* Waits until a push for job (0 = any new job) in `state` arrives; returns it. */
 static Careline__V1__JobOffer *console_wait(Console *k, int64_t job, int state, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = util_now_ms() + timeout_ms;
     int from = 0;
     for (;;) {
         for (int i = from; i < k->n; i++)
             if ((job == 0 || k->offers[i]->job_id == job) && (int)k->offers[i]->state == state)
                 return k->offers[i];
         from = k->n;
-        int left = (int)(deadline - now_ms());
+        int left = (int)(deadline - util_now_ms());
         if (left <= 0)
             return NULL;
         char err[128];
@@ -117,11 +110,7 @@ static ClEnvelope *update(Console *k, int64_t job, int action, int reason)
     ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
     e.body_case = BODY(JOB_UPDATE);
     e.job_update = &u;
-    char err[128];
-    ClEnvelope *r = cl_call(k->c, &e, 10000, err, sizeof(err), on_push, k);
-    if (!r)
-        t_fail(__FILE__, __LINE__, "job update: %s", err);
-    return r;
+    return isess_call(NULL, k->c, &e, 10000, "job update", on_push, k);
 }
 
 /* The update succeeds (changed as given) and leaves the job in state. */
@@ -148,27 +137,18 @@ static void update_refused(Console *k, int64_t job, int action, int reason, int 
 
 /* ---- the gateway side ----------------------------------------------------------------- */
 
+/* Submits a lunch for tomorrow through a fresh gateway session on d; the reply must be a
+ * SubmitResult, which stays in *keep (cl_free it). */
 static Careline__V1__SubmitResult *submit_meal(const Daemon *d, PGconn *pg, const char *key,
                                                const char *phone, ClEnvelope **keep)
 {
-    char tok[64], err[128];
-    ClConn *g = itest_login(d, itest_make_token(pg, "gateway", 0, tok));
-    Careline__V1__SubmitRequest m = CARELINE__V1__SUBMIT_REQUEST__INIT;
-    m.idempotency_key = (char *)key;
-    m.who_case = CARELINE__V1__SUBMIT_REQUEST__WHO_CALLER_PHONE;
-    m.caller_phone = (char *)phone;
-    m.kind = S(SERVICE_KIND__MEAL_DELIVERY);
-    m.meal_slot = S(MEAL_SLOT__LUNCH);
-    m.service_date = (char *)fix_tomorrow();
-    ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
-    e.body_case = BODY(SUBMIT);
-    e.submit = &m;
-    ClEnvelope *r = cl_call(g, &e, 10000, err, sizeof(err), NULL, NULL);
+    ClConn *g = isess_gateway(d, pg);
+    Careline__V1__SubmitRequest m;
+    isess_meal(&m, key, phone);
+    ClEnvelope *r = isess_submit(d, g, &m, 10000);
     cl_close(g);
-    if (!r || r->body_case != BODY(SUBMIT_RESULT))
-        t_fail(__FILE__, __LINE__, "submit: %s", r ? r->error->message : err);
     *keep = r;
-    return r->submit_result;
+    return isess_result(r);
 }
 
 static long sql_long(PGconn *pg, const char *sql, long long arg)
@@ -176,10 +156,7 @@ static long sql_long(PGconn *pg, const char *sql, long long arg)
     char a[24];
     snprintf(a, sizeof(a), "%lld", arg);
     const char *p[] = {a};
-    PGresult *r = itest_sql(pg, sql, 1, p);
-    long v = PQntuples(r) ? atol(PQgetvalue(r, 0, 0)) : -1;
-    PQclear(r);
-    return v;
+    return (long)itest_sql_ll(pg, sql, 1, p);
 }
 
 /* ---- cases ------------------------------------------------------------------------------ */
@@ -197,13 +174,13 @@ static void cross_daemon_lifecycle(void)
     /* B re-reads consoles only every minute: a job arriving sooner came by wake-up */
     itest_daemon_up(&b, (const char *const[]){"--console_refresh_ms=60000", NULL});
     Console *k = console_open(&b, pg, st);
-    int64_t t0 = now_ms();
+    int64_t t0 = util_now_ms();
     ClEnvelope *keep;
     Careline__V1__SubmitResult *s = submit_meal(&a, pg, fix_key("life-1"), phone, &keep);
     T_EQ_INT(s->state, S(REQUEST_STATE__QUEUED));
     Careline__V1__JobOffer *o = console_wait(k, s->job_id, S(JOB_STATE__OFFERED), 5000);
     T_ASSERT(o != NULL);
-    long latency = (long)(now_ms() - t0);
+    long latency = (long)(util_now_ms() - t0);
     printf("  submit on A -> offer on B's console: %ld ms (includes the submit)\n", latency);
     T_ASSERT(latency < 3000);
     T_EQ_INT(o->request_id, s->request_id);
@@ -301,8 +278,7 @@ static void isolation_and_forbidden(void)
     T_EQ_INT(sql_long(pg, "SELECT count(*) FROM jobs WHERE id = $1 AND state = 'delivered'", job),
              1);
     /* a gateway may not send job updates at all */
-    char tok[64];
-    Console g = {.c = itest_login(&d, itest_make_token(pg, "gateway", 0, tok))};
+    Console g = {.c = isess_gateway(&d, pg)};
     update_refused(&g, job, S(JOB_ACTION__ACCEPT), 0, S(ERROR_CODE__FORBIDDEN));
     cl_close(g.c);
     T_ASSERT(itest_metric(d.http_port, "careline_errors_total{code=\"INVALID_TRANSITION\"}") >= 5);
@@ -450,11 +426,7 @@ static ClEnvelope *station_status(Console *k, bool open, int lunch_left)
     ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
     e.body_case = BODY(STATION_STATUS);
     e.station_status = &m;
-    char err[128];
-    ClEnvelope *r = cl_call(k->c, &e, 10000, err, sizeof(err), on_push, k);
-    if (!r)
-        t_fail(__FILE__, __LINE__, "station status: %s", err);
-    return r;
+    return isess_call(NULL, k->c, &e, 10000, "station status", on_push, k);
 }
 
 static void close_and_capacity(void)
@@ -560,8 +532,8 @@ static void heartbeats(void)
         &d, (const char *const[]){"--heartbeat_interval_ms=300", "--idle_timeout_ms=1500", NULL});
     Console *alive = console_open(&d, pg, st), *silent = console_open(&d, pg, st);
     /* the live console answers the daemon's Pings and stays; the silent one is dropped */
-    int64_t until = now_ms() + 3000;
-    while (now_ms() < until) {
+    int64_t until = util_now_ms() + 3000;
+    while (util_now_ms() < until) {
         char err[64];
         ClEnvelope *e = cl_recv(alive->c, 100, err, sizeof(err));
         if (e)
@@ -608,25 +580,17 @@ static void non_reading_console(void)
     Console *k = console_open(&d, pg, st);
     int small = 2048;
     setsockopt(cl_fd(k->c), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-    char tok[64], err[128];
-    ClConn *g = itest_login(&d, itest_make_token(pg, "gateway", 0, tok));
+    char err[128];
+    ClConn *g = isess_gateway(&d, pg);
     enum { N = 300 };
     for (int i = 0; i < N; i++) {
         char key[96];
         snprintf(key, sizeof(key), "%s-%d", fix_key("nr"), i);
-        Careline__V1__SubmitRequest m = CARELINE__V1__SUBMIT_REQUEST__INIT;
-        m.idempotency_key = key;
-        m.who_case = CARELINE__V1__SUBMIT_REQUEST__WHO_CALLER_PHONE;
-        m.caller_phone = phone;
-        m.kind = S(SERVICE_KIND__MEAL_DELIVERY);
-        m.meal_slot = S(MEAL_SLOT__LUNCH);
-        m.service_date = (char *)fix_tomorrow();
+        Careline__V1__SubmitRequest m;
+        isess_meal(&m, key, phone);
         static char note[] = "请放在门口的小桌子上，谢谢。老人听力不好，请多敲几次门。";
         m.note = note;
-        ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
-        e.body_case = BODY(SUBMIT);
-        e.submit = &m;
-        ClEnvelope *r = cl_call(g, &e, 10000, err, sizeof(err), NULL, NULL);
+        ClEnvelope *r = isess_submit(&d, g, &m, 10000);
         T_ASSERT(r && r->body_case == BODY(SUBMIT_RESULT));
         cl_free(r);
     }
@@ -643,8 +607,8 @@ static void non_reading_console(void)
     console_close(k);
     /* back again, reading: the whole backlog */
     k = console_open(&d, pg, st);
-    int64_t deadline = now_ms() + 20000;
-    while (k->total < N && now_ms() < deadline) {
+    int64_t deadline = util_now_ms() + 20000;
+    while (k->total < N && util_now_ms() < deadline) {
         ClEnvelope *e = cl_recv(k->c, 1000, err, sizeof(err));
         if (e)
             console_take(k, e);

@@ -77,7 +77,7 @@ int64_t fix_station(PGconn *pg, const Fixture *f, const FixStation *s)
                        cg,
                        s->opens ? s->opens : "00:00",
                        s->closes ? s->closes : "23:59"};
-    PGresult *r = itest_sql(
+    return itest_sql_ll(
         pg,
         "INSERT INTO stations (code, name, town_code, village_code, kind, lat, lon, "
         "offers_meal_delivery, offers_home_care, care_subtypes, meal_capacity_lunch, "
@@ -86,9 +86,6 @@ int64_t fix_station(PGconn *pg, const Fixture *f, const FixStation *s)
         "CASE WHEN $8::boolean THEN '{bathing,cleaning,companionship,medical_escort,care_other}'"
         "::care_subtype[] ELSE '{}' END, $9, $10, $11, 0, $12, $13) RETURNING id",
         13, p);
-    int64_t id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    return id;
 }
 
 int64_t fix_resident(PGconn *pg, const Fixture *f, int i, bool priority, char phone[16])
@@ -98,15 +95,12 @@ int64_t fix_resident(PGconn *pg, const Fixture *f, int i, bool priority, char ph
     snprintf(lat, sizeof(lat), "%.6f", f->lat + 0.001);
     snprintf(lon, sizeof(lon), "%.6f", f->lon + 0.001);
     const char *p[] = {phone, f->village, lat, lon, priority ? "t" : "f"};
-    PGresult *r = itest_sql(pg,
-                            "INSERT INTO residents (phone, name, village_code, lat, lon, "
-                            "lives_alone, birth_year, synthetic) VALUES ($1, '测试老人', $2, $3, "
-                            "$4, $5, 1950, true) ON CONFLICT (phone) DO UPDATE SET "
-                            "lives_alone = EXCLUDED.lives_alone RETURNING id",
-                            5, p);
-    int64_t id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    return id;
+    return itest_sql_ll(pg,
+                        "INSERT INTO residents (phone, name, village_code, lat, lon, "
+                        "lives_alone, birth_year, synthetic) VALUES ($1, '测试老人', $2, $3, "
+                        "$4, $5, 1950, true) ON CONFLICT (phone) DO UPDATE SET "
+                        "lives_alone = EXCLUDED.lives_alone RETURNING id",
+                        5, p);
 }
 
 redisContext *fix_redis(void)

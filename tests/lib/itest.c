@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "iproc.h"
 #include "t.h"
 
 static void sleep_ms(int ms)
@@ -45,45 +46,23 @@ void itest_daemon_spawn(Daemon *d, const char *const *extra)
     for (int i = 0; extra && extra[i] && argc < 62; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
-    pid_t pid = fork();
-    T_ASSERT(pid >= 0);
-    if (pid == 0) {
-        int fd = open(d->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 2);
-            dup2(fd, 1);
-            close(fd);
-        }
-        execv(bin, (char *const *)argv);
-        fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
-        _exit(127);
-    }
-    d->pid = pid;
+    d->pid = iproc_spawn(argv, IPROC_INHERIT, IPROC_ERRFILE, d->log_path, false);
 }
 
 void itest_daemon_start(Daemon *d, const char *const *extra)
 {
     itest_daemon_spawn(d, extra);
-    for (int i = 0; i < 1000; i++) { /* 10 s bound: sanitizer builds start slowly */
-        FILE *f = fopen(d->port_file, "r");
-        if (f) {
-            int ok = fscanf(f, "proto %d\nhttp %d", &d->proto_port, &d->http_port);
-            fclose(f);
-            if (ok == 2)
-                return;
-        }
-        if (!itest_daemon_alive(d))
-            break;
-        sleep_ms(10);
-    }
+    /* 10 s bound: sanitizer builds start slowly */
+    if (iproc_scan_file(d->pid, d->port_file, 10000, 2, "proto %d\nhttp %d", &d->proto_port,
+                        &d->http_port))
+        return;
     itest_daemon_dump_log(d);
     t_fail(__FILE__, __LINE__, "dispatchd did not start (log above)");
 }
 
 bool itest_daemon_alive(const Daemon *d)
 {
-    int st;
-    return d->pid > 0 && waitpid(d->pid, &st, WNOHANG) == 0;
+    return iproc_alive(d->pid);
 }
 
 int itest_daemon_wait_exit(Daemon *d, int timeout_ms)
@@ -101,34 +80,12 @@ int itest_daemon_wait_exit(Daemon *d, int timeout_ms)
 
 int itest_daemon_stop(Daemon *d, int timeout_ms)
 {
-    if (d->pid <= 0)
-        return -1;
-    kill(d->pid, SIGTERM);
-    for (int waited = 0; waited < timeout_ms; waited += 10) {
-        int st;
-        pid_t r = waitpid(d->pid, &st, WNOHANG);
-        if (r == d->pid) {
-            d->pid = 0;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        }
-        sleep_ms(10);
-    }
-    kill(d->pid, SIGKILL);
-    waitpid(d->pid, NULL, 0);
-    d->pid = 0;
-    return -1;
+    return iproc_stop(&d->pid, SIGTERM, timeout_ms);
 }
 
 void itest_daemon_dump_log(const Daemon *d)
 {
-    FILE *f = fopen(d->log_path, "r");
-    if (!f)
-        return;
-    char line[2048];
-    printf("---- %s ----\n", d->log_path);
-    while (fgets(line, sizeof(line), f))
-        fputs(line, stdout);
-    fclose(f);
+    iproc_dump_file(d->log_path);
 }
 
 PGconn *itest_pg(void)
@@ -146,6 +103,14 @@ PGresult *itest_sql(PGconn *pg, const char *sql, int n, const char *const *param
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
         t_fail(__FILE__, __LINE__, "SQL failed: %s\n  %s", PQresultErrorMessage(r), sql);
     return r;
+}
+
+long long itest_sql_ll(PGconn *pg, const char *sql, int n, const char *const *params)
+{
+    PGresult *r = itest_sql(pg, sql, n, params);
+    long long v = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    PQclear(r);
+    return v;
 }
 
 const char *itest_make_token(PGconn *pg, const char *role, long station_id, char out[64])
@@ -234,19 +199,24 @@ bool itest_wait_closed(ClConn *c, int timeout_ms)
     return false;
 }
 
-long long itest_metric(int http_port, const char *name)
+long long itest_metric_in(const char *text, const char *name)
 {
-    static char body[1 << 18];
-    if (itest_http_get(http_port, "/metrics", body, sizeof(body)) != 200)
-        return -1;
     size_t n = strlen(name);
-    for (char *line = body; line && *line;) {
-        char *nl = strchr(line, '\n');
+    for (const char *line = text; line && *line;) {
+        const char *nl = strchr(line, '\n');
         if (strncmp(line, name, n) == 0 && line[n] == ' ')
             return atoll(line + n + 1);
         line = nl ? nl + 1 : NULL;
     }
     return -1;
+}
+
+long long itest_metric(int http_port, const char *name)
+{
+    static char body[1 << 18];
+    if (itest_http_get(http_port, "/metrics", body, sizeof(body)) != 200)
+        return -1;
+    return itest_metric_in(body, name);
 }
 
 void itest_daemon_wait_ready(const Daemon *d)
@@ -269,7 +239,12 @@ void itest_daemon_up(Daemon *d, const char *const *extra)
 
 void itest_daemon_down(Daemon *d)
 {
-    int rc = itest_daemon_stop(d, 15000);
+    itest_daemon_down_within(d, 15000);
+}
+
+void itest_daemon_down_within(Daemon *d, int timeout_ms)
+{
+    int rc = itest_daemon_stop(d, timeout_ms);
     if (rc != 0) {
         itest_daemon_dump_log(d);
         t_fail(__FILE__, __LINE__, "dispatchd exited with %d", rc);

@@ -33,8 +33,10 @@ int itest_daemon_wait_exit(Daemon *d, int timeout_ms);
 void itest_daemon_wait_ready(const Daemon *d);
 /* itest_daemon_start + itest_daemon_wait_ready. */
 void itest_daemon_up(Daemon *d, const char *const *extra_args);
-/* Graceful stop that must exit 0; otherwise dumps the log and fails the case. */
+/* Graceful stop that must exit 0 within 15 s; otherwise dumps the log and fails the case. */
 void itest_daemon_down(Daemon *d);
+/* The same with its own bound: SIGTERM, exit 0 within timeout_ms or the case fails. */
+void itest_daemon_down_within(Daemon *d, int timeout_ms);
 /* SIGTERM, then wait up to timeout_ms; returns the exit status (or -1 if it had to be
  * killed). */
 int itest_daemon_stop(Daemon *d, int timeout_ms);
@@ -47,6 +49,9 @@ bool itest_daemon_alive(const Daemon *d);
 PGconn *itest_pg(void);
 /* Runs SQL with text params; fails the case on error; returns the result (PQclear it). */
 PGresult *itest_sql(PGconn *pg, const char *sql, int n, const char *const *params);
+/* itest_sql, then the first column of the first row as an integer (-1 when there is no
+ * row; 0 for NULL). For counts, ids and RETURNING id. */
+long long itest_sql_ll(PGconn *pg, const char *sql, int n, const char *const *params);
 /* Creates a principal with a fresh random token; returns the token (static buffer per
  * call site: copy it). station_id <= 0 for non-station roles. */
 const char *itest_make_token(PGconn *pg, const char *role, long station_id, char out[64]);
@@ -63,5 +68,7 @@ bool itest_wait_closed(ClConn *c, int timeout_ms);
 /* Metric value from /metrics (a full line prefix such as
  * "careline_errors_total{code=\"AUTH_FAILED\"}"); -1 if absent. */
 long long itest_metric(int http_port, const char *name);
+/* The same lookup in a /metrics text already fetched (any Prometheus text exposition). */
+long long itest_metric_in(const char *text, const char *name);
 
 #endif

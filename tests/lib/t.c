@@ -40,6 +40,15 @@ const char *t_env(const char *name)
     return v;
 }
 
+/* Weak: present only when linked with the ASan/LSan runtime. */
+extern int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
+
+void t_leak_check(void)
+{
+    if (__lsan_do_recoverable_leak_check && __lsan_do_recoverable_leak_check() != 0)
+        t_fail(__FILE__, __LINE__, "memory leaked (see the LeakSanitizer report above)");
+}
+
 static int run_case(const TCase *tc)
 {
     const char *base = getenv("TMPDIR");

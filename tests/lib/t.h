@@ -30,6 +30,11 @@ const char *t_tmpdir(void);
 /* Environment the integration runner (tests/run.sh) provides; fails the case if unset. */
 const char *t_env(const char *name);
 
+/* Under LeakSanitizer: fails the case if memory leaked so far (the report is printed above
+ * the failure). Without ASan it does nothing. For cases that free everything they made and
+ * want the leak check at that point rather than only at exit. */
+void t_leak_check(void);
+
 #define T_ASSERT(c)                                                                                \
     do {                                                                                           \
         if (!(c))                                                                                  \

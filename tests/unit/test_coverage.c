@@ -6,25 +6,11 @@
  */
 #include "reports/coverage.h"
 #include "t.h"
+#include "trand.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-static double rnd01(void)
-{
-    return (double)(rnd() >> 11) / 9007199254740992.0;
-}
 
 #define AM (ST_ACTIVE | ST_MEAL)
 
@@ -176,11 +162,11 @@ static void test_hand_county(void)
 /* The edge for each area kind, along random directions (not only meridians). */
 static void test_edge_every_area_kind(void)
 {
-    rng_state = 4242;
+    trand_seed(4242);
     for (int i = 0; i < 300; i++) {
         GeoAreaKind k = (GeoAreaKind)(i % GEO_AREA_KINDS);
-        double slat = 29.7 + rnd01() * 0.6, slon = 120.9 + rnd01() * 0.5;
-        double b = rnd01() * 2 * M_PI, db = cos(b), dl = sin(b);
+        double slat = 29.7 + trand01() * 0.6, slon = 120.9 + trand01() * 0.5;
+        double b = trand01() * 2 * M_PI, db = cos(b), dl = sin(b);
         /* bisection on the parameter t of (slat + t db, slon + t dl) */
         CovVillage probe = {0, 0, slat, slon, k, 0, false};
         double lo = 0, hi = 0.2;
@@ -211,36 +197,36 @@ static void test_edge_every_area_kind(void)
 /* Random counties against a direct scan of every station. */
 static void test_random_vs_brute(void)
 {
-    rng_state = 0xabc123;
+    trand_seed(0xabc123);
     for (int round = 0; round < 20; round++) {
-        size_t nv = 300, ns = 40 + rnd() % 40, na = 30, ntown = 5;
+        size_t nv = 300, ns = 40 + trand_next() % 40, na = 30, ntown = 5;
         CovVillage *v = calloc(nv, sizeof(*v));
         StStation *st = calloc(ns, sizeof(*st));
         CovServiceArea *sa = calloc(na, sizeof(*sa));
         T_ASSERT(v && st && sa);
         for (size_t i = 0; i < ns; i++)
-            st[i] = (StStation){(int64_t)(100 + i), 29.7 + rnd01() * 0.6, 120.9 + rnd01() * 0.6,
-                                (uint32_t)(rnd() % 8), i};
+            st[i] = (StStation){(int64_t)(100 + i), 29.7 + trand01() * 0.6, 120.9 + trand01() * 0.6,
+                                (uint32_t)(trand_next() % 8), i};
         for (size_t i = 0; i < nv; i++) {
             v[i] = (CovVillage){(int64_t)i,
-                                (uint32_t)(rnd() % ntown),
-                                29.7 + rnd01() * 0.6,
-                                120.9 + rnd01() * 0.6,
-                                (GeoAreaKind)(rnd() % 3),
-                                (uint32_t)(rnd() % 500),
-                                rnd() % 7 == 0};
+                                (uint32_t)(trand_next() % ntown),
+                                29.7 + trand01() * 0.6,
+                                120.9 + trand01() * 0.6,
+                                (GeoAreaKind)(trand_next() % 3),
+                                (uint32_t)(trand_next() % 500),
+                                trand_next() % 7 == 0};
             if (i % 10 == 0) { /* on a station */
-                const StStation *s = &st[rnd() % ns];
+                const StStation *s = &st[trand_next() % ns];
                 v[i].lat = s->lat, v[i].lon = s->lon;
             }
         }
         for (size_t i = 0; i < na; i++)
-            sa[i] = (CovServiceArea){(int64_t)(100 + rnd() % (ns + 5)), rnd() % nv};
+            sa[i] = (CovServiceArea){(int64_t)(100 + trand_next() % (ns + 5)), trand_next() % nv};
         StIndex *ix = stindex_new(st, ns);
         T_ASSERT(ix);
         TravelModel m = geo_model_default;
         if (round % 2)
-            m.circle_min = 5.0 + rnd01() * 20;
+            m.circle_min = 5.0 + trand01() * 20;
         CovReport *r = coverage_compute(v, nv, ntown, ix, sa, na, &m);
         T_ASSERT(r);
         CovTally county = {0};
@@ -385,25 +371,26 @@ static double harmonic(size_t n)
  * of the exhaustive optimum. */
 static void test_plan_vs_optimal(void)
 {
-    rng_state = 0x5151;
+    trand_seed(0x5151);
     const TravelModel *m = &geo_model_default;
     double worst = 1.0;
     size_t cases = 0, worse = 0;
     for (int round = 0; round < 400; round++) {
-        size_t nv = 20 + rnd() % 25, ns = rnd() % 4;
-        double span = 0.08 + rnd01() * 0.14; /* 9 to 24 km */
+        size_t nv = 20 + trand_next() % 25, ns = trand_next() % 4;
+        double span = 0.08 + trand01() * 0.14; /* 9 to 24 km */
         CovVillage v[64];
         StStation st[4];
         for (size_t i = 0; i < nv; i++)
             v[i] = (CovVillage){(int64_t)i,
                                 0,
-                                30.0 + rnd01() * span,
-                                121.0 + rnd01() * span,
-                                (GeoAreaKind)(rnd() % 3),
+                                30.0 + trand01() * span,
+                                121.0 + trand01() * span,
+                                (GeoAreaKind)(trand_next() % 3),
                                 1,
                                 false};
         for (size_t i = 0; i < ns; i++)
-            st[i] = (StStation){(int64_t)i, 30.0 + rnd01() * span, 121.0 + rnd01() * span, AM, 0};
+            st[i] =
+                (StStation){(int64_t)i, 30.0 + trand01() * span, 121.0 + trand01() * span, AM, 0};
         StIndex *ix = stindex_new(st, ns);
         CovReport *r = coverage_compute(v, nv, 1, ix, NULL, 0, m);
         T_ASSERT(r);
@@ -411,13 +398,13 @@ static void test_plan_vs_optimal(void)
         size_t n_sites = 0;
         const CovSite *sp = NULL;
         if (nv - r->county.covered > 20 || round % 2) {
-            n_sites = 12 + rnd() % 9;
+            n_sites = 12 + trand_next() % 9;
             for (size_t i = 0; i < n_sites; i++)
-                sites[i] = (CovSite){30.0 + rnd01() * span, 121.0 + rnd01() * span, SIZE_MAX};
+                sites[i] = (CovSite){30.0 + trand01() * span, 121.0 + trand01() * span, SIZE_MAX};
             sp = sites;
         }
         static const double targets[] = {0.5, 0.7, 0.8, 0.9, 0.95, 1.0};
-        double target = targets[rnd() % ARRAY_LEN(targets)];
+        double target = targets[trand_next() % ARRAY_LEN(targets)];
         CovPlan *p = coverage_plan(v, nv, r, m, sp, n_sites, target);
         T_ASSERT(p);
 

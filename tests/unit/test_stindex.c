@@ -7,25 +7,11 @@
 #include "base/geo.h"
 #include "core/stindex.h"
 #include "t.h"
+#include "trand.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-static double rnd01(void)
-{
-    return (double)(rnd() >> 11) / 9007199254740992.0;
-}
 
 typedef struct {
     double lat0, lat1, lon0, lon1; /* box */
@@ -61,9 +47,9 @@ static double clamp(double v, double lo, double hi)
 static void rnd_point(const Box *b, double *lat, double *lon)
 {
     /* round to 1e-4 deg sometimes, so exact duplicates also arise by chance */
-    *lat = b->lat0 + rnd01() * (b->lat1 - b->lat0);
-    *lon = b->lon0 + rnd01() * (b->lon1 - b->lon0);
-    if (rnd() % 4 == 0) {
+    *lat = b->lat0 + trand01() * (b->lat1 - b->lat0);
+    *lon = b->lon0 + trand01() * (b->lon1 - b->lon0);
+    if (trand_next() % 4 == 0) {
         *lat = clamp(round(*lat * 1e2) / 1e2, -90, 90);
         *lon = clamp(round(*lon * 1e2) / 1e2, -180, 180);
     }
@@ -163,13 +149,13 @@ static size_t stat_queries, stat_hits, stat_edge_in, stat_edge_checked;
 static void check_query(const StIndex *ix, const Model *m, double lat, double lon, double max_km,
                         StHit *all, StHit *got, int64_t *ids)
 {
-    Filter f = {rnd(), (uint32_t)(rnd() % 4), 0};
-    if (rnd() % 3 == 0)
+    Filter f = {trand_next(), (uint32_t)(trand_next() % 4), 0};
+    if (trand_next() % 3 == 0)
         f.flags = ST_ACTIVE;
-    if (rnd() % 5 == 0)
+    if (trand_next() % 5 == 0)
         f.flags |= ST_MEAL;
     size_t ks[] = {1, 3, 10, m->n + 1};
-    size_t k = ks[rnd() % 4];
+    size_t k = ks[trand_next() % 4];
     size_t nb = brute(m, lat, lon, max_km, &f, all);
     size_t ng = stindex_nearest(ix, lat, lon, max_km, filter_ok, &f, got, k);
     size_t want = nb < k ? nb : k;
@@ -204,21 +190,21 @@ static void check_query(const StIndex *ix, const Model *m, double lat, double lo
 static StStation mk(Model *m, double lat, double lon)
 {
     StStation s = {m->next_id, lat, lon, 0, 0};
-    m->next_id += 1 + (int64_t)(rnd() % 3);
+    m->next_id += 1 + (int64_t)(trand_next() % 3);
     s.user = (size_t)s.id * 7;
-    s.flags = (uint32_t)(rnd() % 8);
+    s.flags = (uint32_t)(trand_next() % 8);
     return s;
 }
 
 static void run_box(const Box *b, size_t n, size_t queries, uint64_t seed)
 {
-    rng_state = seed;
+    trand_seed(seed);
     Model m = {0};
     m.next_id = 1000;
     for (size_t i = 0; i < n; i++) {
         double lat, lon;
-        if (i > 0 && rnd() % 10 == 0) { /* duplicate coordinate of an earlier station */
-            const StStation *o = &m.v[rnd() % m.n];
+        if (i > 0 && trand_next() % 10 == 0) { /* duplicate coordinate of an earlier station */
+            const StStation *o = &m.v[trand_next() % m.n];
             lat = o->lat, lon = o->lon;
         } else {
             rnd_point(b, &lat, &lon);
@@ -230,8 +216,8 @@ static void run_box(const Box *b, size_t n, size_t queries, uint64_t seed)
     for (int i = 0; i < 64; i++) {
         double lat, lon, in[2], out[2];
         rnd_point(b, &lat, &lon);
-        double r = rnd01() * b->max_km + 0.001;
-        edge_pair(lat, lon, rnd01() * 2 * M_PI, r, in, out);
+        double r = trand01() * b->max_km + 0.001;
+        edge_pair(lat, lon, trand01() * 2 * M_PI, r, in, out);
         model_add(&m, mk(&m, in[0], in[1]));
         model_add(&m, mk(&m, out[0], out[1]));
         model_add(&m, mk(&m, in[0], in[1])); /* a tie on the edge */
@@ -248,20 +234,20 @@ static void run_box(const Box *b, size_t n, size_t queries, uint64_t seed)
 
     for (int round = 0; round < 2; round++) {
         for (size_t q = 0; q < queries; q++) {
-            double lat, lon, r = rnd01() * b->max_km;
+            double lat, lon, r = trand01() * b->max_km;
             if (q % 4 == 0) { /* radius exactly the distance to some station */
-                const StStation *s = &m.v[rnd() % m.n];
+                const StStation *s = &m.v[trand_next() % m.n];
                 rnd_point(b, &lat, &lon);
                 if (q % 8 == 0) { /* near it, so the circle is small */
-                    lat = clamp(s->lat + (rnd01() - 0.5) * 0.1, -90, 90);
-                    lon = clamp(s->lon + (rnd01() - 0.5) * 0.1, -180, 180);
+                    lat = clamp(s->lat + (trand01() - 0.5) * 0.1, -90, 90);
+                    lon = clamp(s->lon + (trand01() - 0.5) * 0.1, -180, 180);
                 }
                 r = geo_km(lat, lon, s->lat, s->lon);
             } else if (q % 4 == 1) {
                 rnd_point(b, &lat, &lon);
                 r = 0.0;
                 if (q % 8 == 1) { /* zero radius on a station: finds it and its twins */
-                    const StStation *s = &m.v[rnd() % m.n];
+                    const StStation *s = &m.v[trand_next() % m.n];
                     lat = s->lat, lon = s->lon;
                 }
             } else {
@@ -278,17 +264,17 @@ static void run_box(const Box *b, size_t n, size_t queries, uint64_t seed)
         }
         /* churn: remove, move, insert (some outside the original box) */
         for (size_t op = 0; op < n / 2 + 100; op++) {
-            uint64_t kind = rnd() % 4;
+            uint64_t kind = trand_next() % 4;
             if (kind == 0 && m.n > 0) {
-                size_t i = rnd() % m.n;
+                size_t i = trand_next() % m.n;
                 T_ASSERT(stindex_remove(ix, m.v[i].id));
                 T_ASSERT(!stindex_get(ix, m.v[i].id));
                 T_ASSERT(!stindex_remove(ix, m.v[i].id));
                 m.v[i] = m.v[--m.n];
             } else if (kind == 1 && m.n > 0) {
-                size_t i = rnd() % m.n;
+                size_t i = trand_next() % m.n;
                 rnd_point(b, &m.v[i].lat, &m.v[i].lon);
-                m.v[i].flags = (uint32_t)(rnd() % 8);
+                m.v[i].flags = (uint32_t)(trand_next() % 8);
                 T_ASSERT(stindex_upsert(ix, &m.v[i]));
             } else {
                 double lat, lon;
@@ -317,7 +303,7 @@ static void run_box(const Box *b, size_t n, size_t queries, uint64_t seed)
     for (size_t q = 0; q < queries / 2; q++) {
         double lat, lon;
         rnd_point(&wide, &lat, &lon);
-        check_query(ix, &m, lat, lon, rnd01() * b->max_km, all, got, ids);
+        check_query(ix, &m, lat, lon, trand01() * b->max_km, all, got, ids);
     }
     printf("  %zu stations: %zu queries, %zu nearest hits, edge stations inside %zu/%zu\n", n,
            stat_queries, stat_hits, stat_edge_in, stat_edge_checked);
@@ -358,7 +344,7 @@ static void test_poles_and_antimeridian(void)
 /* A tiny cell forces many cells and the cap on grid size. */
 static void test_small_cells(void)
 {
-    rng_state = 77;
+    trand_seed(77);
     Model m = {0};
     m.next_id = 1;
     for (int i = 0; i < 500; i++) {
@@ -373,7 +359,7 @@ static void test_small_cells(void)
     for (int q = 0; q < 300; q++) {
         double lat, lon;
         rnd_point(&box_china, &lat, &lon);
-        check_query(ix, &m, lat, lon, rnd01() * 500, all, got, ids);
+        check_query(ix, &m, lat, lon, trand01() * 500, all, got, ids);
     }
     stindex_free(ix);
     free(m.v);
