@@ -402,7 +402,13 @@ static void reconnect_gets_backlog(void)
     T_ASSERT(console_wait(k, s1->job_id, S(JOB_STATE__JOB_ACCEPTED), 5000));
     T_ASSERT(console_wait(k, s2->job_id, S(JOB_STATE__OFFERED), 5000));
     console_close(k);
-    T_EQ_INT(sql_long(pg, "SELECT count(*) FROM terminal_sessions WHERE station_id = $1", st), 2);
+    /* the second session's row is written in the background: wait for it (bounded) */
+    char sid[24];
+    snprintf(sid, sizeof(sid), "%lld", (long long)st);
+    const char *p[] = {sid};
+    T_EQ_INT(itest_wait_sql_ll(pg, "SELECT count(*) FROM terminal_sessions WHERE station_id = $1",
+                               1, p, 2, 5000),
+             2);
     cl_free(k1);
     cl_free(k2);
     itest_daemon_down(&d);

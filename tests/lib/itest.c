@@ -113,6 +113,17 @@ long long itest_sql_ll(PGconn *pg, const char *sql, int n, const char *const *pa
     return v;
 }
 
+long long itest_wait_sql_ll(PGconn *pg, const char *sql, int n, const char *const *params,
+                            long long want, int timeout_ms)
+{
+    long long v = itest_sql_ll(pg, sql, n, params);
+    for (int waited = 0; v != want && waited < timeout_ms; waited += 10) {
+        sleep_ms(10);
+        v = itest_sql_ll(pg, sql, n, params);
+    }
+    return v;
+}
+
 const char *itest_make_token(PGconn *pg, const char *role, long station_id, char out[64])
 {
     unsigned char rnd[16];

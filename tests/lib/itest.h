@@ -52,6 +52,10 @@ PGresult *itest_sql(PGconn *pg, const char *sql, int n, const char *const *param
 /* itest_sql, then the first column of the first row as an integer (-1 when there is no
  * row; 0 for NULL). For counts, ids and RETURNING id. */
 long long itest_sql_ll(PGconn *pg, const char *sql, int n, const char *const *params);
+/* itest_sql_ll again every 10 ms until it returns want or timeout_ms has passed; returns the
+ * last value (for what the daemon writes in the background). */
+long long itest_wait_sql_ll(PGconn *pg, const char *sql, int n, const char *const *params,
+                            long long want, int timeout_ms);
 /* Creates a principal with a fresh random token; returns the token (static buffer per
  * call site: copy it). station_id <= 0 for non-station roles. */
 const char *itest_make_token(PGconn *pg, const char *role, long station_id, char out[64]);
