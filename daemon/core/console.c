@@ -22,11 +22,6 @@ StSession *console_chain(const Stations *st, int64_t station_id)
     return st->bucket[bucket_of(station_id)];
 }
 
-void console_ref(StSession *ss)
-{
-    ss->refs++;
-}
-
 void console_unref(StSession *ss)
 {
     if (--ss->refs > 0)

@@ -299,18 +299,11 @@ void push_offer(Stations *st, int64_t station_id, const Careline__V1__JobOffer *
     Envelope env = CARELINE__V1__ENVELOPE__INIT;
     env.body_case = CARELINE__V1__ENVELOPE__BODY_JOB_OFFER;
     env.job_offer = (Careline__V1__JobOffer *)o;
-    StSession *next;
-    for (StSession *ss = console_chain(st, station_id); ss; ss = next) {
-        next = ss->next;
+    for (StSession *ss = console_chain(st, station_id); ss; ss = ss->next) {
         if (ss->station_id != station_id || ss->closed || !conn_alive(ss->c) ||
             seen_find(ss, o->job_id))
             continue;
-        /* conn_send may close the connection (hard output limit), and the close hook drops
-         * the map's ref, perhaps the last: ours keeps ss readable until we are done */
-        console_ref(ss);
         conn_send(ss->c, &env);
         seen_add(ss, o->job_id, o->state);
-        next = ss->next; /* still the successor: unlinking ss leaves ss->next as it was */
-        console_unref(ss);
     }
 }

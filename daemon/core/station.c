@@ -49,9 +49,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     size_t pings = n * 2 * ST_TICK_MS / (size_t)cfg->heartbeat_interval_ms + 64;
     size_t rereads = n * 2 * ST_TICK_MS / (size_t)cfg->console_refresh_ms + REFRESH_BATCH;
     for (size_t b = 0; b < ST_BUCKETS; b++) {
-        StSession *next;
-        for (StSession *ss = st->bucket[b]; ss; ss = next) {
-            console_ref(ss); /* the Ping may close the console and drop the map's ref */
+        for (StSession *ss = st->bucket[b]; ss; ss = ss->next) {
             /* heartbeats both ways: a console that answers our Ping stays active; one that
              * vanished without closing is dropped by the idle timeout */
             if (pings > 0 && now - ss->c->last_active_ms >= cfg->heartbeat_interval_ms &&
@@ -61,11 +59,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
                 pings--;
             }
             if (rereads > 0 && now - ss->last_refresh_ms >= cfg->console_refresh_ms) {
-                push_refresh(st, ss); /* a no-op if the Ping closed it */
+                push_refresh(st, ss);
                 rereads--;
             }
-            next = ss->next; /* still the successor: unlinking ss leaves ss->next as it was */
-            console_unref(ss);
         }
     }
 }

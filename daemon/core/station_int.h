@@ -44,7 +44,7 @@ typedef struct StSession {
     int64_t station_id;
     int64_t terminal_id;    /* terminal_sessions row, 0 until inserted */
     bool closed;            /* the connection ended; waiting for in-flight work */
-    int refs;               /* the map + in-flight queries + a caller across conn_send */
+    int refs;               /* the map + in-flight queries */
     bool queued;            /* waiting in Stations.due for this turn's re-read batch */
     bool refreshing, again; /* a re-read in flight / another asked for meanwhile */
     int64_t last_refresh_ms, last_ping_ms;
@@ -83,18 +83,14 @@ void station_job_state_to_db(int state, char out[32]);
 
 /* The chain of consoles that may hold station_id (compare station_id while walking). */
 StSession *console_chain(const Stations *st, int64_t station_id);
-/* Holds the session across a call that may close its connection: the close hook unlinks it
- * and drops the map's reference, and without another one the session is freed at once.
- * console_unref drops a reference; the last one frees the session and its connection ref. */
-void console_ref(StSession *ss);
+/* Drops a reference; the last one frees the session and its connection ref. */
 void console_unref(StSession *ss);
 /* Session hooks (net/session.h): a station principal's console comes and goes. */
 void console_on_auth(void *arg, Conn *c);
 void console_on_close(void *arg, Conn *c);
 /* Closes terminal_sessions rows a previous run of this server_id left open. */
 void console_close_stale(const Env *env);
-/* Sends a heartbeat Ping. May close the connection (output limit), and so free ss unless
- * the caller holds a reference. */
+/* Sends a heartbeat Ping. May close the connection (output limit). */
 void console_ping(StSession *ss);
 
 /* ---- console_push.c ----------------------------------------------------------------------- */
@@ -104,8 +100,8 @@ void console_ping(StSession *ss);
 void push_refresh(Stations *st, StSession *ss);
 /* push_refresh for every console of station_id on this daemon. */
 void push_refresh_station(Stations *st, int64_t station_id);
-/* Pushes a new job to this daemon's consoles of the station that have not shown it yet
- * (a console cut off by the push is closed, not touched afterwards). o is borrowed. */
+/* Pushes a new job to this daemon's consoles of the station that have not shown it yet.
+ * o is borrowed. */
 void push_offer(Stations *st, int64_t station_id, const Careline__V1__JobOffer *o);
 /* Stations.due_ev's callback: sends this turn's re-reads. */
 void push_due_flush(evutil_socket_t fd, short what, void *arg);

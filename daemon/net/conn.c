@@ -2,8 +2,11 @@
  * conn: a bufferevent per connection. The read path validates each length prefix before
  * buffering a payload, yields after frames_per_wakeup frames, and pauses while the peer has
  * too many requests in flight or is not reading its replies (libevent's le-proxy pattern,
- * with redis' soft/hard output limits). Frees are deferred to a reaper so callbacks that
- * hold a ref never see freed memory.
+ * with redis' soft/hard output limits). Closing never calls up into the owner from the
+ * caller's stack: conn_close_now frees the socket and unlinks the conn at once, but the
+ * owner's on_closed (which lets sessions drop their last references) and the free run from
+ * the reaper at the next turn of the loop. So a caller that sent a frame — and by that hit
+ * the output limit — still holds valid session and conn pointers until it returns.
  */
 #include "net/conn.h"
 
@@ -325,8 +328,10 @@ void conn_close_now(Conn *c, const char *why)
     c->prev = c->next = NULL;
     set->n--;
     set->metrics->conns_current--;
-    set->on_closed(set->owner, c);
-    conn_unref(c);
+    /* the owner hears of it from the reaper, never from inside the caller's stack */
+    c->next = set->closed;
+    set->closed = c;
+    event_active(set->reaper, EV_TIMEOUT, 0);
 }
 
 void conn_inflight_begin(Conn *c)
@@ -394,10 +399,19 @@ static void conn_tick(Conn *c, int64_t now)
 
 /* ---- the set ------------------------------------------------------------------------------ */
 
+/* A safe point (the loop, or connset_close_all): nobody up the stack holds a conn or a
+ * session. Tells the owner of each closed conn, drops the open conn's own ref, frees. */
 static void reaper_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     ConnSet *set = arg;
+    while (set->closed) {
+        Conn *c = set->closed;
+        set->closed = c->next;
+        c->next = NULL;
+        set->on_closed(set->owner, c);
+        conn_unref(c); /* the open connection's own ref */
+    }
     while (set->dead) {
         Conn *c = set->dead;
         set->dead = c->next;
@@ -423,13 +437,13 @@ void connset_close_all(ConnSet *set, const char *why)
 {
     while (set->conns)
         conn_close_now(set->conns, why);
+    reaper_cb(-1, 0, set); /* callers are safe points: tell the owner now */
 }
 
 void connset_free(ConnSet *set)
 {
-    connset_close_all(set, "exit");
     if (set->reaper) {
-        reaper_cb(-1, 0, set);
+        connset_close_all(set, "exit");
         event_free(set->reaper);
     }
     memset(set, 0, sizeof(*set));

@@ -28,7 +28,8 @@
 struct Conn;
 /* A well-formed frame arrived; the callee takes ownership of env. */
 typedef void (*ConnFrameCb)(void *owner, struct Conn *c, Envelope *env);
-/* c is closing for good (socket about to be freed, already off the list). */
+/* c has closed for good (socket freed, off the list). Runs from the loop at a safe point,
+ * never from inside conn_close_now: nobody up the stack still holds c or its session. */
 typedef void (*ConnClosedCb)(void *owner, struct Conn *c);
 
 typedef struct ConnSet {
@@ -42,14 +43,16 @@ typedef struct ConnSet {
     size_t n;             /* entries in conns */
     uint64_t next_id;     /* last id given */
     bool stopping;        /* a graceful stop: draining conns are told SHUTTING_DOWN */
-    struct event *reaper; /* frees CONN_CLOSED conns with refs == 0 */
-    struct Conn *dead;    /* closed conns waiting for the reaper */
+    struct event *reaper; /* tells the owner of closes, frees CONN_CLOSED conns, refs == 0 */
+    struct Conn *closed;  /* closed conns whose owner has not been told yet (via next) */
+    struct Conn *dead;    /* closed conns with no refs left, waiting to be freed (via next) */
 } ConnSet;
 
 /* Sets up an empty set; returns false if libevent cannot make the reaper event. */
 bool connset_init(ConnSet *set, struct event_base *base, const Config *cfg, Metrics *m,
                   ConnFrameCb on_frame, ConnClosedCb on_closed, void *owner) MUSTCHECK;
-/* Closes every connection now (why is logged) and frees what the reaper holds. */
+/* Closes every connection now (why is logged), tells the owner of each close and frees what
+ * the reaper holds. Only from a safe point (a loop callback of the owner's, or teardown). */
 void connset_close_all(ConnSet *set, const char *why);
 /* Closes all, then frees the reaper. The set may be zeroed memory (never initialised). */
 void connset_free(ConnSet *set);
@@ -106,7 +109,9 @@ void conn_send_field_error(Conn *c, uint64_t seq, int code, const char *field, c
 void conn_drain(Conn *c);
 /* Stops reading; closes once the output is flushed. */
 void conn_close_after_flush(Conn *c, const char *why);
-/* Closes the socket now, dropping unsent output. */
+/* Closes the socket now, dropping unsent output; conn_alive is false from here on. The
+ * owner's on_closed runs later, from the loop (never inside this call), so the caller and
+ * everything up its stack may keep using the conn and what hangs off it until they return. */
 void conn_close_now(Conn *c, const char *why);
 
 /* A request taken off this connection is now waiting for a backend. */
