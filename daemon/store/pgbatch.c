@@ -22,7 +22,20 @@ typedef struct {
     void *arg;
     int64_t deadline; /* util_now_ms() by which its batch must have left */
     bool solo;        /* its batch failed: retried alone */
+    int reruns;       /* lone runs repeated after a serialization failure */
 } Item;
+
+/* A lone item that fails with a serialization failure (SQLSTATE 40001: a concurrent
+ * transaction wrote what its statement's snapshot could not see, e.g. the same idempotency
+ * key recorded on another connection) is run again, at most this often: the next statement
+ * takes a fresh snapshot and sees the committed row. Its deadline still bounds it. */
+#define SOLO_RERUNS 3
+
+static bool serialization_failure(const PGresult *res)
+{
+    const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return st && strcmp(st, "40001") == 0;
+}
 
 struct PgBatch {
     PgPool *pg;
@@ -87,6 +100,10 @@ static void batch_done(PGresult *res, const char *err, void *arg)
             b->items[i].solo = true;
             push(q, b->items[i]);
         }
+    } else if (!ok && b->n == 1 && !q->freed && serialization_failure(res) &&
+               b->items[0].reruns < SOLO_RERUNS) {
+        b->items[0].reruns++;
+        push(q, b->items[0]);
     } else if (!ok) {
         const char *why = !res                                     ? err
                           : PQresultStatus(res) == PGRES_TUPLES_OK ? "incomplete batch result"

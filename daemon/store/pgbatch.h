@@ -10,7 +10,8 @@
  * named idx (the batch functions' first output column in sql/; rows in any order); a result
  * without that column fails every item of its batch. When a batch of several fails, each of
  * its items is retried alone, so one bad element never holds back the others; an item that
- * fails alone gets the error.
+ * fails alone gets the error — unless it is a serialization failure (SQLSTATE 40001), which
+ * is run alone again, at most 3 times, within the item's deadline.
  *
  * Callbacks run on the loop thread, exactly once per accepted item: res and row on success
  * (res borrowed for the call), res NULL and err a human sentence otherwise, also when the

@@ -532,6 +532,40 @@ static void batch_bad_element(void)
     t_leak_check();
 }
 
+/* A lone item failing with a serialization failure (as careline_retry_alone raises when a key
+ * was recorded concurrently) is run again with a fresh snapshot instead of failing: x = 7
+ * fails its batch, then its first lone run, and succeeds on the second. */
+#define FLAKY_SQL                                                                                  \
+    "SELECT (t.ord - 1)::int AS idx, (t.v->>'x')::int, txid_current(), "                           \
+    "CASE WHEN (t.v->>'x')::int = 7 THEN CASE WHEN nextval('tpg_flaky') <= 2 THEN "                \
+    "careline_retry_alone('flaky') END END "                                                       \
+    "FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(v, ord)"
+
+static void batch_reruns_serialization_failure(void)
+{
+    admin_exec("DROP SEQUENCE IF EXISTS tpg_flaky; CREATE SEQUENCE tpg_flaky");
+    struct event_base *b = event_base_new();
+    PgPool *p = pg_pool_new(b, pool_conninfo("br"), 2, 5000, 64);
+    T_ASSERT(iloop_wait(b, pool_ready, p, 5000));
+    PgBatch *q = pgbatch_new(p, FLAKY_SQL, 1, 50, 5000);
+    static BItem items[10];
+    memset(items, 0, sizeof(items));
+    for (int i = 0; i < 10; i++)
+        pgbatch_add(q, json_pack("{si}", "x", i), bitem_cb, &items[i]);
+    BAll all = {items, 10};
+    T_ASSERT(iloop_wait(b, all_called, &all, 10000));
+    for (int i = 0; i < 10; i++) {
+        T_EQ_INT(items[i].calls, 1);
+        T_EQ_STR(items[i].err, "");
+        T_EQ_INT(items[i].x, i);
+    }
+    pgbatch_free(q);
+    pg_pool_free(p);
+    event_base_free(b);
+    admin_exec("DROP SEQUENCE tpg_flaky");
+    t_leak_check();
+}
+
 /* While a statement waits for the pool's only connection, items that arrive do not leave as
  * batches of their own (each would wait too, closed to later items): the first batch goes
  * at once, the other 30 items together after it, although four batches may run at a time. */
@@ -603,6 +637,7 @@ int main(int argc, char **argv)
         {"pg_free_fails_pending", free_fails_pending, 20},
         {"pgbatch_groups", batch_groups, 30},
         {"pgbatch_bad_element", batch_bad_element, 30},
+        {"pgbatch_reruns_serialization_failure", batch_reruns_serialization_failure, 30},
         {"pgbatch_free_fails_waiting", batch_free_fails_waiting, 20},
         {"pgbatch_waits_for_free_connection", batch_waits_for_free_connection, 30},
         {NULL, NULL, 0},
