@@ -2,6 +2,8 @@
 -- drop it from the pending set. With ARGV[2] = '1' its stream entry goes too: the job was
 -- never recorded (an orphan, or a key recorded meanwhile by someone else).
 -- KEYS: the reservation, the pending set; ARGV: why, drop-entry.
+-- Returns 0 (no such reservation), 1 (released before: nothing to give back) or 2 (given
+-- back now). Called from daemon/core/reserve.c.
 redis.call('ZREM', KEYS[2], KEYS[1])
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return 0 end

@@ -5,6 +5,9 @@
 -- then (station, limit) per candidate, then the time in ms when the request is not recorded
 -- yet ("" otherwise): the reservation is listed as pending until its record commits; then
 -- the oldest stream entry id to keep (entries older than any bookable day are trimmed).
+-- Returns {0, station, job} reserved now, {1, station, job} reserved by an earlier run, or
+-- {2, 0, held} no room (held = 1 when a candidate had only its priority share left).
+-- Called from daemon/core/reserve.c.
 local m = redis.call('HGET', KEYS[1], 'job')
 if m then return {1, tonumber(redis.call('HGET', KEYS[1], 'station')), tonumber(m)} end
 local n = tonumber(ARGV[7])
