@@ -5,11 +5,24 @@
 #include "store/pgcols.h"
 
 #include <stdlib.h>
+#include <string.h>
+
+/* A new result may sit at a freed one's address: the numbers are reused only while each
+ * still names its column (n comparisons instead of a search per name). */
+static bool still_bound(const PgCols *pc, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        const char *f = PQfname(pc->res, pc->ix[k]);
+        if (!f || strcmp(f, pc->names[k]) != 0)
+            return false;
+    }
+    return true;
+}
 
 bool pgcols_bind(PgCols *pc, const PGresult *res, const char *const *names, size_t n)
 {
     ASSERT(n <= PGCOLS_MAX);
-    if (pc->res == res && pc->names == names && !pc->missing)
+    if (pc->res == res && pc->names == names && !pc->missing && still_bound(pc, n))
         return true;
     pc->res = res;
     pc->names = names;

@@ -10,8 +10,9 @@
  *   if (!pgcols_bind(&pc, res, cols, C_N)) ... log pc.missing ...
  *   int64_t id = pgcols_ll(&pc, row, C_ID);
  *
- * A PgCols starts zeroed, and borrows res and names; rebinding to the same res is free (per-row callbacks of a
- * batch call pgcols_bind for every row, and only the first looks names up).
+ * A PgCols starts zeroed, and borrows res and names; rebinding to the same res is cheap
+ * (per-row callbacks of a batch call pgcols_bind for every row: later rows only confirm each
+ * bound number still names its column, so a new result at a reused address is safe).
  */
 #ifndef CARELINE_PGCOLS_H
 #define CARELINE_PGCOLS_H
