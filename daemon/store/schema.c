@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "store/pgcols.h"
 
 #define SCHEMA_RETRY_MS 1000
 
@@ -121,7 +122,11 @@ static void answer_cb(PGresult *res, const char *err, void *arg)
         }
         return;
     }
-    const char *v = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : "";
+    static const char *const cols[] = {"version"};
+    PgCols pc = {0};
+    const char *v = PQntuples(res) == 1 && pgcols_bind(&pc, res, cols, 1) && !pgcols_null(&pc, 0, 0)
+                        ? pgcols_str(&pc, 0, 0)
+                        : "";
     char *end;
     long version = strtol(v, &end, 10);
     if (!v[0] || *end) {
@@ -142,7 +147,7 @@ static void ask(SchemaCheck *c)
 {
     if (c->done || c->inflight)
         return;
-    if (!pg_query(c->pg, "SELECT careline_schema_version()", 0, NULL, answer_cb, c)) {
+    if (!pg_query(c->pg, "SELECT careline_schema_version() AS version", 0, NULL, answer_cb, c)) {
         retry_later(c); /* wait queue full, or the pool is shutting down */
         return;
     }
