@@ -156,8 +156,7 @@ Extra bureau_extra_of(const Req *r, const DirSnap *snap, const char *county, int
     return e;
 }
 
-static void add_indicator(Req *r, const char *key, const char *name, double value,
-                          double target)
+static void add_indicator(Req *r, const char *key, const char *name, double value, double target)
 {
     Careline__V1__Indicator *in = bureau_req_alloc(r, sizeof(*in));
     careline__v1__indicator__init(in);
@@ -183,16 +182,14 @@ static void fill_indicators(Req *r, const DirSnap *snap, const char *county, int
     rep->indicators = bureau_req_alloc(r, 4 * sizeof(*rep->indicators));
     add_indicator(r, "meal_village_coverage", "老年助餐配送餐服务覆盖村(社区)", t->rate,
                   r->tgt_cov);
-    add_indicator(r, "terminal_share", "居家养老服务站智能服务终端(在线)", e.terminal,
-                  r->tgt_term);
+    add_indicator(r, "terminal_share", "居家养老服务站智能服务终端(在线)", e.terminal, r->tgt_term);
     add_indicator(r, "terminal_equipped_share", "居家养老服务站智能服务终端(登记配备)",
                   e.terminal_equipped, r->tgt_term);
     add_indicator(r, "certified_per_10k", "每万名老年人拥有持证养老护理员", e.certified,
                   r->tgt_cert);
 }
 
-static void fill_towns(Req *r, const DirSnap *snap, const char *county, int town_ix,
-                       const Calc *k)
+static void fill_towns(Req *r, const DirSnap *snap, const char *county, int town_ix, const Calc *k)
 {
     Report *rep = &r->rep;
     rep->towns = bureau_req_alloc(r, ((size_t)snap->ntowns + 1) * sizeof(*rep->towns));
@@ -282,7 +279,8 @@ void bureau_req_compute(Req *r)
     Calc k;
     if (!calc_run(&k, snap, m, county, town_ix)) {
         calc_free(&k);
-        bureau_req_fail(r, ERRC(INTERNAL), NULL, "coverage computation failed (see the daemon log)");
+        bureau_req_fail(r, ERRC(INTERNAL), NULL,
+                        "coverage computation failed (see the daemon log)");
         return;
     }
     Report *rep = &r->rep;

@@ -36,8 +36,7 @@ static void handle_query(void *arg, Conn *c, Envelope *env)
     snprintf(day, sizeof(day), "%s", q->day ? q->day : "");
     frame_free(env);
     if (bad_town) {
-        bureau_req_fail(r, ERRC(INVALID_ARGUMENT), "town_code",
-                        "town code is not a 12-digit code");
+        bureau_req_fail(r, ERRC(INVALID_ARGUMENT), "town_code", "town code is not a 12-digit code");
         return;
     }
     if (bureau_req_check(r, from, to, day))

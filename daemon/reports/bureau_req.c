@@ -137,8 +137,8 @@ static bool check_range(Req *r, const char *from_s, const char *to_s, CalDay now
         return false;
     }
     if (has_to && !cal_parse(to_s, &r->to)) {
-        bureau_req_fail(r, ERRC(INVALID_ARGUMENT), "to_date",
-                        "to '%.20s' is not a date YYYY-MM-DD", to_s);
+        bureau_req_fail(r, ERRC(INVALID_ARGUMENT), "to_date", "to '%.20s' is not a date YYYY-MM-DD",
+                        to_s);
         return false;
     }
     if (!has_to)

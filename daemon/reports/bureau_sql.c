@@ -113,8 +113,9 @@ enum {
     H_N
 };
 static const char *const history_cols[H_N] = {
-    "day", "scope", "villages", "villages_covered", "rate", "elderly", "elderly_covered",
-    "rate_elderly", "target", "inputs_version", "approx_villages"};
+    "day",    "scope",          "villages",        "villages_covered",
+    "rate",   "elderly",        "elderly_covered", "rate_elderly",
+    "target", "inputs_version", "approx_villages"};
 
 static void history_done(PGresult *res, const char *err, void *arg)
 {
@@ -170,9 +171,9 @@ enum {
     R_N
 };
 static const char *const realized_cols[R_N] = {
-    "scope", "key", "name", "kind", "received", "queued", "delivered", "on_time", "rejected",
-    "waitlisted", "dead_lettered", "not_registered", "cancelled", "failed", "median_minutes",
-    "p90_minutes"};
+    "scope",     "key",     "name",           "kind",       "received",      "queued",
+    "delivered", "on_time", "rejected",       "waitlisted", "dead_lettered", "not_registered",
+    "cancelled", "failed",  "median_minutes", "p90_minutes"};
 
 static void realized_done(PGresult *res, const char *err, void *arg)
 {
@@ -195,9 +196,8 @@ static void realized_done(PGresult *res, const char *err, void *arg)
                            &w->cancelled, &w->failed};
         for (size_t j = 0; j < ARRAY_LEN(cnt); j++)
             *cnt[j] = (uint32_t)strtoul(pgcols_str(&pc, i, R_RECEIVED + (int)j), NULL, 10);
-        w->median_minutes = pgcols_null(&pc, i, R_MEDIAN_MINUTES)
-                                ? -1
-                                : pgcols_double(&pc, i, R_MEDIAN_MINUTES);
+        w->median_minutes =
+            pgcols_null(&pc, i, R_MEDIAN_MINUTES) ? -1 : pgcols_double(&pc, i, R_MEDIAN_MINUTES);
         w->p90_minutes =
             pgcols_null(&pc, i, R_P90_MINUTES) ? -1 : pgcols_double(&pc, i, R_P90_MINUTES);
         rep->realized[rep->n_realized++] = w;
@@ -271,8 +271,7 @@ void bureau_sql_write_snapshot(Req *r, const char *rows_json)
     char target[32], circle[16];
     snprintf(target, sizeof(target), "%.17g", r->tgt_cov);
     snprintf(circle, sizeof(circle), "%u", r->rep.service_circle_minutes);
-    const char *params[] = {r->rep.snapshot_day, target, circle, r->rep.inputs_version,
-                            rows_json};
+    const char *params[] = {r->rep.snapshot_day, target, circle, r->rep.inputs_version, rows_json};
     bool ok = pg_query(
         r->b->env->pg,
         "INSERT INTO coverage_snapshots AS c (day, scope, villages, villages_covered, rate, "
