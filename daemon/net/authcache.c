@@ -59,16 +59,16 @@ typedef struct Lookup {
 } Lookup;
 
 struct AuthCache {
-    PgPool *pg;         /* borrowed */
-    const Config *cfg;  /* borrowed: the live config */
-    Metrics *m;         /* borrowed */
-    Ring pos, neg;      /* token hash -> principal; token hash -> failed */
-    Ring addr;          /* address -> failures, lockout */
-    Lookup *running;    /* in PostgreSQL now */
-    unsigned nrunning;  /* entries of running */
-    Lookup *wait_head;  /* FIFO of lookups waiting for the budget */
-    Lookup *wait_tail;  /* its last entry */
-    unsigned nwaiting;  /* entries of wait_head */
+    PgPool *pg;        /* borrowed */
+    const Config *cfg; /* borrowed: the live config */
+    Metrics *m;        /* borrowed */
+    Ring pos, neg;     /* token hash -> principal; token hash -> failed */
+    Ring addr;         /* address -> failures, lockout */
+    Lookup *running;   /* in PostgreSQL now */
+    unsigned nrunning; /* entries of running */
+    Lookup *wait_head; /* FIFO of lookups waiting for the budget */
+    Lookup *wait_tail; /* its last entry */
+    unsigned nwaiting; /* entries of wait_head */
 };
 
 /* ---- rings ----------------------------------------------------------------------------------- */
@@ -185,8 +185,8 @@ static void failure_record(AuthCache *ac, const Waiter *w, int64_t now)
     s->locked_until_ms = now + cfg->auth_lockout_ms;
     ac->m->auth_lockouts++;
     log_limited(LOG_WARN,
-                "auth: %s locked out for %d s after %d failed authentications within %d s",
-                w->ip, (cfg->auth_lockout_ms + 999) / 1000, s->fails,
+                "auth: %s locked out for %d s after %d failed authentications within %d s", w->ip,
+                (cfg->auth_lockout_ms + 999) / 1000, s->fails,
                 (int)((now - s->window_start_ms + 999) / 1000));
 }
 
@@ -261,7 +261,8 @@ static AuthAnswer lookup_result(AuthCache *ac, const Lookup *lk, PGresult *res, 
     PgCols pc = {0};
     if (!pgcols_bind(&pc, res, auth_cols, COL_N)) {
         log_limited(LOG_ERROR, "auth: the token lookup returned no column \"%s\"", pc.missing);
-        return verdict(AUTH_INTERNAL, 0, "cannot check the token (server error); tell the operator");
+        return verdict(AUTH_INTERNAL, 0,
+                       "cannot check the token (server error); tell the operator");
     }
     Role role = PQntuples(res) == 1 ? auth_role_parse(pgcols_str(&pc, 0, COL_ROLE))
                                     : CARELINE__V1__ROLE__ROLE_UNSPECIFIED;
@@ -272,8 +273,7 @@ static AuthAnswer lookup_result(AuthCache *ac, const Lookup *lk, PGresult *res, 
                        PQntuples(res) == 1 ? "the token's role is not known to this server"
                                            : "unknown or revoked token");
     }
-    AuthAnswer a = {.verdict = AUTH_OK, .role = role,
-                    .station_id = pgcols_ll(&pc, 0, COL_STATION)};
+    AuthAnswer a = {.verdict = AUTH_OK, .role = role, .station_id = pgcols_ll(&pc, 0, COL_STATION)};
     snprintf(a.name, sizeof(a.name), "%s", pgcols_str(&pc, 0, COL_NAME));
     if (cfg->auth_cache_ttl_ms > 0) {
         Slot *s = ring_put(&ac->pos, lk->key);
@@ -411,8 +411,8 @@ void authcache_check(AuthCache *ac, const char *ip, const char *token, AuthCb cb
         return;
     }
     if (ac->nwaiting >= (unsigned)cfg->auth_max_waiting) {
-        AuthAnswer a = verdict(AUTH_BUSY, 1,
-                               "too many token checks in progress; retry in a second");
+        AuthAnswer a =
+            verdict(AUTH_BUSY, 1, "too many token checks in progress; retry in a second");
         answer_all(ac, lk, &a);
         return;
     }

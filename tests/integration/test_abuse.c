@@ -57,15 +57,6 @@ static long long metric(const char *name)
     return itest_metric(d.http_port, name);
 }
 
-static ClConn *raw_connect(void)
-{
-    char err[256];
-    ClConn *c = cl_connect("127.0.0.1", d.proto_port, 3000, err, sizeof(err));
-    if (!c)
-        t_fail(__FILE__, __LINE__, "%s", err);
-    return c;
-}
-
 static void send_hello(ClConn *c, const char *token)
 {
     Careline__V1__Hello h = CARELINE__V1__HELLO__INIT;
@@ -103,7 +94,7 @@ static int hello_reply(ClConn *c, int timeout_ms, char *msg, size_t msglen)
 /* One Hello on a fresh connection; the reply as hello_reply gives it. */
 static int hello_once(const char *token, char *msg, size_t msglen)
 {
-    ClConn *c = raw_connect();
+    ClConn *c = itest_connect(&d);
     send_hello(c, token);
     int code = hello_reply(c, 10000, msg, msglen);
     cl_close(c);
@@ -134,7 +125,7 @@ static void hello_flood(const char *token, int n, int par, Tally *t)
         int k = n - done < par ? n - done : par;
         char tok[48];
         for (int i = 0; i < k; i++) {
-            cs[i] = raw_connect();
+            cs[i] = itest_connect(&d);
             send_hello(cs[i], token ? token : bad_token(tok));
         }
         for (int i = 0; i < k; i++) {
@@ -217,8 +208,7 @@ static void revoke_token(PGconn *pg, const char *token)
 static void protocol_flood(void)
 {
     /* a small pool queue, which the flood used to fill (submissions got OVERLOADED) */
-    up((const char *const[]){"--pg_pool_size=2", "--pg_max_queue=64",
-                                              "--auth_fail_limit=0", NULL});
+    up((const char *const[]){"--pg_pool_size=2", "--pg_max_queue=64", "--auth_fail_limit=0", NULL});
     Legit l = {0};
     legit_start(&l, 81);
     legit_submit(&l);
@@ -227,7 +217,7 @@ static void protocol_flood(void)
         ClConn *cs[200];
         char tok[48];
         for (int i = 0; i < 200; i++) {
-            cs[i] = raw_connect();
+            cs[i] = itest_connect(&d);
             send_hello(cs[i], bad_token(tok)); /* all different: no cache helps */
         }
         legit_submit(&l); /* behind 200 lookups */
@@ -291,8 +281,7 @@ static void http_flood(void)
  * query, on both doors — until auth_lockout_ms has passed. Sessions already open go on. */
 static void lockout_and_expiry(void)
 {
-    up((const char *const[]){"--auth_fail_limit=5", "--auth_lockout_ms=2000",
-                                              NULL});
+    up((const char *const[]){"--auth_fail_limit=5", "--auth_lockout_ms=2000", NULL});
     Legit l = {0};
     legit_start(&l, 82);
     char gw[64], bu[64], tok[48], msg[256];
@@ -378,8 +367,7 @@ static void revoked_within_ttl(void)
  * Retry-After — while the same token waits for the running lookup, and submissions go on. */
 static void budget_answers_at_once(void)
 {
-    up((const char *const[]){"--auth_max_inflight=1", "--auth_max_waiting=0",
-                                              NULL});
+    up((const char *const[]){"--auth_max_inflight=1", "--auth_max_waiting=0", NULL});
     Legit l = {0};
     legit_start(&l, 83);
     char a[64], b[64], bu[64];
@@ -389,7 +377,7 @@ static void budget_answers_at_once(void)
     PGconn *locker = itest_pg();
     PQclear(itest_sql(locker, "BEGIN", 0, NULL));
     PQclear(itest_sql(locker, "LOCK TABLE principals IN ACCESS EXCLUSIVE MODE", 0, NULL));
-    ClConn *c1 = raw_connect();
+    ClConn *c1 = itest_connect(&d);
     send_hello(c1, a);
     for (int i = 0; i < 300 && metric("careline_auth_lookups_inflight") != 1; i++)
         iproc_sleep_ms(10);
@@ -407,7 +395,7 @@ static void budget_answers_at_once(void)
     T_ASSERT(strstr(r.body, "OVERLOADED"));
     ihttp_free(&r);
     /* the same token joins the running lookup */
-    ClConn *c3 = raw_connect();
+    ClConn *c3 = itest_connect(&d);
     send_hello(c3, a);
     char err[256];
     ClEnvelope *none = cl_recv(c3, 300, err, sizeof(err));
@@ -425,18 +413,6 @@ static void budget_answers_at_once(void)
     itest_daemon_down(&d);
 }
 
-static long count_lines(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    T_ASSERT(f);
-    char line[4096];
-    long n = 0;
-    while (fgets(line, sizeof(line), f))
-        n += !needle || strstr(line, needle);
-    fclose(f);
-    return n;
-}
-
 /* 20,000 bad frames (each fatal: a fresh connection each) at the production log level write
  * a bounded number of lines, one of which tells how many were suppressed; the daemon keeps
  * serving. */
@@ -444,13 +420,13 @@ static void log_flood_bounded(void)
 {
     up((const char *const[]){"--log_level=info", NULL});
     PGconn *pg = itest_pg();
-    long before = count_lines(d.log_path, NULL);
+    long before = t_count_lines(d.log_path, NULL);
     const unsigned char junk[] = {0, 0, 0, 6, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     ClConn *cs[MAXPAR];
     int64_t t0 = util_now_ms();
     for (int done = 0; done < 20000; done += 200) {
         for (int i = 0; i < 200; i++) {
-            cs[i] = raw_connect();
+            cs[i] = itest_connect(&d);
             T_ASSERT(cl_send_raw(cs[i], junk, sizeof(junk)));
         }
         for (int i = 0; i < 200; i++) {
@@ -466,10 +442,10 @@ static void log_flood_bounded(void)
     printf("# 20000 bad frames sent in %lld ms\n", (long long)(util_now_ms() - t0));
     T_EQ_INT(metric("careline_errors_total{code=\"BAD_ENVELOPE\"}"), 20000);
     /* the count of what was suppressed is told within LOG_LIMIT_REPORT_MS (10 s) */
-    for (int i = 0; i < 150 && count_lines(d.log_path, "log: suppressed") == 0; i++)
+    for (int i = 0; i < 150 && t_count_lines(d.log_path, "log: suppressed") == 0; i++)
         iproc_sleep_ms(100);
-    long lines = count_lines(d.log_path, NULL) - before;
-    long reports = count_lines(d.log_path, "log: suppressed");
+    long lines = t_count_lines(d.log_path, NULL) - before;
+    long reports = t_count_lines(d.log_path, "log: suppressed");
     printf("# log lines written for 20000 bad frames: %ld (%ld suppression reports)\n", lines,
            reports);
     T_ASSERT(reports >= 1);

@@ -29,7 +29,7 @@ static void limiter_bucket(void)
     T_EQ_INT(log_limit_take(&l, t + LOG_LIMIT_REPORT_MS - 1, false), 0);
     T_EQ_INT(log_limit_take(&l, t + LOG_LIMIT_REPORT_MS, false), 3);
     T_EQ_INT(log_limit_take(&l, t + LOG_LIMIT_REPORT_MS, true), 0); /* counted afresh */
-    T_ASSERT(log_limit_pass(&l, t + LOG_LIMIT_REPORT_MS)); /* refilled since */
+    T_ASSERT(log_limit_pass(&l, t + LOG_LIMIT_REPORT_MS));          /* refilled since */
     T_ASSERT(!log_limit_pass(&l, t + LOG_LIMIT_REPORT_MS));
     T_EQ_INT(log_limit_take(&l, t + LOG_LIMIT_REPORT_MS, true), 1); /* forced */
     /* a long quiet spell refills the burst, never more */
@@ -37,18 +37,6 @@ static void limiter_bucket(void)
     for (int i = 1; i < LOG_LIMIT_BURST; i++)
         T_ASSERT(log_limit_pass(&l, t + 1000 * LOG_LIMIT_REFILL_MS));
     T_ASSERT(!log_limit_pass(&l, t + 1000 * LOG_LIMIT_REFILL_MS));
-}
-
-static long lines_of(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    T_ASSERT(f);
-    char line[4096];
-    long n = 0;
-    while (fgets(line, sizeof(line), f))
-        n += !needle || strstr(line, needle);
-    fclose(f);
-    return n;
 }
 
 static void limited_lines(void)
@@ -63,14 +51,15 @@ static void limited_lines(void)
     for (int i = 0; i < 1000; i++)
         log_limited(LOG_DEBUG, "below the level: %d", i); /* neither written nor counted */
     fflush(stderr);
-    T_EQ_INT(lines_of(path, "bad frame"), LOG_LIMIT_BURST);
+    T_EQ_INT(t_count_lines(path, "bad frame"), LOG_LIMIT_BURST);
     T_EQ_INT(log_suppressed_total() - before, 1000 - LOG_LIMIT_BURST);
     log_limit_flush(util_now_ms() + LOG_LIMIT_REPORT_MS, false);
     fflush(stderr);
-    T_EQ_INT(lines_of(path, "log: suppressed 990 similar lines from tests/unit/test_authcache.c:"),
-             1);
-    T_EQ_INT(lines_of(path, "below the level"), 0);
-    T_EQ_INT(lines_of(path, NULL), LOG_LIMIT_BURST + 1);
+    T_EQ_INT(
+        t_count_lines(path, "log: suppressed 990 similar lines from tests/unit/test_authcache.c:"),
+        1);
+    T_EQ_INT(t_count_lines(path, "below the level"), 0);
+    T_EQ_INT(t_count_lines(path, NULL), LOG_LIMIT_BURST + 1);
 }
 
 /* ---- the token checker over a pool that never connects ---------------------------------- */
