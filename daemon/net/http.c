@@ -58,7 +58,8 @@ void http_send(Http *h, struct evhttp_request *req, int status, const char *cont
         if (evcon)
             evhttp_connection_get_peer(evcon, &ip, &port);
         char uri[121];
-        snprintf(uri, sizeof(uri), "%s", evhttp_request_get_uri(req));
+        const char *u = evhttp_request_get_uri(req);
+        snprintf(uri, sizeof(uri), "%s", u ? u : "?");
         for (char *p = uri; *p; p++)
             if ((unsigned char)*p < 0x20 || *p == 0x7f)
                 *p = '?'; /* the client's bytes never forge a log line */
