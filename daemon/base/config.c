@@ -63,6 +63,28 @@ static const CfgKey keys[] = {
     INT_KEY(http_timeout_ms, "5000", 100, 600000, false, "HTTP request timeout"),
     INT_KEY(shutdown_timeout_ms, "10000", 0, 600000, true,
             "SIGTERM: in-flight work gets this long before connections are forced closed"),
+    /* ---- token checks and abuse limits (net/authcache.c) ---- */
+    INT_KEY(auth_cache_ttl_ms, "10000", 0, 3600000, true,
+            "a token that passed is trusted this long without a query, so a revoked token "
+            "still opens sessions at most this long; 0 = no cache"),
+    INT_KEY(auth_negative_ttl_ms, "5000", 0, 600000, true,
+            "a token that failed is refused this long without a query; 0 = no cache"),
+    INT_KEY(auth_cache_entries, "1024", 16, 1000000, false,
+            "entries in each token cache (passed, failed); the oldest makes room"),
+    INT_KEY(auth_max_inflight, "4", 1, 64, true,
+            "token lookups in PostgreSQL at once (ahead of the pool queue, not in it)"),
+    INT_KEY(auth_max_waiting, "1024", 0, 1000000, true,
+            "token lookups waiting for that budget; beyond, OVERLOADED / HTTP 503 at once"),
+    INT_KEY(auth_fail_limit, "20", 0, 1000000, true,
+            "failed authentications from one address within auth_fail_window_ms that lock "
+            "it out (AUTH_FAILED / HTTP 429, no query); 0 = no limit"),
+    INT_KEY(auth_fail_window_ms, "60000", 1000, 86400000, true,
+            "the window failed authentications are counted in"),
+    INT_KEY(auth_lockout_ms, "60000", 1000, 86400000, true,
+            "how long a locked-out address is refused"),
+    INT_KEY(auth_addr_entries, "4096", 16, 1000000, false,
+            "addresses tracked for failed authentications; the oldest makes room"),
+    /* ---- end of token checks ---- */
     STR_KEY(county_code, "330281", false, "6-digit county code (Yuyao 330281)"),
     DBL_KEY(circle_minutes, "15", 1, 240, false, "service circle in travel minutes"),
     DBL_KEY(detour_urban, "1.3", 1, 5, false, "road km per great-circle km, urban areas"),

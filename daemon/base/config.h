@@ -48,6 +48,16 @@ typedef struct Config {
     int frames_per_wakeup;     /* frames handled per read event before yielding */
     int http_timeout_ms;       /* HTTP request read/write timeout */
     int shutdown_timeout_ms;   /* SIGTERM: in-flight work gets this long, then force close */
+    /* token checks and abuse limits (net/authcache.c) */
+    int auth_cache_ttl_ms;    /* a good token is trusted this long unchecked; 0 = no cache */
+    int auth_negative_ttl_ms; /* a failed token is refused this long unchecked; 0 = no cache */
+    int auth_cache_entries;   /* entries of each of those caches (oldest evicted) */
+    int auth_max_inflight;    /* token lookups running in PostgreSQL at once */
+    int auth_max_waiting;     /* lookups waiting for that budget before OVERLOADED */
+    int auth_fail_limit;      /* failures from one address within the window: lockout; 0 = off */
+    int auth_fail_window_ms;  /* the window those failures are counted in */
+    int auth_lockout_ms;      /* how long a locked-out address is refused unchecked */
+    int auth_addr_entries;    /* addresses tracked for failures (oldest evicted) */
     /* dispatch */
     char county_code[16];  /* 6-digit county code; Redis keys are tagged with it */
     double circle_minutes; /* the service circle ("15-minute circle") */

@@ -5,6 +5,7 @@
 #include "base/metrics.h"
 
 #include "careline.pb-c.h"
+#include "common/log.h"
 
 const char *metrics_error_name(int code)
 {
@@ -46,6 +47,27 @@ void metrics_render(const Metrics *m, struct evbuffer *out, int pg_up, int redis
     counter(out, "careline_http_errors_total", "HTTP 4xx/5xx answers.", m->http_errors);
     counter(out, "careline_pg_queries_total", "Statements sent to the PostgreSQL pool.",
             m->pg_queries);
+    counter(out, "careline_auth_cache_hits_total", "Token checks answered by the positive cache.",
+            m->auth_cache_hits);
+    counter(out, "careline_auth_negative_hits_total",
+            "Token checks refused by the negative cache (a recently failed token).",
+            m->auth_negative_hits);
+    counter(out, "careline_auth_lookups_total", "Token lookups sent to PostgreSQL.",
+            m->auth_lookups);
+    counter(out, "careline_auth_coalesced_total",
+            "Token checks that joined a running lookup of the same token.", m->auth_coalesced);
+    counter(out, "careline_auth_busy_total",
+            "Token checks refused at once: the lookup budget and its queue were full.",
+            m->auth_busy);
+    counter(out, "careline_auth_locked_total",
+            "Token checks refused at once: too many failures from the address.", m->auth_locked);
+    counter(out, "careline_auth_lockouts_total",
+            "Addresses locked out after too many failed authentications.", m->auth_lockouts);
+    gauge(out, "careline_auth_lookups_inflight", "Token lookups running now.", m->auth_inflight);
+    gauge(out, "careline_auth_lookups_waiting", "Token lookups waiting for the budget.",
+          m->auth_waiting);
+    counter(out, "careline_log_suppressed_total",
+            "Log lines suppressed by rate limiting (hostile traffic).", log_suppressed_total());
     counter(out, "careline_orphans_released_total",
             "Capacity reservations given back because their request was never recorded.",
             m->orphans_released);

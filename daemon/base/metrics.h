@@ -29,6 +29,16 @@ typedef struct Metrics {
     uint64_t loop_lag_max_ms;  /* worst janitor tick lateness since start */
     uint64_t orphans_released; /* reservations given back: their request was never recorded */
     uint64_t pg_queries;       /* statements queued to the PostgreSQL pool */
+    /* token checks (net/authcache.c), by how each was answered */
+    uint64_t auth_cache_hits;    /* from the positive cache: no query */
+    uint64_t auth_negative_hits; /* a recently failed token again: refused with no query */
+    uint64_t auth_lookups;       /* queries sent to PostgreSQL */
+    uint64_t auth_coalesced;     /* waited for a lookup of the same token already running */
+    uint64_t auth_busy;          /* refused at once: the lookup budget and its queue were full */
+    uint64_t auth_locked;        /* refused at once: the address is locked out */
+    uint64_t auth_lockouts;      /* addresses locked out after too many failures */
+    int64_t auth_inflight;       /* lookups running now (gauge) */
+    int64_t auth_waiting;        /* lookups waiting for a slot of the budget (gauge) */
 } Metrics;
 
 /* Appends the whole exposition of m to out; pg_up/redis_up are the backends' current states. */

@@ -220,8 +220,8 @@ static void check_obuf(Conn *c)
     size_t out = evbuffer_get_length(bufferevent_get_output(c->bev));
     if (out >= (size_t)cfg->obuf_hard_bytes) {
         c->set->metrics->obuf_closes++;
-        clog_warn(c, "closing: %zu bytes of output not read (hard limit %d)", out,
-                  cfg->obuf_hard_bytes);
+        log_limited(LOG_WARN, "C-%llu %s: closing: %zu bytes of output not read (hard limit %d)",
+                    (unsigned long long)c->id, c->peer, out, cfg->obuf_hard_bytes);
         conn_close_now(c, "output buffer hard limit");
         return;
     }
@@ -264,8 +264,9 @@ static void send_error(Conn *c, uint64_t seq, int code, bool fatal, const char *
     env.seq = seq;
     env.body_case = CARELINE__V1__ENVELOPE__BODY_ERROR;
     env.error = &err;
-    if (fatal)
-        clog_info(c, "error %s (closing): %s", metrics_error_name(code), msg);
+    if (fatal) /* a hostile peer can cause these at will: rate-limited */
+        log_limited(LOG_INFO, "C-%llu %s: error %s (closing): %s", (unsigned long long)c->id,
+                    c->peer, metrics_error_name(code), msg);
     else
         clog_debug(c, "error %s: %s", metrics_error_name(code), msg);
     conn_send(c, &env);
@@ -378,7 +379,8 @@ static void conn_tick(Conn *c, int64_t now)
         return;
     if (c->obuf_soft_since_ms && now - c->obuf_soft_since_ms > cfg->obuf_soft_seconds * 1000LL) {
         c->set->metrics->obuf_closes++;
-        clog_warn(c, "closing: output over the soft limit for %d s", cfg->obuf_soft_seconds);
+        log_limited(LOG_WARN, "C-%llu %s: closing: output over the soft limit for %d s",
+                    (unsigned long long)c->id, c->peer, cfg->obuf_soft_seconds);
         conn_close_now(c, "output buffer soft limit held too long");
         return;
     }

@@ -50,8 +50,22 @@ void http_send(Http *h, struct evhttp_request *req, int status, const char *cont
     evbuffer_add(b, body, len);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", content_type);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
-    if (status >= 400)
+    if (status >= 400) {
         h->metrics->http_errors++;
+        char *ip = NULL;
+        ev_uint16_t port = 0;
+        struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+        if (evcon)
+            evhttp_connection_get_peer(evcon, &ip, &port);
+        char uri[121];
+        const char *u = evhttp_request_get_uri(req);
+        snprintf(uri, sizeof(uri), "%s", u ? u : "?");
+        for (char *p = uri; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = '?'; /* the client's bytes never forge a log line */
+        /* one client can cause these at will: rate-limited */
+        log_limited(LOG_INFO, "HTTP %d for %s:%u: %s", status, ip ? ip : "?", port, uri);
+    }
     evhttp_send_reply(req, status, status < 400 ? "OK" : "Error", b);
     evbuffer_free(b);
 }

@@ -1,8 +1,9 @@
 /*
- * session: the first frame must be Hello; its token's SHA-256 is looked up in PostgreSQL
- * without blocking the loop (reading pauses until the answer, so a pipelining client's
- * next frames are judged with the role known). After that each frame is checked against
- * the role table and routed to the handler a module installed with session_route().
+ * session: the first frame must be Hello; its token goes to the shared checker (authcache:
+ * caches, lockout, its own lookup budget) without blocking the loop (reading pauses until
+ * the answer, so a pipelining client's next frames are judged with the role known). After that each
+ * frame is checked against the role table and routed to the handler a module installed with
+ * session_route().
  */
 #include "net/session.h"
 
@@ -11,13 +12,9 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "store/pgcols.h"
 
 #define PROTOCOL_VERSION 1
 #define BODY_CASES       64
-
-enum { AUTH_ROLE, AUTH_STATION, AUTH_NAME, AUTH_N };
-static const char *const auth_cols[AUTH_N] = {AUTH_COL_ROLE, AUTH_COL_STATION, AUTH_COL_NAME};
 
 typedef struct {
     SessionHandler h;
@@ -25,7 +22,7 @@ typedef struct {
 } Route;
 
 struct Sessions {
-    PgPool *pg;            /* borrowed: token lookups */
+    AuthCache *auth;       /* owned: token checks (also lent to the HTTP door) */
     const Config *cfg;     /* borrowed: limits announced in HelloOk */
     const char *server_id; /* borrowed */
     Metrics *metrics;      /* borrowed */
@@ -37,7 +34,7 @@ struct Sessions {
 Sessions *sessions_new(PgPool *pg, const Config *cfg, const char *server_id, Metrics *m)
 {
     Sessions *ss = xcalloc(1, sizeof(*ss));
-    ss->pg = pg;
+    ss->auth = authcache_new(pg, cfg, m);
     ss->cfg = cfg;
     ss->server_id = server_id;
     ss->metrics = m;
@@ -46,7 +43,15 @@ Sessions *sessions_new(PgPool *pg, const Config *cfg, const char *server_id, Met
 
 void sessions_free(Sessions *ss)
 {
+    if (!ss)
+        return;
+    authcache_free(ss->auth);
     free(ss);
+}
+
+AuthCache *sessions_authcache(Sessions *ss)
+{
+    return ss->auth;
 }
 
 void session_route(Sessions *ss, Careline__V1__Envelope__BodyCase body, SessionHandler h, void *arg)
@@ -85,7 +90,24 @@ static void hello_fail(Sessions *ss, Conn *c, uint64_t seq, int code, const char
     conn_send_error(c, seq, code, true, "%s", msg);
 }
 
-static void hello_done(PGresult *res, const char *err, void *arg)
+static int error_code_of(AuthVerdict v)
+{
+    switch (v) {
+    case AUTH_DENIED:
+    case AUTH_MALFORMED:
+    case AUTH_LOCKED:
+        return CARELINE__V1__ERROR_CODE__AUTH_FAILED;
+    case AUTH_BUSY:
+        return CARELINE__V1__ERROR_CODE__OVERLOADED;
+    case AUTH_UNAVAILABLE:
+        return CARELINE__V1__ERROR_CODE__UNAVAILABLE;
+    default:
+        return CARELINE__V1__ERROR_CODE__INTERNAL;
+    }
+}
+
+/* AuthCb: the token's verdict, now (from the caches) or from the lookup's completion. */
+static void hello_done(void *arg, const AuthAnswer *a)
 {
     HelloOp *op = arg;
     Sessions *ss = op->ss;
@@ -93,48 +115,21 @@ static void hello_done(PGresult *res, const char *err, void *arg)
     c->hello_pending = false;
     if (!conn_alive(c))
         goto out;
-    if (!res) {
-        clog_warn(c, "token lookup failed: %s", err);
-        hello_fail(ss, c, op->seq, CARELINE__V1__ERROR_CODE__UNAVAILABLE,
-                   "cannot check the token now (the database is unreachable); retry shortly");
+    if (a->verdict != AUTH_OK) {
+        hello_fail(ss, c, op->seq, error_code_of(a->verdict), a->message);
         goto out;
     }
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        /* a database problem is not the caller's fault: say so, so it retries */
-        clog_warn(c, "token lookup failed: %s", PQresultErrorMessage(res));
-        hello_fail(ss, c, op->seq, CARELINE__V1__ERROR_CODE__UNAVAILABLE,
-                   "cannot check the token now (database error); retry shortly");
-        goto out;
-    }
-    PgCols cols = {0};
-    if (!pgcols_bind(&cols, res, auth_cols, AUTH_N)) {
-        log_error("C-%llu %s: token lookup returned no column \"%s\"", (unsigned long long)c->id,
-                  c->peer, cols.missing);
-        hello_fail(ss, c, op->seq, CARELINE__V1__ERROR_CODE__INTERNAL,
-                   "cannot check the token (server error); tell the operator");
-        goto out;
-    }
-    if (PQntuples(res) != 1) {
-        hello_fail(ss, c, op->seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED,
-                   "unknown or revoked token");
-        goto out;
-    }
-    Role role = auth_role_parse(pgcols_str(&cols, 0, AUTH_ROLE));
-    if (role == CARELINE__V1__ROLE__ROLE_UNSPECIFIED) {
-        hello_fail(ss, c, op->seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED,
-                   "the token's role is not known to this server");
-        goto out;
-    }
-    c->role = role;
-    c->station_id = pgcols_ll(&cols, 0, AUTH_STATION);
-    snprintf(c->principal, sizeof(c->principal), "%s", pgcols_str(&cols, 0, AUTH_NAME));
+    c->role = a->role;
+    c->station_id = a->station_id;
+    snprintf(c->principal, sizeof(c->principal), "%s", a->name);
     ss->metrics->auth_ok++;
-    clog_info(c, "authenticated as %s '%s'%s", auth_role_name(role), c->principal,
-              role == CARELINE__V1__ROLE__ROLE_STATION ? " (station)" : "");
+    log_limited(LOG_INFO, "C-%llu %s: authenticated as %s '%s'%s", (unsigned long long)c->id,
+                c->peer, auth_role_name(a->role), c->principal,
+                a->role == CARELINE__V1__ROLE__ROLE_STATION ? " (station)" : "");
 
     Careline__V1__HelloOk ok = CARELINE__V1__HELLO_OK__INIT;
     ok.protocol_version = PROTOCOL_VERSION;
-    ok.role = role;
+    ok.role = a->role;
     ok.station_id = c->station_id;
     ok.server_id = (char *)ss->server_id;
     ok.heartbeat_interval_ms = (uint32_t)ss->cfg->heartbeat_interval_ms;
@@ -162,24 +157,20 @@ static void handle_hello(Sessions *ss, Conn *c, uint64_t seq, const Careline__V1
                         h->protocol_version, PROTOCOL_VERSION);
         return;
     }
-    if (!auth_token_well_formed(h->token)) {
-        hello_fail(ss, c, seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED,
-                   "malformed token (expected 1..256 printable ASCII characters)");
-        return;
-    }
-    char hex[2 * AUTH_HASH_LEN + 1];
-    auth_token_hash_hex(h->token, hex);
+    /* the peer is "ip:port": the lockout counts by address */
+    char ip[sizeof(c->peer)];
+    snprintf(ip, sizeof(ip), "%s", c->peer);
+    char *colon = strrchr(ip, ':');
+    if (colon)
+        *colon = '\0';
     HelloOp *op = xcalloc(1, sizeof(*op));
     op->ss = ss;
     op->c = c;
     op->seq = seq;
-    const char *params[] = {hex};
     c->hello_pending = true;
     conn_inflight_begin(c);
     conn_ref(c);
-    if (!pg_query(ss->pg, AUTH_LOOKUP_SQL, 1, params, hello_done, op)) {
-        hello_done(NULL, "too many queries waiting for the database", op);
-    }
+    authcache_check(ss->auth, ip, h->token, hello_done, op);
 }
 
 static void handle_ping(Conn *c, uint64_t seq, const Careline__V1__Ping *p)

@@ -10,16 +10,19 @@
 
 #include "base/config.h"
 #include "base/metrics.h"
+#include "net/authcache.h"
 #include "net/conn.h"
 #include "store/pg.h"
 
 typedef struct Sessions Sessions;
 
-/* pg (token lookups), cfg (limits announced in HelloOk), server_id and m are borrowed and
- * must outlive the Sessions. */
+/* pg (token lookups, through an AuthCache the Sessions own), cfg (limits announced in HelloOk),
+ * server_id and m are borrowed and must outlive the Sessions. */
 Sessions *sessions_new(PgPool *pg, const Config *cfg, const char *server_id, Metrics *m);
-/* sessions_free(NULL) is a no-op. */
+/* sessions_free(NULL) is a no-op. Free the PgPool first (every token lookup answered). */
 void sessions_free(Sessions *ss);
+/* The token checker the Sessions own, for the other doors (the HTTP bearer token). */
+AuthCache *sessions_authcache(Sessions *ss);
 
 /* Handles one frame; takes ownership of env. */
 void session_handle(Sessions *ss, Conn *c, Envelope *env);

@@ -29,20 +29,10 @@
 typedef Careline__V1__CoverageScope Scope;
 typedef Careline__V1__CoverageReport Report;
 
-#define AUTH_CACHE_SLOTS 16
-
-typedef struct {
-    char hex[2 * AUTH_HASH_LEN + 1]; /* "" = free slot */
-    Role role;
-    int64_t expires_ms; /* monotonic */
-} AuthSlot;
-
 struct Bureau {
-    const Env *env;                  /* borrowed from the server */
-    Dispatch *dispatch;              /* borrowed: directory and travel model */
-    struct event *timer;             /* the daily snapshot */
-    AuthSlot auth[AUTH_CACHE_SLOTS]; /* positive bearer-token lookups (bureau_auth.c) */
-    unsigned auth_next;              /* round-robin replacement */
+    const Env *env;      /* borrowed from the server */
+    Dispatch *dispatch;  /* borrowed: directory and travel model */
+    struct event *timer; /* the daily snapshot */
 };
 
 /* ---- the request (bureau_req.c) ---------------------------------------------------------- */
@@ -121,9 +111,10 @@ void bureau_http_error(Http *http, struct evhttp_request *h, int status, const c
 /* Install the CoverageQuery route / the HTTP routes, with b as their arg. */
 void bureau_proto_install(Bureau *b);
 void bureau_http_install(Bureau *b);
-/* Checks an Authorization header value (NULL if absent) against the principals, through a
- * small cache. If the principal may read coverage, calls then(r, arg) — at once on a cache
- * hit, else from the lookup's callback; otherwise answers r (401, 403 or 503). */
+/* Checks an Authorization header value (NULL if absent) with the server's token checker
+ * (net/authcache.h: caches, per-address lockout, lookup budget). If the principal may read
+ * coverage, calls then(r, arg) — at once on a cache hit, else from the lookup's callback;
+ * otherwise answers r (401, 403, 429 or 503, with Retry-After when retrying helps). */
 void bureau_auth_check(Req *r, const char *authorization, void (*then)(Req *r, const void *arg),
                        const void *arg);
 

@@ -112,6 +112,7 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
         s->metrics.loop_lag_max_ms = (uint64_t)(now - s->janitor_due_ms);
     s->janitor_due_ms = now + 1000 / JANITOR_HZ;
     connset_tick(&s->conns, now);
+    log_limit_flush(now, false); /* counts of rate-limited lines, even once a flood stops */
     listener_resume(s);
     if (s->shutting_down)
         shutdown_progress(s, now);
@@ -311,6 +312,7 @@ int server_run(Server *s)
 
 void server_free(Server *s)
 {
+    log_limit_flush(util_now_ms(), true);
     connset_close_all(&s->conns, "exit");
     http_free(s->http);
     s->http = NULL;

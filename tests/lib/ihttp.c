@@ -137,6 +137,8 @@ int ihttp_request(int port, const char *method, const char *path, const char *co
                 v++;
             snprintf(r->content_type, sizeof(r->content_type), "%.*s", (int)strcspn(v, "\r"), v);
         }
+        if (!strncasecmp(line + 2, "Retry-After:", 12))
+            r->retry_after = atoi(line + 2 + 12);
     }
     char *b = sep + 4;
     size_t blen = got - (size_t)(b - buf);

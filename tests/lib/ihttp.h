@@ -13,6 +13,7 @@ typedef struct {
     char *body; /* NUL-terminated response body (malloc'd; ihttp_free) */
     size_t body_len;
     char content_type[128];
+    int retry_after; /* the Retry-After header's seconds; 0 when absent */
 } IhttpResp;
 
 /* Sends METHOD path to 127.0.0.1:port with headers ("Name: value" strings, NULL-terminated

@@ -142,12 +142,19 @@ const char *itest_make_token(PGconn *pg, const char *role, long station_id, char
     return out;
 }
 
-ClConn *itest_login(const Daemon *d, const char *token)
+ClConn *itest_connect(const Daemon *d)
 {
     char err[256];
     ClConn *c = cl_connect("127.0.0.1", d->proto_port, 3000, err, sizeof(err));
     if (!c)
         t_fail(__FILE__, __LINE__, "%s", err);
+    return c;
+}
+
+ClConn *itest_login(const Daemon *d, const char *token)
+{
+    char err[256];
+    ClConn *c = itest_connect(d);
     ClEnvelope *r = cl_hello(c, token, "itest", 5000, err, sizeof(err));
     if (!r)
         t_fail(__FILE__, __LINE__, "hello: %s", err);

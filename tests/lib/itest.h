@@ -60,6 +60,8 @@ long long itest_wait_sql_ll(PGconn *pg, const char *sql, int n, const char *cons
  * call site: copy it). station_id <= 0 for non-station roles. */
 const char *itest_make_token(PGconn *pg, const char *role, long station_id, char out[64]);
 
+/* Connects to the daemon's protocol port (nothing sent); fails the case if it cannot. */
+ClConn *itest_connect(const Daemon *d);
 /* Connects to the daemon and says Hello; fails the case unless HelloOk. */
 ClConn *itest_login(const Daemon *d, const char *token);
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,6 +43,19 @@ const char *t_env(const char *name)
 
 /* Weak: present only when linked with the ASan/LSan runtime. */
 extern int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
+
+long t_count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        t_fail(__FILE__, __LINE__, "cannot read %s", path);
+    char line[4096];
+    long n = 0;
+    while (fgets(line, sizeof(line), f))
+        n += !needle || strstr(line, needle);
+    fclose(f);
+    return n;
+}
 
 void t_leak_check(void)
 {

@@ -35,6 +35,10 @@ const char *t_env(const char *name);
  * want the leak check at that point rather than only at exit. */
 void t_leak_check(void);
 
+/* Lines of the file at path that contain needle (every line when needle is NULL); fails
+ * the case if the file cannot be read. For counting what a process logged. */
+long t_count_lines(const char *path, const char *needle);
+
 #define T_ASSERT(c)                                                                                \
     do {                                                                                           \
         if (!(c))                                                                                  \
