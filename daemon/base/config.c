@@ -95,11 +95,13 @@ static const CfgKey keys[] = {
     INT_KEY(orphan_grace_ms, "60000", 1000, 3600000, true,
             "a reservation whose request was never recorded is given back when this old "
             "(> 2 x pg_query_timeout_ms + 2000)"),
+#ifdef CARELINE_TESTING /* CONFIG_TEST_ONLY_KEYS: last in the table */
     STR_KEY(fault_point, "", false,
-            "TESTS ONLY: crash at this point (after_begin, "
+            "TESTS ONLY: crash at this point (after_begin, before_enqueue, "
             "after_enqueue, after_finish); empty = never"),
     INT_KEY(fault_after, "0", 0, INT_MAX, false,
             "TESTS ONLY: crash the Nth time fault_point is reached"),
+#endif
 };
 
 const CfgTable config_table = {

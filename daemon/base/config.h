@@ -67,9 +67,21 @@ typedef struct Config {
     int reconcile_interval_ms;     /* sweep for unfinished and waitlisted requests */
     int reconcile_age_ms;          /* a request unfinished this long is resumed by the sweep */
     int orphan_grace_ms;           /* a reservation never recorded is given back when this old */
-    char fault_point[32];          /* TESTS ONLY: kill the process at this point (see dispatch.c) */
-    int fault_after;               /* TESTS ONLY: ... on the Nth time it is reached */
+#ifdef CARELINE_TESTING
+    /* the test build only (make SAN=1 defines CARELINE_TESTING; the release build has
+     * neither these keys nor the hook, so no file, environment or flag can set them) */
+    char fault_point[32]; /* kill the process at this point (see core/submit.c) */
+    int fault_after;      /* ... on the Nth time it is reached */
+#endif
 } Config;
+
+/* Keys at the end of config_table that only the test build has (never in the example
+ * config, which a release dispatchd must accept). */
+#ifdef CARELINE_TESTING
+#define CONFIG_TEST_ONLY_KEYS 2
+#else
+#define CONFIG_TEST_ONLY_KEYS 0
+#endif
 
 /* The key table behind the functions below (common/cfg.h), for callers that want the
  * generic loader directly (e.g. cfg_argv for --key=value). */
