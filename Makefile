@@ -23,6 +23,15 @@ OPT ?= -O2 -g
 endif
 BIN := $(BUILD)/bin
 
+# Test hooks (the kill -9 fault_point, its config keys) exist only in the sanitizer/test
+# build; the release build (build/rel: make run, make bench, installs) never has them.
+# tests/run.sh --rel-bin checks the release dispatchd for them (make test, make check).
+ifeq ($(SAN),1)
+TEST_DEFS := -DCARELINE_TESTING
+else
+TEST_DEFS :=
+endif
+
 PKGS := libevent libevent_pthreads libpq hiredis libprotobuf-c jansson inih libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -33,7 +42,7 @@ WARN := -Wall -Wextra -Wformat=2 -Wstrict-prototypes -Wwrite-strings -Wno-missin
 CFLAGS ?= $(OPT)
 # Include paths say the layer: "common/frame.h" (shared by the daemon, clients and tools),
 # "net/conn.h" (a daemon layer). Clients get no -Idaemon: they may include only common/.
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -MMD -MP \
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(TEST_DEFS) $(WARN) $(CFLAGS) $(SANFLAGS) -MMD -MP \
                -I. -I$(BUILD)/proto $(PKG_CFLAGS)
 ALL_CFLAGS := $(BASE_CFLAGS) -Idaemon -Iclients/lib -Itools/lib -Itests/lib
 CLIENT_CFLAGS := $(BASE_CFLAGS) -Iclients/lib
@@ -82,6 +91,16 @@ ITEST_SRC := $(wildcard tests/integration/test_*.c)
 ITEST_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(ITEST_SRC))
 TESTLIB_SRC := $(wildcard tests/lib/*.c)
 TESTLIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(TESTLIB_SRC))
+
+# Every object is rebuilt when the build's defines or flags change (a build dir made before
+# CARELINE_TESTING existed must not keep or lack the test hooks).
+FLAGS_STAMP := $(BUILD)/.flags
+FLAGS_NOW := $(TEST_DEFS) $(OPT) $(SANFLAGS)
+$(shell mkdir -p $(BUILD) && { [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" = "$(FLAGS_NOW)" ] || \
+        echo "$(FLAGS_NOW)" > $(FLAGS_STAMP); })
+$(DAEMON_OBJ) $(COMMON_OBJ) $(CLIENT_OBJ) $(TOOL_OBJ) $(TESTLIB_OBJ) \
+    $(patsubst %.c,$(BUILD)/obj/%.o,daemon/server/main.c $(UNIT_SRC) $(ITEST_SRC) \
+    $(wildcard clients/*.c tools/*.c)): $(FLAGS_STAMP)
 
 .PHONY: all build run stop test check itest bench format format-check lint layers clean deps distclean
 all: build
@@ -176,11 +195,15 @@ stop:
 test: deps
 	$(Q)tools/check-layers.sh
 	$(Q)$(MAKE) --no-print-directory SAN=1 build
-	$(Q)tests/run.sh --bin $(abspath build/san/bin) --tests $(abspath build/san/tests) all
+	$(Q)$(MAKE) --no-print-directory build/rel/bin/dispatchd
+	$(Q)tests/run.sh --bin $(abspath build/san/bin) --tests $(abspath build/san/tests) \
+	    --rel-bin $(abspath build/rel/bin) all
 
 check:
 	$(Q)$(MAKE) --no-print-directory SAN=1 build
-	$(Q)tests/run.sh --bin $(abspath build/san/bin) --tests $(abspath build/san/tests) unit
+	$(Q)$(MAKE) --no-print-directory build/rel/bin/dispatchd
+	$(Q)tests/run.sh --bin $(abspath build/san/bin) --tests $(abspath build/san/tests) \
+	    --rel-bin $(abspath build/rel/bin) unit
 
 itest:
 	$(Q)$(MAKE) --no-print-directory SAN=1 build

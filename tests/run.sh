@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # run.sh: Careline's test runner (make check / itest / test).
 #
-#   tests/run.sh --bin BINDIR --tests TESTSDIR {unit|integration|all}
+#   tests/run.sh --bin BINDIR --tests TESTSDIR [--rel-bin RELBINDIR] {unit|integration|all}
 #
-# unit:        every executable TESTSDIR/unit/test_*.
+# unit:        every executable TESTSDIR/unit/test_*; with --rel-bin, also the case
+#              release_has_no_test_hooks: RELBINDIR/dispatchd (the release build) has no
+#              fault-injection symbol or key name, and BINDIR/dispatchd (the test build) has.
 # integration: a private PostgreSQL + Redis (deploy/stack.sh --free-ports --fast) in a temp
 #              dir, migrations applied twice (the second must be a no-op), the Yuyao data
 #              loaded twice, the schema checks (tests/schema-checks.sh: the schema version
@@ -22,15 +24,16 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
-BINDIR='' TESTSDIR='' MODE=''
+BINDIR='' TESTSDIR='' MODE='' RELBINDIR=''
 usage() {
-    echo "usage: tests/run.sh --bin BINDIR --tests TESTSDIR {unit|integration|all}" >&2
+    echo "usage: tests/run.sh --bin BINDIR --tests TESTSDIR [--rel-bin RELBINDIR] {unit|integration|all}" >&2
     exit 2
 }
 while (($#)); do
     case $1 in
     --bin) BINDIR=${2:-}; shift ;;
     --tests) TESTSDIR=${2:-}; shift ;;
+    --rel-bin) RELBINDIR=${2:-}; shift ;;
     unit | integration | all) MODE=$1 ;;
     *) usage ;;
     esac
@@ -182,9 +185,46 @@ on_signal() {
 trap cleanup EXIT
 trap on_signal INT TERM
 
+# The kill -9 fault hook and its config keys are compiled only into the test build
+# (CARELINE_TESTING, make SAN=1): the release dispatchd must not contain them, the test one
+# must (else the crash tests could not run, and this check would prove nothing).
+HOOK_MARKS=(sub_fault fault_point fault_after 'fault injection')
+hook_marks_in() { # BINARY: prints the marks found in its symbols and strings
+    local m syms
+    syms=$( { nm -a "$1" 2>/dev/null; strings -a "$1"; } )
+    for m in "${HOOK_MARKS[@]}"; do
+        grep -qF -- "$m" <<<"$syms" && printf '%s;' "$m"
+    done
+    return 0
+}
+check_release_hooks() {
+    local name=release_has_no_test_hooks rel test found
+    [[ -z $FILTER || $name == "$FILTER"* ]] || return 0
+    PROGRAMS=$((PROGRAMS + 1))
+    rel=$RELBINDIR/dispatchd test=$BINDIR/dispatchd
+    if [[ ! -x $rel || ! -x $test ]]; then
+        found="missing binary ($rel or $test)"
+    else
+        found=$(hook_marks_in "$rel")
+        [[ -n $found ]] && found="release $rel contains: $found"
+        [[ -z $found && $(hook_marks_in "$test") != "$(printf '%s;' "${HOOK_MARKS[@]}")" ]] &&
+            found="the test build $test lacks the hook ($(hook_marks_in "$test"))"
+    fi
+    if [[ -z $found ]]; then
+        PASSED=$((PASSED + 1))
+        echo "ok   $name"
+    else
+        FAILED=$((FAILED + 1))
+        FAILURES+=("FAIL $name: $found")
+        echo "FAIL $name: $found"
+    fi
+}
+
 run_unit() {
     echo "==== unit tests ($TESTSDIR/unit)"
     [[ -d $TESTSDIR/unit ]] && run_dir "$TESTSDIR/unit"
+    [[ -n $RELBINDIR ]] && check_release_hooks
+    return 0
 }
 
 run_integration() {

@@ -5,9 +5,14 @@
  */
 #include "base/config.h"
 
+#include <arpa/inet.h>
+#include <libpq-fe.h>
 #include <limits.h>
+#include <netdb.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "common/cfg.h"
 
@@ -25,14 +30,15 @@ static const CfgKey keys[] = {
     CFG_CHECKED_STR_KEY(Config, log_level, "info", true, "error | warn | info | debug",
                         cfg_check_log_level),
     STR_KEY(pg_conninfo, "host=127.0.0.1 port=55432 dbname=careline user=careline_app", false,
-            "libpq conninfo; host must be an IP or a socket directory (no DNS on the loop); "
+            "libpq conninfo; a host name is resolved once at start (hostaddr= added); "
             "secrets via PGPASSFILE/PGPASSWORD, never here"),
     INT_KEY(pg_pool_size, "4", 1, 64, false, "PostgreSQL connections"),
-    INT_KEY(pg_query_timeout_ms, "5000", 50, 600000, true,
-            "a query slower than this fails and its connection is reset"),
+    INT_KEY(pg_query_timeout_ms, "5000", 50, 600000, false,
+            "a query slower than this fails and its connection is reset (not reloadable: "
+            "work in flight and the batch queues keep the value they started with)"),
     INT_KEY(pg_max_queue, "10000", 1, 1000000, false,
             "queries waiting for a connection before OVERLOADED"),
-    STR_KEY(redis_host, "127.0.0.1", false, "Redis IP address (no DNS)"),
+    STR_KEY(redis_host, "127.0.0.1", false, "Redis address; a host name is resolved once at start"),
     INT_KEY(redis_port, "56379", 1, 65535, false, "Redis port"),
     INT_KEY(redis_op_timeout_ms, "2000", 50, 600000, true,
             "a Redis reply later than this resets the link"),
@@ -110,18 +116,21 @@ static const CfgKey keys[] = {
             "stations a request is offered to before it goes to the dead-letter list"),
     INT_KEY(console_refresh_ms, "10000", 200, 600000, true,
             "each station console's jobs are re-read this often, in case a wake-up was lost"),
-    INT_KEY(reconcile_interval_ms, "2000", 100, 600000, true,
-            "how often unfinished and waitlisted requests are swept"),
+    INT_KEY(reconcile_interval_ms, "2000", 100, 600000, false,
+            "how often unfinished and waitlisted requests are swept (not reloadable: the "
+            "sweep's timer is set at start)"),
     INT_KEY(reconcile_age_ms, "3000", 0, 600000, true,
             "an unfinished request this old is resumed by the sweep"),
     INT_KEY(orphan_grace_ms, "60000", 1000, 3600000, true,
             "a reservation whose request was never recorded is given back when this old "
             "(> 2 x pg_query_timeout_ms + 2000)"),
+#ifdef CARELINE_TESTING /* CONFIG_TEST_ONLY_KEYS: last in the table */
     STR_KEY(fault_point, "", false,
-            "TESTS ONLY: crash at this point (after_begin, "
+            "TESTS ONLY: crash at this point (after_begin, before_enqueue, "
             "after_enqueue, after_finish); empty = never"),
     INT_KEY(fault_after, "0", 0, INT_MAX, false,
             "TESTS ONLY: crash the Nth time fault_point is reached"),
+#endif
 };
 
 const CfgTable config_table = {
@@ -185,6 +194,200 @@ bool config_validate(const Config *c, char *err, size_t errlen)
 void config_apply_reloadable(Config *to, const Config *from)
 {
     cfg_apply_reloadable(&config_table, to, from);
+}
+
+bool config_load(Config *c, const char *path, int nargs, char *const *args, char *err,
+                 size_t errlen)
+{
+    config_defaults(c);
+    if (path && !config_load_file(c, path, err, errlen))
+        return false;
+    if (!config_load_env(c, err, errlen))
+        return false;
+    for (int i = 0; i < nargs; i++) {
+        if (strncmp(args[i], "--", 2) != 0)
+            return cfg_fail(err, errlen, "unexpected argument '%s'", args[i]);
+        if (!cfg_argv(&config_table, c, nargs, (char **)args, &i, err, errlen))
+            return false;
+    }
+    return true;
+}
+
+/* ---- host names ---- */
+
+static bool is_ip(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+/* The first address of the host name as text into ip. Blocks on DNS. */
+static bool resolve_one(const char *key, const char *host, char *ip, size_t iplen, char *err,
+                        size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int rc = getaddrinfo(host, NULL, &hints, &ai);
+    if (rc != 0 || !ai)
+        return cfg_fail(err, errlen,
+                        "%s: cannot resolve host name '%s' at start (%s); give an IP address or "
+                        "a name that resolves",
+                        key, host, rc ? gai_strerror(rc) : "no address");
+    const void *a = ai->ai_family == AF_INET6
+                        ? (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
+                        : (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+    bool ok = inet_ntop(ai->ai_family, a, ip, (socklen_t)iplen) != NULL;
+    freeaddrinfo(ai);
+    return ok || cfg_fail(err, errlen, "%s: cannot print the address of '%s'", key, host);
+}
+
+/* Appends "'value'" to out with libpq's quoting (\' and \\). */
+static void conninfo_quote(char *out, size_t n, const char *v)
+{
+    size_t len = strlen(out);
+    if (len + 1 < n)
+        out[len++] = '\'';
+    for (; *v && len + 2 < n; v++) {
+        if (*v == '\'' || *v == '\\')
+            out[len++] = '\\';
+        out[len++] = *v;
+    }
+    if (len + 1 < n)
+        out[len++] = '\'';
+    out[len < n ? len : n - 1] = '\0';
+}
+
+/* The hostaddr list for a host list: "" for a socket directory or an empty entry, the address
+ * for an IP or a name. *named tells whether any entry was a name. */
+static bool hostaddr_list(const char *hosts, char *addrs, size_t n, char *note, size_t notelen,
+                          bool *named, char *err, size_t errlen)
+{
+    char list[CONFIG_STR_MAX];
+    snprintf(list, sizeof(list), "%s", hosts);
+    addrs[0] = '\0';
+    *named = false;
+    char *p = list;
+    for (int i = 0;; i++) {
+        char *comma = strchr(p, ',');
+        if (comma)
+            *comma = '\0';
+        char ip[INET6_ADDRSTRLEN];
+        const char *addr = ""; /* a socket directory or the default */
+        if (*p && *p != '/' && *p != '@') {
+            addr = p;
+            if (!is_ip(p)) {
+                if (!resolve_one("pg_conninfo", p, ip, sizeof(ip), err, errlen))
+                    return false;
+                size_t len = strlen(note);
+                snprintf(note + len, notelen - len, "%spg_conninfo host %s = hostaddr %s",
+                         len ? "; " : "", p, ip);
+                addr = ip;
+                *named = true;
+            }
+        }
+        size_t len = strlen(addrs), alen = strlen(addr);
+        if (len + 1 + alen >= n)
+            return cfg_fail(err, errlen, "pg_conninfo: the host list is too long");
+        if (i)
+            addrs[len++] = ',';
+        memcpy(addrs + len, addr, alen + 1);
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    return true;
+}
+
+static bool resolve_conninfo(Config *c, char *note, size_t notelen, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(c->pg_conninfo, &msg);
+    if (!opts) {
+        bool r = cfg_fail(err, errlen, "pg_conninfo: %s", msg ? msg : "cannot parse");
+        PQfreemem(msg);
+        return r;
+    }
+    const char *host = NULL, *hostaddr = NULL;
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!strcmp(o->keyword, "host") && o->val && o->val[0])
+            host = o->val;
+        if (!strcmp(o->keyword, "hostaddr") && o->val && o->val[0])
+            hostaddr = o->val;
+    }
+    bool from_env = !host && !hostaddr && !getenv("PGHOSTADDR") && getenv("PGHOST");
+    if (from_env)
+        host = getenv("PGHOST");
+    char addrs[CONFIG_STR_MAX];
+    bool named = false, ok = true;
+    if (host && !hostaddr)
+        ok = hostaddr_list(host, addrs, sizeof(addrs), note, notelen, &named, err, errlen);
+    if (ok && named) {
+        /* the same keywords, quoted, plus host (if from PGHOST) and hostaddr */
+        char out[2 * CONFIG_STR_MAX] = "";
+        for (PQconninfoOption *o = opts; o->keyword; o++) {
+            if (!o->val)
+                continue;
+            size_t len = strlen(out);
+            snprintf(out + len, sizeof(out) - len, "%s%s=", len ? " " : "", o->keyword);
+            conninfo_quote(out, sizeof(out), o->val);
+        }
+        size_t len = strlen(out);
+        if (from_env) {
+            snprintf(out + len, sizeof(out) - len, "%shost=", len ? " " : "");
+            conninfo_quote(out, sizeof(out), host);
+            len = strlen(out);
+        }
+        snprintf(out + len, sizeof(out) - len, " hostaddr=");
+        conninfo_quote(out, sizeof(out), addrs);
+        len = strlen(out);
+        if (len >= sizeof(c->pg_conninfo) - 1)
+            ok =
+                cfg_fail(err, errlen, "pg_conninfo is longer than %zu bytes once hostaddr is added",
+                         sizeof(c->pg_conninfo) - 1);
+        else
+            memcpy(c->pg_conninfo, out, len + 1);
+    }
+    PQconninfoFree(opts);
+    return ok;
+}
+
+bool config_resolve_hosts(Config *c, char *note, size_t notelen, char *err, size_t errlen)
+{
+    note[0] = '\0';
+    if (!is_ip(c->redis_host)) {
+        char ip[INET6_ADDRSTRLEN];
+        if (!resolve_one("redis_host", c->redis_host, ip, sizeof(ip), err, errlen))
+            return false;
+        snprintf(note, notelen, "redis_host %s = %s", c->redis_host, ip);
+        snprintf(c->redis_host, sizeof(c->redis_host), "%s", ip);
+    }
+    return resolve_conninfo(c, note, notelen, err, errlen);
+}
+
+/* Appends name to a "a, b" list (cut short, never overflowing). */
+static void list_add(char *list, size_t n, const char *name)
+{
+    size_t len = strlen(list);
+    snprintf(list + len, n - len, "%s%s", len ? ", " : "", name);
+}
+
+bool config_reload(const Config *cur, const Config *fresh, Config *next, ConfigReload *out)
+{
+    memset(out, 0, sizeof(*out));
+    *next = *cur;
+    config_apply_reloadable(next, fresh);
+    for (size_t i = 0; i < config_table.nkeys; i++) {
+        const CfgKey *k = &config_table.keys[i];
+        char a[CONFIG_STR_MAX], b[CONFIG_STR_MAX];
+        cfg_format(k, cur, a, sizeof(a));
+        cfg_format(k, fresh, b, sizeof(b));
+        if (strcmp(a, b) != 0) {
+            if (k->reloadable)
+                list_add(out->changed, sizeof(out->changed), k->name);
+            else
+                list_add(out->restart, sizeof(out->restart), k->name);
+        }
+    }
+    return config_validate(next, out->err, sizeof(out->err));
 }
 
 void config_print(const Config *c, FILE *out, bool with_help)

@@ -27,11 +27,11 @@ typedef struct Config {
     char port_file[256];  /* when set: "proto PORT\nhttp PORT\n" written once listening */
     char server_id[64];   /* this instance's name; empty = hostname-pid */
     char log_level[16];   /* error | warn | info | debug */
-    char pg_conninfo[CONFIG_STR_MAX]; /* libpq conninfo; use host=IP or a socket dir, no DNS */
+    char pg_conninfo[CONFIG_STR_MAX]; /* libpq conninfo (names: config_resolve_hosts) */
     int pg_pool_size;                 /* connections to PostgreSQL */
     int pg_query_timeout_ms;          /* a query slower than this fails and its link is reset */
     int pg_max_queue;                 /* queries waiting for a connection before OVERLOADED */
-    char redis_host[64];              /* Redis IP address (no DNS) */
+    char redis_host[64];              /* Redis address (names: config_resolve_hosts) */
     int redis_port;
     int redis_op_timeout_ms;   /* a Redis reply later than this resets the link */
     int redis_max_inflight;    /* Redis commands in flight before OVERLOADED */
@@ -77,9 +77,21 @@ typedef struct Config {
     int reconcile_interval_ms;     /* sweep for unfinished and waitlisted requests */
     int reconcile_age_ms;          /* a request unfinished this long is resumed by the sweep */
     int orphan_grace_ms;           /* a reservation never recorded is given back when this old */
-    char fault_point[32];          /* TESTS ONLY: kill the process at this point (see dispatch.c) */
-    int fault_after;               /* TESTS ONLY: ... on the Nth time it is reached */
+#ifdef CARELINE_TESTING
+    /* the test build only (make SAN=1 defines CARELINE_TESTING; the release build has
+     * neither these keys nor the hook, so no file, environment or flag can set them) */
+    char fault_point[32]; /* kill the process at this point (see core/submit.c) */
+    int fault_after;      /* ... on the Nth time it is reached */
+#endif
 } Config;
+
+/* Keys at the end of config_table that only the test build has (never in the example
+ * config, which a release dispatchd must accept). */
+#ifdef CARELINE_TESTING
+#define CONFIG_TEST_ONLY_KEYS 2
+#else
+#define CONFIG_TEST_ONLY_KEYS 0
+#endif
 
 /* The key table behind the functions below (common/cfg.h), for callers that want the
  * generic loader directly (e.g. cfg_argv for --key=value). */
@@ -104,6 +116,41 @@ bool config_validate(const Config *c, char *err, size_t errlen) MUSTCHECK;
 
 /* Copies the keys marked reloadable from `from` into `to` (SIGHUP). */
 void config_apply_reloadable(Config *to, const Config *from);
+
+/* ---- host names: resolved once at start, never on the event loop ---- */
+
+/* Resolves the host names in c (blocking DNS: call before the loop runs, never on it) so
+ * that libpq and hiredis, which would call getaddrinfo() on every (re)connect from the loop,
+ * only ever see numeric addresses. redis_host: a name becomes its first address. pg_conninfo:
+ * each host= entry that is a name gets its first address in a hostaddr= list beside it (host=
+ * stays, for TLS host checks and .pgpass); IP addresses and socket directories pass as they
+ * are, and a conninfo that already has hostaddr= is left alone; without host= the PGHOST
+ * environment variable is what libpq would use, so it is resolved the same way. A name
+ * that does not resolve is an error naming the key. note gets one line on what was resolved
+ * ("" when nothing was). Names are resolved again only by a restart. */
+bool config_resolve_hosts(Config *c, char *note, size_t notelen, char *err,
+                          size_t errlen) MUSTCHECK;
+
+/* ---- loading at start and on SIGHUP (one order for both) ---- */
+
+/* c = defaults < the file at path (NULL = none) < CARELINE_<KEY> environment < args, which
+ * are only "--KEY=VALUE" / "--KEY VALUE" options (the command line without dispatchd's own
+ * flags). Does not validate: see config_validate and config_reload. */
+bool config_load(Config *c, const char *path, int nargs, char *const *args, char *err,
+                 size_t errlen) MUSTCHECK;
+
+typedef struct {
+    char changed[512]; /* reloadable keys the reload changes, "a, b"; empty = none */
+    char restart[512]; /* keys whose new value needs a restart (not applied), "a, b" */
+    char err[512];     /* why the reload is refused (config_reload returned false) */
+} ConfigReload;
+
+/* What a reload of `fresh` (loaded by config_load) over the running `cur` puts in force:
+ * next = cur with fresh's reloadable keys. The cross-field checks run on next, the values
+ * that will really be in force; on failure next is not to be used, out->err says why.
+ * Non-reloadable keys whose value differs are listed in out->restart and keep cur's. */
+bool config_reload(const Config *cur, const Config *fresh, Config *next,
+                   ConfigReload *out) MUSTCHECK;
 
 /* Writes every key with its current value, default and meaning, INI-style (for --help and
  * the example config test). */

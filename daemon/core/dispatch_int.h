@@ -58,8 +58,10 @@ struct Dispatch {
     bool orphan_scan;                         /* an orphan reconciliation is in flight */
     int sweep_left;                           /* subs of the current batch not finished */
     int win[2][2];                            /* [lunch|dinner][start|end] local minutes */
-    int fault_count;                          /* fault injection: times the point was reached */
     bool stopped;                             /* dispatch_stop: backends are going away */
+#ifdef CARELINE_TESTING
+    int fault_count; /* fault injection: times the point was reached */
+#endif
 };
 
 typedef struct Sub {
@@ -130,8 +132,13 @@ void intake_submit(void *arg, Conn *c, Envelope *env);
  * or, with c NULL, driven by the sweep or a re-dispatch. */
 Sub *sub_new(Dispatch *d, Conn *c, uint64_t seq);
 void sub_free(Sub *s);
-/* Test hook: dies like kill -9 the Nth time a gateway's submission reaches `point`. */
+#ifdef CARELINE_TESTING
+/* Test hook: dies like kill -9 the Nth time a gateway's submission reaches `point`. Only in
+ * the test build (make SAN=1): a release binary has neither the hook nor its config keys. */
 void sub_fault(const Sub *s, const char *point);
+#else
+#define sub_fault(s, point) ((void)(s))
+#endif
 /* Today, and the minute of the day now (China time). */
 int sub_minute_now(CalDay *today);
 /* The PriorityFlag bits of a database priority list ("lives_alone,disabled"). */

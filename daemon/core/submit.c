@@ -50,6 +50,7 @@ void sub_free(Sub *s)
     free(s);
 }
 
+#ifdef CARELINE_TESTING
 /* Sweep-driven work is not counted, so a test can aim at its own burst. */
 void sub_fault(const Sub *s, const char *point)
 {
@@ -62,6 +63,7 @@ void sub_fault(const Sub *s, const char *point)
     log_warn("fault injection: killing the process at %s (test hook)", point);
     raise(SIGKILL);
 }
+#endif
 
 int sub_minute_now(CalDay *today)
 {

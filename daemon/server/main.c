@@ -36,17 +36,16 @@ static void usage(FILE *out)
 typedef struct {
     const char *config_path;
     bool check;
+    int nkeys;   /* the "--KEY=VALUE" / "--KEY VALUE" arguments, in order */
+    char **keys; /* pointers into argv (argc entries allocated) */
 } Args;
 
-/* Two passes: the file must be read before the environment and flags override it. */
+/* dispatchd's own flags first; the key arguments are collected and applied by config_load
+ * after the file and the environment, and kept by the server to apply again on SIGHUP. */
 static int parse_args(int argc, char **argv, Config *cfg, Args *a)
 {
     char err[512];
-    a->config_path = cfg_config_arg(argc, argv);
-    if (a->config_path && !config_load_file(cfg, a->config_path, err, sizeof(err)))
-        goto fail;
-    if (!config_load_env(cfg, err, sizeof(err)))
-        goto fail;
+    a->keys = xcalloc((size_t)argc + 1, sizeof(char *));
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (!strcmp(arg, "-c") || !strcmp(arg, "--config")) {
@@ -54,6 +53,7 @@ static int parse_args(int argc, char **argv, Config *cfg, Args *a)
                 snprintf(err, sizeof(err), "%s needs a file name", arg);
                 goto fail;
             }
+            a->config_path = argv[i];
         } else if (!strcmp(arg, "-t") || !strcmp(arg, "--check")) {
             a->check = true;
         } else if (!strcmp(arg, "-v") || !strcmp(arg, "--version")) {
@@ -65,14 +65,17 @@ static int parse_args(int argc, char **argv, Config *cfg, Args *a)
             usage(stdout);
             exit(0);
         } else if (!strncmp(arg, "--", 2) && arg[2]) {
-            if (!cfg_argv(&config_table, cfg, argc, argv, &i, err, sizeof(err)))
-                goto fail;
+            a->keys[a->nkeys++] = argv[i];
+            /* "--KEY VALUE": the value is the next argument (as cfg_argv reads it) */
+            if (!strchr(arg, '=') && cfg_key(&config_table, arg + 2) && i + 1 < argc)
+                a->keys[a->nkeys++] = argv[++i];
         } else {
             snprintf(err, sizeof(err), "unexpected argument '%s' (see --help)", arg);
             goto fail;
         }
     }
-    if (!config_validate(cfg, err, sizeof(err)))
+    if (!config_load(cfg, a->config_path, a->nkeys, a->keys, err, sizeof(err)) ||
+        !config_validate(cfg, err, sizeof(err)))
         goto fail;
     return 0;
 fail:
@@ -86,6 +89,8 @@ int main(int argc, char **argv)
     Args a = {0};
     config_defaults(&cfg);
     int rc = parse_args(argc, argv, &cfg, &a);
+    if (rc != 0 || a.check)
+        free(a.keys);
     if (rc != 0)
         return rc;
     if (a.check) {
@@ -100,7 +105,11 @@ int main(int argc, char **argv)
              DISPATCHD_VERSION, event_get_version(), PQlibVersion(), HIREDIS_MAJOR, HIREDIS_MINOR,
              HIREDIS_PATCH, protobuf_c_version());
     Server s;
-    if (!server_init(&s, &cfg, a.config_path)) {
+    bool ok = server_init(&s, &cfg, a.config_path);
+    if (ok)
+        server_keep_args(&s, a.nkeys, a.keys);
+    free(a.keys);
+    if (!ok) {
         server_free(&s);
         return 1;
     }

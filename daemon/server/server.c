@@ -132,25 +132,49 @@ void server_shutdown(Server *s, const char *why)
     shutdown_progress(s, util_now_ms());
 }
 
+/* Puts the reloadable keys of s->cfg into force in the modules that copied them. Everything
+ * else reads s->cfg when it needs a value. */
+static void apply_live(Server *s)
+{
+    LogLevel l;
+    if (log_level_parse(s->cfg.log_level, &l))
+        log_level = l;
+    rds_set_op_timeout(s->rds, s->cfg.redis_op_timeout_ms);
+}
+
+/* SIGHUP: the config is made again exactly as at start (defaults < file < environment <
+ * command line); its reloadable keys go into force if the result passes every cross-field
+ * check, else nothing changes. */
 static void reload(Server *s)
 {
     if (!s->config_path[0]) {
         log_info("SIGHUP: no config file to reload");
         return;
     }
-    Config fresh;
+    Config fresh, next;
+    ConfigReload r;
     char err[512];
-    config_defaults(&fresh);
-    if (!config_load_file(&fresh, s->config_path, err, sizeof(err)) ||
-        !config_load_env(&fresh, err, sizeof(err)) || !config_validate(&fresh, err, sizeof(err))) {
+    if (!config_load(&fresh, s->config_path, s->nargs, s->args, err, sizeof(err))) {
         log_warn("SIGHUP: keeping the old config: %s", err);
         return;
     }
-    config_apply_reloadable(&s->cfg, &fresh);
-    LogLevel l;
-    if (log_level_parse(s->cfg.log_level, &l))
-        log_level = l;
-    log_info("SIGHUP: reloaded %s (log_level %s)", s->config_path, s->cfg.log_level);
+    if (!config_reload(&s->cfg, &fresh, &next, &r)) {
+        log_warn("SIGHUP: keeping the old config: with %s the values in force would be "
+                 "invalid: %s",
+                 s->config_path, r.err);
+        return;
+    }
+    if (r.restart[0])
+        log_warn("SIGHUP: %s changed in %s: not reloadable, the running value%s stay%s until "
+                 "a restart",
+                 r.restart, s->config_path, strchr(r.restart, ',') ? "s" : "",
+                 strchr(r.restart, ',') ? "" : "s");
+    if (r.restart[0] && !config_validate(&fresh, err, sizeof(err)))
+        log_warn("SIGHUP: a restart with %s would be refused: %s", s->config_path, err);
+    s->cfg = next;
+    apply_live(s);
+    log_info("SIGHUP: reloaded %s (changed: %s; log_level %s)", s->config_path,
+             r.changed[0] ? r.changed : "nothing", s->cfg.log_level);
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -277,15 +301,25 @@ bool server_init(Server *s, const Config *cfg, const char *config_path)
         log_error("event_base_new failed");
         return false;
     }
-    s->pg = pg_pool_new(s->base, cfg->pg_conninfo, cfg->pg_pool_size, cfg->pg_query_timeout_ms,
+    /* host names become addresses now, before the loop runs: libpq and hiredis would call
+     * getaddrinfo() on the loop at every (re)connect. s->cfg keeps what was configured. */
+    Config addr = *cfg;
+    char note[512], err[512];
+    if (!config_resolve_hosts(&addr, note, sizeof(note), err, sizeof(err))) {
+        log_error("%s", err);
+        return false;
+    }
+    if (note[0])
+        log_info("resolved at start (a restart resolves again): %s", note);
+    s->pg = pg_pool_new(s->base, addr.pg_conninfo, cfg->pg_pool_size, cfg->pg_query_timeout_ms,
                         cfg->pg_max_queue);
-    s->rds = rds_new(s->base, cfg->redis_host, cfg->redis_port, cfg->redis_op_timeout_ms,
+    s->rds = rds_new(s->base, addr.redis_host, cfg->redis_port, cfg->redis_op_timeout_ms,
                      cfg->redis_max_inflight);
     if (!s->pg || !s->rds) {
         log_error("cannot set up the PostgreSQL pool or the Redis link (see above)");
         return false;
     }
-    s->schema = schema_check_new(s->base, s->pg, cfg->pg_conninfo, schema_refused_cb, s);
+    s->schema = schema_check_new(s->base, s->pg, addr.pg_conninfo, schema_refused_cb, s);
     s->sessions = sessions_new(s->pg, &s->cfg, s->id, &s->metrics);
     if (!connset_init(&s->conns, s->base, &s->cfg, &s->metrics, conn_frame, conn_closed, s) ||
         !(s->http = http_new(s->base, &s->cfg, &s->metrics)))
@@ -302,6 +336,14 @@ bool server_init(Server *s, const Config *cfg, const char *config_path)
     log_info("dispatchd %s listening: protocol %s:%d, HTTP %s:%d (/healthz /readyz /metrics)",
              s->id, cfg->listen_addr, s->proto_port, cfg->http_addr, http_port(s->http));
     return true;
+}
+
+void server_keep_args(Server *s, int nargs, char *const *args)
+{
+    s->args = xcalloc((size_t)nargs + 1, sizeof(char *));
+    for (int i = 0; i < nargs; i++)
+        s->args[i] = xstrdup(args[i]);
+    s->nargs = nargs;
 }
 
 int server_run(Server *s)
@@ -334,6 +376,9 @@ void server_free(Server *s)
     for (size_t i = 0; i < ARRAY_LEN(evs); i++)
         if (evs[i])
             event_free(evs[i]);
+    for (int i = 0; i < s->nargs; i++)
+        free(s->args[i]);
+    free(s->args);
     if (s->cfg.port_file[0])
         unlink(s->cfg.port_file);
     if (s->base)

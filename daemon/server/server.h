@@ -25,6 +25,8 @@
 typedef struct Server {
     Config cfg;            /* current config (reloadable keys change on SIGHUP) */
     char config_path[256]; /* for SIGHUP; empty = no file */
+    int nargs;             /* the command line's key arguments, applied again on SIGHUP */
+    char **args;           /* owned copies (server_keep_args) */
     char id[64];           /* server_id or host-pid */
     struct event_base *base;
     struct evconnlistener *lis; /* protocol listener */
@@ -55,6 +57,10 @@ typedef struct Server {
 /* Sets everything up; on failure logs why and returns false (caller exits non-zero). Holds
  * no process-wide state: several servers may run in one process, each on its own base. */
 bool server_init(Server *s, const Config *cfg, const char *config_path) MUSTCHECK;
+/* Keeps copies of the command line's "--KEY=VALUE" / "--KEY VALUE" arguments: a SIGHUP
+ * reloads defaults < file < environment < these, the order the config was made in at start,
+ * so a key given on the command line keeps its value. */
+void server_keep_args(Server *s, int nargs, char *const *args);
 /* TERM/INT stop gracefully (a second one at once), HUP reloads, PIPE is ignored. Only one
  * event base per process can own signals, so only main calls this. */
 void server_handle_signals(Server *s);

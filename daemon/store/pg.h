@@ -4,7 +4,8 @@
  * LISTEN connection. Nothing here ever blocks the loop (no PQexec, no PQconnectdb).
  *
  * Conninfo: use host=127.0.0.1 / hostaddr=... or a unix socket directory (host=/run/...).
- * A host *name* makes PQconnectStart resolve DNS synchronously, which blocks the loop.
+ * A host *name* makes PQconnectStart resolve DNS synchronously, which blocks the loop: the
+ * server passes a conninfo config_resolve_hosts gave hostaddr= at start.
  * The pool adds fallback_application_name=careline, and, unless the conninfo sets its own
  * "options", a server-side statement_timeout a little above query_timeout_ms so a query
  * whose link we dropped does not keep running on the server.

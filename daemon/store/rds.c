@@ -9,6 +9,7 @@
 #include "store/rds.h"
 #include "common/log.h"
 
+#include <arpa/inet.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -362,6 +363,12 @@ Rds *rds_new(struct event_base *base, const char *host, int port, int op_timeout
         log_error("rds_new: bad arguments");
         return NULL;
     }
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1) {
+        /* hiredis would resolve it with a blocking getaddrinfo() on every (re)connect */
+        log_error("rds_new: '%s' is not an IP address (resolve names before the loop runs)", host);
+        return NULL;
+    }
     Rds *r = xcalloc(1, sizeof(*r));
     r->base = base;
     r->host = xstrdup(host);
@@ -450,6 +457,25 @@ bool rds_eval(Rds *r, RdsScript *s, RdsReplyCb cb, void *arg, int nkeys, int nar
 bool rds_ready(const Rds *r)
 {
     return !r->closing && r->cmd.state == RDS_UP && !r->cmd.failing;
+}
+
+void rds_set_op_timeout(Rds *r, int op_timeout_ms)
+{
+    ASSERT(op_timeout_ms >= 1);
+    if (op_timeout_ms == r->op_timeout_ms)
+        return;
+    r->op_timeout_ms = op_timeout_ms;
+    /* clamping every deadline to one bound keeps the FIFO in deadline order */
+    int64_t bound = util_now_ms() + op_timeout_ms;
+    for (RdsOp *op = r->head; op; op = op->next)
+        if (op->deadline > bound)
+            op->deadline = bound;
+    /* the timer may still be armed with the old timeout, also with nothing in flight */
+    event_del(r->op_timer);
+    if (r->head) {
+        int64_t left = r->head->deadline - util_now_ms();
+        util_timer_ms(r->op_timer, left > 0 ? left : 0);
+    }
 }
 
 size_t rds_inflight(const Rds *r)

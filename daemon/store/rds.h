@@ -43,7 +43,8 @@ typedef void (*RdsReplyCb)(redisReply *reply, const char *err, void *arg);
 typedef void (*RdsMessageCb)(const char *channel, const char *msg, size_t len, void *arg);
 
 /*
- * Creates the client and starts connecting the command link. host: an IP address (copied).
+ * Creates the client and starts connecting the command link. host: an IP address (copied;
+ * a name is refused: config_resolve_hosts resolves it at start).
  * op_timeout_ms: deadline of every op, and the connect timeout (at least 1 s).
  * max_inflight: cap on ops sent but not yet answered. Returns NULL on bad arguments.
  */
@@ -76,6 +77,10 @@ bool rds_eval(Rds *r, RdsScript *s, RdsReplyCb cb, void *arg, int nkeys, int nar
 
 /* true when the command link is up. */
 bool rds_ready(const Rds *r);
+
+/* Changes op_timeout_ms (SIGHUP). New ops and connects get it; ops in flight keep their
+ * deadline, or get now + op_timeout_ms if that is sooner (never extended). */
+void rds_set_op_timeout(Rds *r, int op_timeout_ms);
 
 /* Ops sent and not yet answered (for drain and metrics). */
 size_t rds_inflight(const Rds *r);

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "itest.h"
 #include "t.h"
 
@@ -433,6 +434,160 @@ static void bad_config_refused(void)
     T_EQ_INT(system(cmd), 0);
 }
 
+/* ---- SIGHUP reload and host names ---- */
+
+/* Writes the config file the reload cases start dispatchd with (-c) and rewrite. */
+static const char *conf_file(const char *text)
+{
+    static char path[600];
+    snprintf(path, sizeof(path), "%s/reload.conf", t_tmpdir());
+    FILE *f = fopen(path, "w");
+    T_ASSERT(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* Lines of the daemon's log containing needle. */
+static int log_count(const char *needle)
+{
+    FILE *f = fopen(d.log_path, "r");
+    int seen = 0;
+    char line[2048];
+    while (f && fgets(line, sizeof(line), f))
+        seen += strstr(line, needle) != NULL;
+    if (f)
+        fclose(f);
+    return seen;
+}
+
+/* Waits up to timeout_ms for the daemon's log to contain needle. */
+static bool log_has(const char *needle, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 20) {
+        if (log_count(needle) > 0)
+            return true;
+        usleep(20000);
+    }
+    return false;
+}
+
+/* SIGHUP, then waits for the reload's outcome (a "SIGHUP: " line: reloaded or kept). */
+static void sighup(void)
+{
+    int before = log_count("SIGHUP: reloaded") + log_count("SIGHUP: keeping the old config");
+    T_ASSERT(kill(d.pid, SIGHUP) == 0);
+    for (int waited = 0; waited < 5000; waited += 20) {
+        if (log_count("SIGHUP: reloaded") + log_count("SIGHUP: keeping the old config") > before)
+            return;
+        usleep(20000);
+    }
+    itest_daemon_dump_log(&d);
+    t_fail(__FILE__, __LINE__, "no reload outcome logged after SIGHUP");
+}
+
+static void expect_log(const char *needle)
+{
+    if (!log_has(needle, 5000)) {
+        itest_daemon_dump_log(&d);
+        t_fail(__FILE__, __LINE__, "the log lacks '%s'", needle);
+    }
+}
+
+/* A key given on the command line keeps its value across SIGHUP: the reload is defaults <
+ * file < environment < command line again, as at start (it used to revert to the file). */
+static void reload_keeps_command_line(void)
+{
+    const char *path = conf_file("hello_timeout_ms = 60000\n");
+    start((const char *const[]){"-c", path, "--hello_timeout_ms=300", NULL});
+    conf_file("hello_timeout_ms = 60000\nidle_timeout_ms = 50000\n");
+    sighup();
+    expect_log("SIGHUP: reloaded");
+    expect_log("(changed: idle_timeout_ms;"); /* not hello_timeout_ms: the flag still wins */
+    ClConn *c = raw_connect();                /* says nothing: 300 ms, not 60 s */
+    T_ASSERT(expect_error(c, ERR(TIMEOUT)));
+    cl_close(c);
+    finish();
+}
+
+/* Reloadable keys take effect in the modules that use them: the idle timeout of a
+ * connection already open, and the Redis link's op deadline (the link copied it at start;
+ * a Redis that stops answering is noticed within the reloaded 300 ms, not 60 s). */
+static void reload_applies_live(void)
+{
+    PGconn *pg = itest_pg();
+    const char *path = conf_file("idle_timeout_ms = 60000\nredis_op_timeout_ms = 60000\n");
+    itest_daemon_up(&d, (const char *const[]){"-c", path, "--reconcile_interval_ms=200", NULL});
+    char tok[64];
+    ClConn *c = itest_login(&d, itest_make_token(pg, "gateway", 0, tok));
+    conf_file("idle_timeout_ms = 500\nredis_op_timeout_ms = 300\n");
+    sighup();
+    expect_log("(changed: redis_op_timeout_ms, idle_timeout_ms;");
+    T_ASSERT(expect_error(c, ERR(TIMEOUT))); /* idle for 500 ms */
+    cl_close(c);
+    redisContext *r = fix_redis();
+    redisReply *rep = redisCommand(r, "CLIENT PAUSE 1500 ALL"); /* the sweep's ops stall */
+    T_ASSERT(rep && rep->type == REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    redisFree(r);
+    expect_log("op timed out after 300 ms");
+    itest_daemon_wait_ready(&d); /* the link comes back once Redis answers again */
+    finish();
+    PQfinish(pg);
+}
+
+/* A reload whose values in force would be invalid changes nothing and says why; a changed
+ * key that is not reloadable is named as needing a restart, and the cross-field rules are
+ * checked against the values that stay in force (the running query timeout), not the file's. */
+static void reload_invalid_keeps_old(void)
+{
+    PGconn *pg = itest_pg();
+    const char *path = conf_file("idle_timeout_ms = 60000\n");
+    start((const char *const[]){"-c", path, NULL});
+    conf_file("idle_timeout_ms = 500\norphan_grace_ms = 3000\n");
+    sighup();
+    expect_log("SIGHUP: keeping the old config: with ");
+    expect_log("orphan_grace_ms (3000) must exceed 2 x pg_query_timeout_ms + 2000 (12000)");
+    conf_file("idle_timeout_ms = 500\nmax_frame_bytes = huge\n");
+    sighup();
+    expect_log("reload.conf:2: 'max_frame_bytes' needs a whole number");
+    /* idle_timeout_ms is still 60 s: a silent client is not closed */
+    char tok[64];
+    ClConn *c = itest_login(&d, itest_make_token(pg, "gateway", 0, tok));
+    usleep(1200000);
+    send_ping(c, 7, 8);
+    expect_pong(c, 7, 8);
+    cl_close(c);
+    /* the file raises pg_query_timeout_ms (restart only): the grace it keeps is checked
+     * against the 5000 ms in force (> 12000), so the reloadable part goes through */
+    conf_file("idle_timeout_ms = 50000\npg_query_timeout_ms = 60000\norphan_grace_ms = 20000\n");
+    sighup();
+    expect_log("SIGHUP: pg_query_timeout_ms changed in ");
+    expect_log("not reloadable, the running value stays until a restart");
+    expect_log("a restart with ");
+    expect_log("(changed: idle_timeout_ms, orphan_grace_ms;");
+    finish();
+    PQfinish(pg);
+}
+
+/* Host names are resolved once at start, before the loop runs: libpq gets hostaddr= beside
+ * host= and hiredis an address, so neither resolves on the loop. A name that does not resolve
+ * is refused at start. */
+static void host_names_resolved_at_start(void)
+{
+    char pgarg[256];
+    snprintf(pgarg, sizeof(pgarg),
+             "--pg_conninfo=host=localhost port=%s dbname=careline user=careline_app",
+             t_env("CARELINE_PG_PORT"));
+    itest_daemon_up(&d, (const char *const[]){pgarg, "--redis_host=localhost", NULL});
+    expect_log("resolved at start (a restart resolves again): redis_host localhost = ");
+    expect_log("; pg_conninfo host localhost = hostaddr ");
+    finish();
+    itest_daemon_spawn(&d, (const char *const[]){"--redis_host=no-such-host.invalid", NULL});
+    T_EQ_INT(itest_daemon_wait_exit(&d, 10000), 1);
+    expect_log("redis_host: cannot resolve host name 'no-such-host.invalid' at start");
+}
+
 int main(int argc, char **argv)
 {
     static const TCase cases[] = {
@@ -448,6 +603,10 @@ int main(int argc, char **argv)
         {"daemon_readyz_when_redis_down", readyz_when_redis_down, 60},
         {"daemon_graceful_stop", graceful_stop, 60},
         {"daemon_bad_config_refused", bad_config_refused, 60},
+        {"daemon_reload_keeps_command_line", reload_keeps_command_line, 60},
+        {"daemon_reload_applies_live", reload_applies_live, 60},
+        {"daemon_reload_invalid_keeps_old", reload_invalid_keeps_old, 60},
+        {"daemon_host_names_resolved_at_start", host_names_resolved_at_start, 60},
         {NULL, NULL, 0},
     };
     return t_main(argc, argv, cases);
