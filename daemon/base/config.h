@@ -69,6 +69,9 @@ typedef struct Config {
     int orphan_grace_ms;           /* a reservation never recorded is given back when this old */
     char fault_point[32];          /* TESTS ONLY: kill the process at this point (see dispatch.c) */
     int fault_after;               /* TESTS ONLY: ... on the Nth time it is reached */
+    /* ---- Redis AUTH (issue 12) ---- */
+    char redis_user[64];                      /* ACL user for AUTH; empty = Redis' default */
+    char redis_password_file[CONFIG_STR_MAX]; /* its password's file; empty = no AUTH */
 } Config;
 
 /* The key table behind the functions below (common/cfg.h), for callers that want the
