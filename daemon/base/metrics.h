@@ -29,6 +29,8 @@ typedef struct Metrics {
     uint64_t loop_lag_max_ms;  /* worst janitor tick lateness since start */
     uint64_t orphans_released; /* reservations given back: their request was never recorded */
     uint64_t pg_queries;       /* statements queued to the PostgreSQL pool */
+    /* ---- issue 12: Redis pub/sub ---- */
+    uint64_t wake_rejected; /* wake-up messages dropped by validation (station_wake.c) */
 } Metrics;
 
 /* Appends the whole exposition of m to out; pg_up/redis_up are the backends' current states. */
