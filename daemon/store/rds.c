@@ -49,7 +49,6 @@ typedef struct RdsLink {
     struct event *timer;   /* backoff or connect deadline, by state */
     int backoff_ms;        /* next reconnect base delay */
     unsigned failures;     /* failed attempts since the link was last up */
-    bool auth_refused;     /* the last failure logged was a refused AUTH */
 } RdsLink;
 
 typedef struct RdsOp RdsOp;
@@ -93,6 +92,7 @@ struct Rds {
     char password[RDS_SECRET_MAX + 1]; /* last good read of password_file; never logged */
     size_t password_len;
     bool password_file_warned; /* a re-read failed (logged once; the last good one is used) */
+    bool auth_warned;          /* a refused AUTH was logged since a link was last up */
     int op_timeout_ms;         /* op deadline */
     int max_inflight;          /* cap on ninflight */
     RdsLink cmd;               /* command link */
@@ -151,7 +151,8 @@ static void op_free(RdsOp *op)
 /* ---- links ------------------------------------------------------------------------------- */
 
 /* The link is gone (ac already forgotten): log and schedule a reconnect. The first failure
- * after the link was up is logged, and a refused AUTH once per streak (else counted only). */
+ * after the link was up is logged, a refused AUTH once for both links until one gets in;
+ * the rest only counted. */
 static void link_down_why(RdsLink *l, const char *why, bool auth_refused)
 {
     Rds *r = l->r;
@@ -164,8 +165,9 @@ static void link_down_why(RdsLink *l, const char *why, bool auth_refused)
         return;
     }
     l->state = RDS_DOWN;
-    bool loud = l->failures++ == 0 || (auth_refused && !l->auth_refused);
-    l->auth_refused = auth_refused || (l->auth_refused && !loud);
+    bool first = l->failures++ == 0;
+    bool loud = auth_refused ? !r->auth_warned : first; /* one line for both links */
+    r->auth_warned = r->auth_warned || auth_refused;
     if (loud)
         log_warn("%s %s:%d down: %s (reconnecting; further failures are counted)", l->name, r->host,
                  r->port, why);
@@ -224,7 +226,7 @@ static void link_up(RdsLink *l)
     else
         log_debug("%s %s:%d connected", l->name, l->r->host, l->r->port);
     l->failures = 0;
-    l->auth_refused = false;
+    l->r->auth_warned = false;
     if (l->is_sub)
         for (RdsSub *s = l->r->subs; s; s = s->next)
             link_subscribe_one(l, s);
@@ -261,11 +263,13 @@ static void auth_cb(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     }
     Rds *r = l->r;
+    int n = (int)(rep->len > 120 ? 120 : rep->len);
+    while (n > 0 && (rep->str[n - 1] == '.' || rep->str[n - 1] == ' '))
+        n--;
     snprintf(why, sizeof(why),
              "Redis refused our credentials (user '%s', password from %s): %.*s; check "
              "redis_user and redis_password_file against the Redis ACL",
-             r->user ? r->user : "default", r->password_file,
-             (int)(rep->len > 120 ? 120 : rep->len), rep->str);
+             r->user ? r->user : "default", r->password_file, n, rep->str);
     l->ac = NULL;
     ac->data = NULL;    /* our disconnect callback ignores it */
     redisAsyncFree(ac); /* deferred by hiredis until this callback returns */

@@ -796,18 +796,6 @@ static void wake_publish(redisContext *rd, const char *msg, size_t len)
     freeReplyObject(r);
 }
 
-static int count_in_file(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    T_ASSERT(f);
-    char line[4096];
-    int n = 0;
-    while (fgets(line, sizeof(line), f))
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
 /* Someone who can publish on the wake channel (an authenticated Redis client) cannot put
  * anything on a console: a forged JobOffer in the old "STATION_ID <packed offer>" form, a
  * made-up job id, garbage, ids out of range and unknown stations show nothing; each bad
@@ -874,8 +862,8 @@ static void forged_wake_offer_not_shown(void)
     T_EQ_INT(itest_metric(b.http_port, "careline_wake_rejected_total"), nbad);
     T_EQ_INT(itest_metric(a.http_port, "careline_wake_rejected_total"), nbad);
     /* logged once for the burst, without the message's bytes */
-    T_EQ_INT(count_in_file(b.log_path, "dropped a wake-up"), 1);
-    T_EQ_INT(count_in_file(b.log_path, "FORGED"), 0);
+    T_EQ_INT(itest_log_count(&b, "dropped a wake-up"), 1);
+    T_EQ_INT(itest_log_count(&b, "FORGED"), 0);
 
     /* a genuine offer still arrives on B's console, from the wake-up, with the record's data */
     int64_t t0 = util_now_ms();
