@@ -310,7 +310,7 @@ static bool password_load(Rds *r, char *err, size_t errlen)
 {
     char buf[RDS_SECRET_MAX + 2];
     struct stat sb;
-    int fd = open(r->password_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open(r->password_file, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         snprintf(err, errlen, "cannot open redis_password_file %s: %s", r->password_file,
                  strerror(errno));
