@@ -58,6 +58,8 @@ http_port = $HTTP_PORT
 pg_conninfo = host=127.0.0.1 port=$CARELINE_PG_PORT dbname=careline user=careline_app
 redis_host = 127.0.0.1
 redis_port = $CARELINE_REDIS_PORT
+redis_user = $CARELINE_REDIS_USER
+redis_password_file = $ROOT/$VAR/redis.password
 log_level = info
 EOF
 mv -f "$tmp" "$CONF"
@@ -66,7 +68,7 @@ cat <<EOF
 
   Careline development stack (data in $ROOT/$VAR)
     PostgreSQL   127.0.0.1:$CARELINE_PG_PORT  db careline   psql -h 127.0.0.1 -p $CARELINE_PG_PORT -U postgres careline
-    Redis        127.0.0.1:$CARELINE_REDIS_PORT              redis-cli -p $CARELINE_REDIS_PORT
+    Redis        127.0.0.1:$CARELINE_REDIS_PORT              REDISCLI_AUTH=\$(cat $VAR/redis.password) redis-cli --user $CARELINE_REDIS_USER -p $CARELINE_REDIS_PORT
     dispatchd    protocol 127.0.0.1:$LISTEN_PORT
                  HTTP     http://127.0.0.1:$HTTP_PORT/healthz
     config       $ROOT/$CONF

@@ -8,8 +8,15 @@
 #
 # start writes DIR/stack.env (sourceable): CARELINE_PG_PORT, CARELINE_REDIS_PORT,
 # CARELINE_PG_HOST, CARELINE_PG_ADMIN (conninfo as superuser 'postgres' on db careline),
-# CARELINE_PG_SOCKDIR, CARELINE_PG_DATA, CARELINE_PG_BINDIR, CARELINE_REDIS_HOST.
+# CARELINE_PG_SOCKDIR, CARELINE_PG_DATA, CARELINE_PG_BINDIR, CARELINE_REDIS_HOST,
+# CARELINE_REDIS_USER and CARELINE_REDIS_PASSWORD_FILE.
 # start on a running stack is a no-op; stop on a stopped one too. Every wait is bounded.
+#
+# Redis runs with an ACL (DIR/redis.acl, from DIR/redis.password, both mode 600, the
+# password generated once): the default user is off, and the one user, 'careline', may use
+# the commands the daemon needs (scripts, pub/sub, streams, strings, hashes, sorted sets) on
+# the county keys ({cCOUNTY}:*) and channels only. Clients authenticate, e.g.
+#   REDISCLI_AUTH=$(cat DIR/redis.password) redis-cli --user careline -p PORT ping
 #
 # initdb and postgres refuse to run as root: as root, PostgreSQL runs as the system user
 # 'postgres' (created if absent). When the postgres user cannot reach DIR (e.g. under
@@ -21,6 +28,7 @@ PG_DEFAULT_PORT=55432
 REDIS_DEFAULT_PORT=56379
 PG_START_TIMEOUT=30 # seconds, pg_ctl -t
 REDIS_START_TIMEOUT=10
+REDIS_USER=careline
 STOP_TIMEOUT=30
 PG_OS_USER=postgres
 
@@ -139,6 +147,8 @@ write_env() {
         echo "CARELINE_PG_BINDIR=$(sq "$PG_BINDIR")"
         printf 'CARELINE_REDIS_HOST=127.0.0.1\n'
         echo "CARELINE_REDIS_PORT=$(sq "$REDIS_PORT")"
+        echo "CARELINE_REDIS_USER=$(sq "$REDIS_USER")"
+        echo "CARELINE_REDIS_PASSWORD_FILE=$(sq "$DIR/redis.password")"
         echo "CARELINE_STACK_FLAVOUR=$(sq "$FLAVOUR")"
     } >"$tmp"
     mv -f "$tmp" "$DIR/stack.env"
@@ -157,9 +167,16 @@ redis_pid() { # prints the pid from DIR/redis.pid when that process lives
     echo "$pid"
 }
 
+redis_cli() { # PORT ARGS...: redis-cli authenticated as the stack's user (password not in argv)
+    local port=$1
+    shift
+    REDISCLI_AUTH=$(cat "$DIR/redis.password" 2>/dev/null) \
+        timeout 3 redis-cli --no-auth-warning --user "$REDIS_USER" -h 127.0.0.1 -p "$port" "$@"
+}
+
 redis_ping() { # PORT
-    [[ -n $1 ]] || return 1
-    [[ $(timeout 3 redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null) == PONG ]]
+    [[ -n $1 && -r $DIR/redis.password ]] || return 1
+    [[ $(redis_cli "$1" ping 2>/dev/null) == PONG ]]
 }
 
 # ---- layout ----------------------------------------------------------------------------
@@ -297,6 +314,35 @@ pg_stop() {
 }
 
 # ---- redis -----------------------------------------------------------------------------
+# The password (generated once, kept across restarts) and the ACL file made from it (its
+# SHA-256 only), both readable by this user alone.
+redis_write_acl() {
+    local pw hash tmp
+    if [[ ! -s $DIR/redis.password ]]; then
+        (
+            umask 077
+            head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DIR/redis.password.tmp.$$"
+            echo >>"$DIR/redis.password.tmp.$$"
+        )
+        mv -f "$DIR/redis.password.tmp.$$" "$DIR/redis.password"
+        say "generated the Redis password in $DIR/redis.password"
+    fi
+    chmod 600 "$DIR/redis.password"
+    pw=$(head -n 1 "$DIR/redis.password")
+    [[ -n $pw ]] || die "$DIR/redis.password is empty"
+    hash=$(printf '%s' "$pw" | sha256sum | cut -d' ' -f1)
+    tmp="$DIR/redis.acl.tmp.$$"
+    (
+        umask 077
+        # keep in step with deploy/redis-acl.example.conf
+        cat >"$tmp" <<ACL
+user default off resetpass nocommands resetkeys resetchannels
+user $REDIS_USER on #$hash resetkeys ~{c*}:* resetchannels &{c*}:* -@all +@connection +@read +@write +@stream +@pubsub +@scripting -@dangerous -@admin -function -script|flush -script|kill
+ACL
+    )
+    mv -f "$tmp" "$DIR/redis.acl"
+}
+
 # Starts redis-server; returns 2 when the port was taken (caller may retry another port).
 redis_start() {
     local aof=no i mark=0
@@ -304,8 +350,9 @@ redis_start() {
     mkdir -p "$DIR/redis"
     [[ -e $DIR/redis.log ]] && mark=$(wc -l <"$DIR/redis.log")
     rm -f "$DIR/redis.pid"
+    redis_write_acl
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly "$aof" \
-        --dir "$DIR/redis" --daemonize yes --pidfile "$DIR/redis.pid" \
+        --aclfile "$DIR/redis.acl" --dir "$DIR/redis" --daemonize yes --pidfile "$DIR/redis.pid" \
         --logfile "$DIR/redis.log" >/dev/null 2>&1 || true
     for ((i = 0; i < REDIS_START_TIMEOUT * 10; i++)); do
         redis_ping "$REDIS_PORT" && return 0
@@ -322,12 +369,11 @@ redis_start() {
 }
 
 redis_stop() {
-    local pid i cmd=shutdown
+    local pid i
     pid=$(redis_pid) || return 0
-    [[ ${CARELINE_STACK_FLAVOUR:-fast} == persistent ]] || cmd="shutdown nosave"
-    # shellcheck disable=SC2086
-    timeout 5 redis-cli -h 127.0.0.1 -p "${CARELINE_REDIS_PORT:-0}" $cmd >/dev/null 2>&1 ||
-        kill -TERM "$pid" 2>/dev/null || true
+    # SIGTERM is Redis' own graceful SHUTDOWN (the AOF is flushed; no RDB: --save ''), which
+    # the stack's ACL user may not send as a command
+    kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
         alive "$pid" || { rm -f "$DIR/redis.pid"; return 0; }
         ((i == 50)) && kill -TERM "$pid" 2>/dev/null

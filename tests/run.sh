@@ -247,6 +247,9 @@ run_integration() {
     check schema_version bash "$ROOT/tests/schema-checks.sh" version "$CARELINE_PG_ADMIN" || return
     check migrate_reapplies bash "$ROOT/tests/schema-checks.sh" reapply "$CARELINE_PG_ADMIN" || return
     export CARELINE_TMP=$TMP CARELINE_PG_ADMIN CARELINE_PG_PORT CARELINE_REDIS_PORT
+    # the stack's Redis ACL user and password file: every dispatchd the tests start reads
+    # them as its redis_user / redis_password_file (CARELINE_<KEY>), tests/lib/fixture.c too
+    export CARELINE_REDIS_USER CARELINE_REDIS_PASSWORD_FILE
     export CARELINE_PG_HOST=127.0.0.1 CARELINE_REDIS_HOST=127.0.0.1
     export CARELINE_APP_CONNINFO="host=127.0.0.1 port=$CARELINE_PG_PORT dbname=careline user=careline_app"
     [[ -d $TESTSDIR/integration ]] && run_dir "$TESTSDIR/integration"

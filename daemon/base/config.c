@@ -44,6 +44,12 @@ static const CfgKey keys[] = {
             "a Redis reply later than this resets the link"),
     INT_KEY(redis_max_inflight, "100000", 1, 10000000, false,
             "Redis commands in flight before OVERLOADED"),
+    /* Redis AUTH (issue 12) */
+    STR_KEY(redis_user, "careline", false,
+            "Redis ACL user sent with AUTH; empty = Redis' default user"),
+    STR_KEY(redis_password_file, "", false,
+            "file whose first line is the Redis password (mode 600; re-read on every "
+            "reconnect); empty = no AUTH"),
     INT_KEY(max_frame_bytes, "65536", 64, 16777216, false, "largest frame payload accepted"),
     INT_KEY(max_clients, "10000", 1, 1000000, false,
             "protocol connections; the listener pauses while at the limit"),

@@ -83,6 +83,9 @@ typedef struct Config {
     char fault_point[32]; /* kill the process at this point (see core/submit.c) */
     int fault_after;      /* ... on the Nth time it is reached */
 #endif
+    /* ---- Redis AUTH (issue 12) ---- */
+    char redis_user[64];                      /* ACL user for AUTH; empty = Redis' default */
+    char redis_password_file[CONFIG_STR_MAX]; /* its password's file; empty = no AUTH */
 } Config;
 
 /* Keys at the end of config_table that only the test build has (never in the example

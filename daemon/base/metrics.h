@@ -39,6 +39,8 @@ typedef struct Metrics {
     uint64_t auth_lockouts;      /* addresses locked out after too many failures */
     int64_t auth_inflight;       /* lookups running now (gauge) */
     int64_t auth_waiting;        /* lookups waiting for a slot of the budget (gauge) */
+    /* ---- issue 12: Redis pub/sub ---- */
+    uint64_t wake_rejected; /* wake-up messages dropped by validation (station_wake.c) */
 } Metrics;
 
 /* Appends the whole exposition of m to out; pg_up/redis_up are the backends' current states. */

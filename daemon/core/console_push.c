@@ -24,6 +24,11 @@ static Seen *seen_find(StSession *ss, int64_t job)
     return NULL;
 }
 
+bool push_has_seen(StSession *ss, int64_t job_id)
+{
+    return seen_find(ss, job_id) != NULL;
+}
+
 static void seen_add(StSession *ss, int64_t job, int state)
 {
     if (ss->nseen == ss->capseen) {
@@ -292,7 +297,7 @@ void push_refresh_station(Stations *st, int64_t station_id)
             push_refresh(st, ss);
 }
 
-/* ---- a new job, pushed from the offer itself (no database read) --------------------------- */
+/* ---- a new job on the daemon that took it, pushed from memory (no database read) ---------- */
 
 void push_offer(Stations *st, int64_t station_id, const Careline__V1__JobOffer *o)
 {

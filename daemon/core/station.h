@@ -28,9 +28,9 @@ Stations *station_new(const Env *env, Dispatch *dispatch);
 void station_stop(Stations *st);
 void station_free(Stations *st);
 
-/* A job was just committed at station_id: every console of that station, on whichever
- * daemon, gets it pushed at once from the wake-up message itself (no database read).
- * offer is borrowed. */
+/* A job was just committed at station_id: this daemon's consoles of that station get offer
+ * pushed at once (no database read); the other daemons hear its ids only and read the job
+ * from PostgreSQL (nothing taken from Redis reaches a console). offer is borrowed. */
 void station_offer(Stations *st, int64_t station_id, const Careline__V1__JobOffer *offer);
 
 /* Tells every daemon that station_id's jobs changed (PUBLISH); fire and forget. */

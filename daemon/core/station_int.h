@@ -71,6 +71,9 @@ struct Stations {
     size_t ndue, capdue;
     struct event *due_ev; /* fires once per turn while due is non-empty */
     RdsScript *caplim;    /* lua/caplim.lua */
+    /* wake-ups that failed validation (station_wake.c): log rate limit */
+    int64_t wake_rejects_logged_ms; /* when the last one was logged; 0 = never */
+    uint64_t wake_rejects_quiet;    /* dropped since then without a log line */
 };
 
 /* ---- station.c --------------------------------------------------------------------------- */
@@ -100,6 +103,8 @@ void console_ping(StSession *ss);
 void push_refresh(Stations *st, StSession *ss);
 /* push_refresh for every console of station_id on this daemon. */
 void push_refresh_station(Stations *st, int64_t station_id);
+/* true when the console has shown job_id and it is still of interest. */
+bool push_has_seen(StSession *ss, int64_t job_id);
 /* Pushes a new job to this daemon's consoles of the station that have not shown it yet.
  * o is borrowed. */
 void push_offer(Stations *st, int64_t station_id, const Careline__V1__JobOffer *o);

@@ -1,15 +1,25 @@
 /*
  * station_wake: the fan-out that lets any daemon reach a console held by another. One
- * Redis pub/sub channel per county carries "STATION_ID" (its jobs changed: re-read them) or
- * "STATION_ID <packed JobOffer>" (a new job: push it as it is, no database read). Wake-ups
- * are collected per loop turn so a burst for one station costs one PUBLISH.
+ * Redis pub/sub channel per county carries ids only: "STATION_ID" (its jobs changed) or
+ * "STATION_ID JOB_ID" (a new job was offered to it). Nothing from Redis goes to a console:
+ * a wake-up only makes the receiving daemon re-read the station's jobs from PostgreSQL
+ * (the record), so whoever can publish can at most cause a re-read of a known station with
+ * a console here (coalesced per console), never show an offer. A message that is not
+ * exactly that shape, or names an unknown station, is dropped, counted
+ * (careline_wake_rejected_total) and logged at most every WAKE_LOG_EVERY_MS. Consoles on
+ * the daemon that took the request get the offer at once, in memory (station_offer).
+ * Wake-ups are collected per loop turn so a burst for one station costs one PUBLISH.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
+#include "core/directory.h"
 #include "core/station_int.h"
+
+#define WAKE_MSG_MAX      41    /* "STATION_ID JOB_ID": two int64 in decimal and a space */
+#define WAKE_LOG_EVERY_MS 10000 /* rejected wake-ups: one log line at most this often */
 
 static void publish_done(redisReply *r, const char *err, void *arg)
 {
@@ -22,19 +32,49 @@ void station_offer(Stations *st, int64_t station_id, const Careline__V1__JobOffe
 {
     if (!st || st->stopped)
         return;
-    push_offer(st, station_id, o); /* consoles on this daemon: at once */
-    /* the others: "STATION_ID <packed JobOffer>" on the wake channel */
-    size_t n = careline__v1__job_offer__get_packed_size(o);
-    char *msg = xmalloc(n + 24);
-    int h = snprintf(msg, 24, "%lld ", (long long)station_id);
-    careline__v1__job_offer__pack(o, (uint8_t *)msg + h);
+    push_offer(st, station_id, o); /* consoles on this daemon: at once, from memory */
+    /* the others: "STATION_ID JOB_ID"; they read the job from PostgreSQL */
+    char msg[WAKE_MSG_MAX + 1];
+    int n = snprintf(msg, sizeof(msg), "%lld %lld", (long long)station_id, (long long)o->job_id);
     const char *argv[] = {"PUBLISH", st->channel, msg};
-    size_t lens[] = {7, strlen(st->channel), (size_t)h + n};
+    size_t lens[] = {7, strlen(st->channel), (size_t)n};
     if (!rds_command(st->env->rds, publish_done, NULL, 3, argv, lens))
         log_debug("offer for station %lld not published (Redis unavailable); the periodic "
                   "re-read will deliver it",
                   (long long)station_id);
-    free(msg);
+}
+
+/* A decimal id > 0 filling s[0..n) exactly (no sign, no leading zero, no overflow). */
+static bool parse_id(const char *s, size_t n, int64_t *out)
+{
+    int64_t v = 0;
+    if (n == 0 || n > 19 || s[0] == '0')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9' || v > (INT64_MAX - (s[i] - '0')) / 10)
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* Drops a wake-up that failed validation: counted always, logged at most every
+ * WAKE_LOG_EVERY_MS with how many were dropped silently meanwhile. Never logs the
+ * message's bytes (they may be anything). */
+static void wake_reject(Stations *st, size_t len, const char *why)
+{
+    st->env->metrics->wake_rejected++;
+    int64_t now = util_now_ms();
+    if (st->wake_rejects_logged_ms && now - st->wake_rejects_logged_ms < WAKE_LOG_EVERY_MS) {
+        st->wake_rejects_quiet++;
+        return;
+    }
+    log_warn("dropped a wake-up on %s (%zu bytes): %s; %llu more dropped since the last such "
+             "line (all counted in careline_wake_rejected_total)",
+             st->channel, len, why, (unsigned long long)st->wake_rejects_quiet);
+    st->wake_rejects_logged_ms = now;
+    st->wake_rejects_quiet = 0;
 }
 
 static void wake_cb(const char *channel, const char *msg, size_t len, void *arg)
@@ -47,22 +87,31 @@ static void wake_cb(const char *channel, const char *msg, size_t len, void *arg)
                 push_refresh(st, ss);
         return;
     }
+    if (len > WAKE_MSG_MAX) {
+        wake_reject(st, len, "longer than \"STATION_ID JOB_ID\"");
+        return;
+    }
     const char *sp = memchr(msg, ' ', len);
-    int64_t station_id = strtoll(msg, NULL, 10);
-    if (!sp) { /* a plain wake-up: something changed, re-read */
+    size_t idlen = sp ? (size_t)(sp - msg) : len;
+    int64_t station_id = 0, job_id = 0;
+    if (!parse_id(msg, idlen, &station_id) || (sp && !parse_id(sp + 1, len - idlen - 1, &job_id))) {
+        wake_reject(st, len, "not \"STATION_ID\" or \"STATION_ID JOB_ID\" (decimal ids > 0)");
+        return;
+    }
+    const DirSnap *snap = dir_snap(dispatch_directory(st->dispatch));
+    if (snap && !dir_station(snap, station_id)) {
+        wake_reject(st, len, "no such station");
+        return;
+    }
+    if (!job_id) { /* its jobs changed: re-read them */
         push_refresh_station(st, station_id);
         return;
     }
-    Careline__V1__JobOffer *o = careline__v1__job_offer__unpack(NULL, len - (size_t)(sp + 1 - msg),
-                                                                (const uint8_t *)sp + 1);
-    if (!o) {
-        log_warn("malformed offer on %s; re-reading station %lld", st->channel,
-                 (long long)station_id);
-        push_refresh_station(st, station_id);
-        return;
-    }
-    push_offer(st, station_id, o);
-    careline__v1__job_offer__free_unpacked(o, NULL);
+    /* a new job: consoles that have not shown it re-read the station's jobs (none do when
+     * this daemon took the request and pushed it already) */
+    for (StSession *ss = console_chain(st, station_id); ss; ss = ss->next)
+        if (ss->station_id == station_id && !push_has_seen(ss, job_id))
+            push_refresh(st, ss);
 }
 
 void wake_subscribe(Stations *st)

@@ -314,7 +314,7 @@ bool server_init(Server *s, const Config *cfg, const char *config_path)
     s->pg = pg_pool_new(s->base, addr.pg_conninfo, cfg->pg_pool_size, cfg->pg_query_timeout_ms,
                         cfg->pg_max_queue);
     s->rds = rds_new(s->base, addr.redis_host, cfg->redis_port, cfg->redis_op_timeout_ms,
-                     cfg->redis_max_inflight);
+                     cfg->redis_max_inflight, cfg->redis_user, cfg->redis_password_file);
     if (!s->pg || !s->rds) {
         log_error("cannot set up the PostgreSQL pool or the Redis link (see above)");
         return false;

@@ -5,28 +5,37 @@
  * schedule the reconnect. Ops sit in a FIFO (oldest first = earliest deadline, one timeout for
  * all); one timer at the head's deadline resets the link with redisAsyncFree(), which makes
  * hiredis call every pending callback with NULL, so each op is still reported exactly once.
+ * With a password, AUTH is the first command on every new context (pipelined before
+ * anything else, even before the TCP connect completes) and a link is UP only once Redis
+ * accepted it; a refusal is a link failure like any other (logged, retried with backoff).
  */
 #include "store/rds.h"
 #include "common/log.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <hiredis/async.h>
 #include <hiredis/adapters/libevent.h>
+#include <openssl/crypto.h>
 #include <openssl/sha.h>
 
 #define RDS_BACKOFF_MIN_MS         100
 #define RDS_BACKOFF_MAX_MS         5000
 #define RDS_CONNECT_TIMEOUT_MIN_MS 1000
 #define RDS_ERR_LEN                256
+#define RDS_SECRET_MAX             512 /* bytes of a password (Redis ACL passwords are short) */
 
 typedef enum {
     RDS_DOWN,       /* ac == NULL; timer = backoff (unless closing) */
-    RDS_CONNECTING, /* ac set, connect in progress; timer = connect deadline */
+    RDS_CONNECTING, /* ac set, connect (and AUTH) in progress; timer = connect deadline */
     RDS_UP,         /* ac connected */
     RDS_CLOSING,    /* rds_free in progress */
 } RdsState;
@@ -79,15 +88,21 @@ struct Rds {
     struct event_base *base;
     char *host; /* owned IP string */
     int port;
-    int op_timeout_ms;       /* op deadline */
-    int max_inflight;        /* cap on ninflight */
-    RdsLink cmd;             /* command link */
-    RdsLink sub;             /* pub/sub link, started by the first rds_subscribe */
-    bool sub_started;        /* sub link has been started */
-    RdsOp *head, *tail;      /* inflight FIFO */
-    size_t ninflight;        /* entries in the FIFO */
-    struct event *op_timer;  /* fires at the head's deadline */
-    const char *drop_reason; /* err for NULL replies while we free a link on purpose */
+    char *user;                        /* ACL user for AUTH; NULL = the default user */
+    char *password_file;               /* NULL = no AUTH */
+    char password[RDS_SECRET_MAX + 1]; /* last good read of password_file; never logged */
+    size_t password_len;
+    bool password_file_warned; /* a re-read failed (logged once; the last good one is used) */
+    bool auth_warned;          /* a refused AUTH was logged since a link was last up */
+    int op_timeout_ms;         /* op deadline */
+    int max_inflight;          /* cap on ninflight */
+    RdsLink cmd;               /* command link */
+    RdsLink sub;               /* pub/sub link, started by the first rds_subscribe */
+    bool sub_started;          /* sub link has been started */
+    RdsOp *head, *tail;        /* inflight FIFO */
+    size_t ninflight;          /* entries in the FIFO */
+    struct event *op_timer;    /* fires at the head's deadline */
+    const char *drop_reason;   /* err for NULL replies while we free a link on purpose */
     RdsScript *scripts;
     RdsSub *subs;
     bool closing; /* rds_free in progress */
@@ -136,8 +151,10 @@ static void op_free(RdsOp *op)
 
 /* ---- links ------------------------------------------------------------------------------- */
 
-/* The link is gone (ac already forgotten): log and schedule a reconnect. */
-static void link_down(RdsLink *l, const char *why)
+/* The link is gone (ac already forgotten): log and schedule a reconnect. The first failure
+ * after the link was up is logged, a refused AUTH once for both links until one gets in;
+ * the rest only counted. */
+static void link_down_why(RdsLink *l, const char *why, bool auth_refused)
 {
     Rds *r = l->r;
 
@@ -149,12 +166,20 @@ static void link_down(RdsLink *l, const char *why)
         return;
     }
     l->state = RDS_DOWN;
-    if (l->failures++ == 0)
+    bool first = l->failures++ == 0;
+    bool loud = auth_refused ? !r->auth_warned : first; /* one line for both links */
+    r->auth_warned = r->auth_warned || auth_refused;
+    if (loud)
         log_warn("%s %s:%d down: %s (reconnecting; further failures are counted)", l->name, r->host,
                  r->port, why);
     else
         log_debug("%s %s:%d: %s (failure %u)", l->name, r->host, r->port, why, l->failures);
     util_timer_ms(l->timer, util_backoff_next(&l->backoff_ms, RDS_BACKOFF_MAX_MS, &r->rng));
+}
+
+static void link_down(RdsLink *l, const char *why)
+{
+    link_down_why(l, why, false);
 }
 
 /*
@@ -190,6 +215,24 @@ static void link_subscribe_one(RdsLink *l, RdsSub *s)
                  l->ac->errstr ? l->ac->errstr : "unknown error");
 }
 
+/* The link works (connected, and authenticated when we have a password). */
+static void link_up(RdsLink *l)
+{
+    event_del(l->timer);
+    l->state = RDS_UP;
+    l->backoff_ms = RDS_BACKOFF_MIN_MS;
+    if (l->failures > 0)
+        log_info("%s %s:%d up again after %u failure(s)", l->name, l->r->host, l->r->port,
+                 l->failures);
+    else
+        log_debug("%s %s:%d connected", l->name, l->r->host, l->r->port);
+    l->failures = 0;
+    l->r->auth_warned = false;
+    if (l->is_sub)
+        for (RdsSub *s = l->r->subs; s; s = s->next)
+            link_subscribe_one(l, s);
+}
+
 static void connect_cb(const redisAsyncContext *cac, int status)
 {
     RdsLink *l = cac->data;
@@ -202,18 +245,36 @@ static void connect_cb(const redisAsyncContext *cac, int status)
         link_down(l, why); /* hiredis frees the context after we return */
         return;
     }
-    event_del(l->timer);
-    l->state = RDS_UP;
-    l->backoff_ms = RDS_BACKOFF_MIN_MS;
-    if (l->failures > 0)
-        log_info("%s %s:%d up again after %u failure(s)", l->name, l->r->host, l->r->port,
-                 l->failures);
-    else
-        log_debug("%s %s:%d connected", l->name, l->r->host, l->r->port);
-    l->failures = 0;
-    if (l->is_sub)
-        for (RdsSub *s = l->r->subs; s; s = s->next)
-            link_subscribe_one(l, s);
+    if (!l->r->password_file)
+        link_up(l);
+    /* else: AUTH is on its way; auth_cb decides (the connect deadline still runs) */
+}
+
+/* The answer to the AUTH sent first on this context. */
+static void auth_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    RdsLink *l = privdata;
+    redisReply *rep = reply;
+    char why[RDS_ERR_LEN];
+
+    if (ac->data != l || !rep)
+        return; /* the link went down meanwhile: the disconnect path handled it */
+    if (rep->type != REDIS_REPLY_ERROR) {
+        link_up(l);
+        return;
+    }
+    Rds *r = l->r;
+    int n = (int)(rep->len > 120 ? 120 : rep->len);
+    while (n > 0 && (rep->str[n - 1] == '.' || rep->str[n - 1] == ' '))
+        n--;
+    snprintf(why, sizeof(why),
+             "Redis refused our credentials (user '%s', password from %s): %.*s; check "
+             "redis_user and redis_password_file against the Redis ACL",
+             r->user ? r->user : "default", r->password_file, n, rep->str);
+    l->ac = NULL;
+    ac->data = NULL;    /* our disconnect callback ignores it */
+    redisAsyncFree(ac); /* deferred by hiredis until this callback returns */
+    link_down_why(l, why, true);
 }
 
 static void disconnect_cb(const redisAsyncContext *cac, int status)
@@ -239,6 +300,70 @@ static void link_timer_cb(evutil_socket_t fd, short what, void *arg)
         link_connect(l);
     else if (l->state == RDS_CONNECTING)
         link_drop(l, "connect timed out"); /* no hiredis callback fires for an unconnected ac */
+}
+
+/*
+ * Reads the password (its first line, without the line end) from r->password_file into
+ * r->password. A file others may read is refused. A small local file: read on the loop, at
+ * start and on every (re)connect, so a rotated password is picked up without a restart.
+ */
+static bool password_load(Rds *r, char *err, size_t errlen)
+{
+    char buf[RDS_SECRET_MAX + 2];
+    struct stat sb;
+    int fd = open(r->password_file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open redis_password_file %s: %s", r->password_file,
+                 strerror(errno));
+        return false;
+    }
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (sb.st_mode & S_IRWXO)) {
+        snprintf(err, errlen,
+                 "redis_password_file %s must be a regular file that others cannot read "
+                 "(chmod 600 it)",
+                 r->password_file);
+        close(fd);
+        return false;
+    }
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n < 0) {
+        snprintf(err, errlen, "cannot read redis_password_file %s: %s", r->password_file,
+                 strerror(errno));
+        return false;
+    }
+    size_t len = 0;
+    while (len < (size_t)n && buf[len] != '\n' && buf[len] != '\r')
+        len++;
+    bool ok = len > 0 && len <= RDS_SECRET_MAX && memchr(buf, '\0', len) == NULL;
+    if (ok) {
+        memcpy(r->password, buf, len);
+        r->password[len] = '\0';
+        r->password_len = len;
+    } else {
+        snprintf(err, errlen, "redis_password_file %s must hold one line of 1 to %d bytes",
+                 r->password_file, RDS_SECRET_MAX);
+    }
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return ok;
+}
+
+/* Queues AUTH [user] password as the new context's first command. */
+static bool link_send_auth(RdsLink *l, redisAsyncContext *ac)
+{
+    Rds *r = l->r;
+    char err[RDS_ERR_LEN];
+    if (!password_load(r, err, sizeof(err))) {
+        if (!r->password_file_warned)
+            log_warn("%s; using the password read before", err);
+        r->password_file_warned = true;
+    } else if (r->password_file_warned) {
+        log_info("redis_password_file %s readable again", r->password_file);
+        r->password_file_warned = false;
+    }
+    const char *argv[3] = {"AUTH", r->user ? r->user : r->password, r->password};
+    size_t lens[3] = {4, r->user ? strlen(r->user) : r->password_len, r->password_len};
+    return redisAsyncCommandArgv(ac, auth_cb, l, r->user ? 3 : 2, argv, lens) == REDIS_OK;
 }
 
 static void link_connect(RdsLink *l)
@@ -267,6 +392,12 @@ static void link_connect(RdsLink *l)
     ac->data = l;
     redisAsyncSetConnectCallback(ac, connect_cb);
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);
+    if (r->password_file && !link_send_auth(l, ac)) {
+        ac->data = NULL;
+        redisAsyncFree(ac);
+        link_down(l, "cannot queue AUTH");
+        return;
+    }
     l->ac = ac;
     l->state = RDS_CONNECTING;
     int limit = r->op_timeout_ms > RDS_CONNECT_TIMEOUT_MIN_MS ? r->op_timeout_ms
@@ -357,7 +488,7 @@ static RdsOp *op_new(Rds *r, RdsReplyCb cb, void *arg)
 /* ---- public API ---------------------------------------------------------------------------- */
 
 Rds *rds_new(struct event_base *base, const char *host, int port, int op_timeout_ms,
-             int max_inflight)
+             int max_inflight, const char *user, const char *password_file)
 {
     if (!base || !host || port <= 0 || port > 65535 || op_timeout_ms < 1 || max_inflight < 1) {
         log_error("rds_new: bad arguments");
@@ -373,6 +504,21 @@ Rds *rds_new(struct event_base *base, const char *host, int port, int op_timeout
     r->base = base;
     r->host = xstrdup(host);
     r->port = port;
+    r->user = user && user[0] ? xstrdup(user) : NULL;
+    r->password_file = password_file && password_file[0] ? xstrdup(password_file) : NULL;
+    char err[RDS_ERR_LEN];
+    if (r->password_file && !password_load(r, err, sizeof(err))) {
+        log_error("%s", err);
+        free(r->user);
+        free(r->password_file);
+        free(r->host);
+        free(r);
+        return NULL;
+    }
+    if (!r->password_file)
+        log_warn("redis %s:%d: no redis_password_file, so no AUTH: only for a Redis that "
+                 "requires none and that no one else can reach",
+                 host, port);
     r->op_timeout_ms = op_timeout_ms;
     r->max_inflight = max_inflight;
     r->rng = util_rng_seed(r);
@@ -551,6 +697,9 @@ void rds_free(Rds *r)
         free(s->channel);
         free(s);
     }
+    OPENSSL_cleanse(r->password, sizeof(r->password));
+    free(r->user);
+    free(r->password_file);
     free(r->host);
     free(r);
 }

@@ -46,10 +46,19 @@ typedef void (*RdsMessageCb)(const char *channel, const char *msg, size_t len, v
  * Creates the client and starts connecting the command link. host: an IP address (copied;
  * a name is refused: config_resolve_hosts resolves it at start).
  * op_timeout_ms: deadline of every op, and the connect timeout (at least 1 s).
- * max_inflight: cap on ops sent but not yet answered. Returns NULL on bad arguments.
+ * max_inflight: cap on ops sent but not yet answered.
+ * password_file: NULL or "" = no AUTH (logged as a warning). Otherwise every connect and
+ * reconnect of both links sends "AUTH user password" first (user NULL or "": "AUTH
+ * password", Redis' default user) and the link counts as up only once Redis accepts it; a
+ * refusal is logged (once per streak of failures, never the password) and retried with the
+ * reconnect backoff. The file's first line is the password; it is read now (a missing,
+ * empty or world-readable file: NULL is returned, with the reason logged) and again before
+ * each reconnect, so a rotated password is used without a restart (a failed re-read keeps
+ * the previous one). Both strings are copied.
+ * Returns NULL on bad arguments or an unusable password file.
  */
 Rds *rds_new(struct event_base *base, const char *host, int port, int op_timeout_ms,
-             int max_inflight);
+             int max_inflight, const char *user, const char *password_file);
 
 /*
  * Sends one command (argv/argvlen are copied into hiredis' buffer; binary safe).
@@ -75,7 +84,7 @@ RdsScript *rds_script_new(Rds *r, const char *lua_source);
 bool rds_eval(Rds *r, RdsScript *s, RdsReplyCb cb, void *arg, int nkeys, int nargs,
               const char **args, const size_t *lens) MUSTCHECK;
 
-/* true when the command link is up. */
+/* true when the command link is up (connected and, with a password, authenticated). */
 bool rds_ready(const Rds *r);
 
 /* Changes op_timeout_ms (SIGHUP). New ops and connects get it; ops in flight keep their

@@ -147,6 +147,7 @@ start_daemon() {
     rm -f "$TMP/ports"
     "$BINDIR/dispatchd" --listen_port=0 --http_port=0 --port_file="$TMP/ports" \
         --pg_conninfo="$APP" --redis_host=127.0.0.1 --redis_port="$CARELINE_REDIS_PORT" \
+        --redis_user="$CARELINE_REDIS_USER" --redis_password_file="$CARELINE_REDIS_PASSWORD_FILE" \
         --log_level=warn --max_clients="$MAXCLIENTS" "$@" >>"$TMP/dispatchd.log" 2>&1 &
     DPID=$!
     local i
@@ -242,10 +243,15 @@ RSS_IDLE=$(rss_kb "$DPID" VmRSS)
 say "idle RSS ${RSS_IDLE} kB"
 
 # ---- 2. XADD reference ---------------------------------------------------------------------
+# as the stack's ACL user, like dispatchd (AUTH once per connection); the key is inside its
+# key pattern ({c*}:*). redis-benchmark takes the password only as -a (unlike redis-cli it
+# ignores REDISCLI_AUTH): acceptable for this throw-away stack's password.
 say "redis-benchmark XADD (-c 50 -n 200000 -P 1)"
-XADD=$(redis-benchmark -h 127.0.0.1 -p "$CARELINE_REDIS_PORT" -c 50 -n 200000 -P 1 --csv \
-    XADD benchstream '*' f v 2>/dev/null | awk -F'","' 'NR == 2 {print $2}')
-redis-cli -p "$CARELINE_REDIS_PORT" DEL benchstream >/dev/null 2>&1
+XADD=$(redis-benchmark -h 127.0.0.1 -p "$CARELINE_REDIS_PORT" --user "$CARELINE_REDIS_USER" \
+    -a "$(head -n 1 "$CARELINE_REDIS_PASSWORD_FILE")" -c 50 -n 200000 -P 1 --csv \
+    XADD '{cbench}:stream' '*' f v 2>/dev/null | awk -F'","' 'NR == 2 {print $2}')
+REDISCLI_AUTH=$(cat "$CARELINE_REDIS_PASSWORD_FILE") redis-cli --no-auth-warning \
+    --user "$CARELINE_REDIS_USER" -p "$CARELINE_REDIS_PORT" DEL '{cbench}:stream' >/dev/null 2>&1
 XADD=${XADD%%.*}
 [[ $XADD =~ ^[0-9]+$ ]] || die "could not read redis-benchmark's figure"
 say "XADD $XADD req/s"

@@ -3,18 +3,24 @@
  * the shared server of tests/run.sh (CARELINE_REDIS_HOST/PORT); destructive ones (SCRIPT
  * FLUSH, DEBUG SLEEP, SHUTDOWN, CLIENT KILL) start a private redis-server on a free port in
  * the case's temporary directory so they never disturb other tests. Every wait is bounded.
+ * Both kinds of server require AUTH (the shared one by deploy/stack.sh's ACL, the private
+ * one with its own user and password), so every reconnect case also proves AUTH on reconnect.
  */
 #include "common/log.h"
 #include "store/rds.h"
+#include "fixture.h"
 #include "iloop.h"
 #include "iproc.h"
+#include "itest.h"
 #include "t.h"
 #include "common/util.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -35,17 +41,40 @@ static bool not_ready(void *arg)
 static int srv_port;
 static pid_t srv_pid;
 
-/* Blocking admin connection (fine in a test). */
+#define SRV_USER     "careline"
+#define SRV_PASSWORD "private-test-password"
+
+/* Writes text (plus a newline) to path with mode 600, atomically (rename). */
+static void write_secret(const char *path, const char *text)
+{
+    char tmp[600];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    T_ASSERT(fd >= 0);
+    T_EQ_INT(dprintf(fd, "%s\n", text), (int)strlen(text) + 1);
+    close(fd);
+    T_EQ_INT(rename(tmp, path), 0);
+}
+
+/* The private server's password file (the right password unless a case rewrites it). */
+static const char *srv_pwfile(void)
+{
+    static char path[512];
+    snprintf(path, sizeof(path), "%s/srv.password", t_tmpdir());
+    return path;
+}
+
+/* Blocking admin connection (fine in a test), as the private server's user. */
 static redisContext *admin_connect(const char *host, int port)
 {
-    struct timeval tv = {1, 0};
-    redisContext *c = redisConnectWithTimeout(host, port, tv);
-    if (!c || c->err) {
-        if (c)
-            redisFree(c);
-        return NULL;
-    }
-    return c;
+    char err[256];
+    return fix_redis_connect(host, port, SRV_USER, SRV_PASSWORD, err, sizeof(err));
+}
+
+/* A client of the private server with its own AUTH. */
+static Rds *srv_rds(struct event_base *b, int op_timeout_ms, int max_inflight)
+{
+    return rds_new(b, "127.0.0.1", srv_port, op_timeout_ms, max_inflight, SRV_USER, srv_pwfile());
 }
 
 static void admin_cmd(const char *host, int port, const char *cmd)
@@ -67,11 +96,35 @@ static void srv_start(void)
         srv_port = iproc_free_port();
     snprintf(port, sizeof(port), "%d", srv_port);
     snprintf(logf, sizeof(logf), "%s/redis.log", t_tmpdir());
-    srv_pid =
-        iproc_spawn((const char *const[]){"redis-server", "--port", port, "--bind", "127.0.0.1",
-                                          "--save", "", "--appendonly", "no", "--dir", t_tmpdir(),
-                                          "--logfile", logf, "--enable-debug-command", "yes", NULL},
-                    IPROC_INHERIT, IPROC_INHERIT, NULL, false);
+    if (access(srv_pwfile(), F_OK) != 0)
+        write_secret(srv_pwfile(), SRV_PASSWORD);
+    srv_pid = iproc_spawn((const char *const[]){"redis-server",
+                                                "--port",
+                                                port,
+                                                "--bind",
+                                                "127.0.0.1",
+                                                "--save",
+                                                "",
+                                                "--appendonly",
+                                                "no",
+                                                "--dir",
+                                                t_tmpdir(),
+                                                "--logfile",
+                                                logf,
+                                                "--enable-debug-command",
+                                                "yes",
+                                                "--user",
+                                                "default",
+                                                "off",
+                                                "--user",
+                                                SRV_USER,
+                                                "on",
+                                                ">" SRV_PASSWORD,
+                                                "~*",
+                                                "&*",
+                                                "+@all",
+                                                NULL},
+                          IPROC_INHERIT, IPROC_INHERIT, NULL, false);
     int64_t end = util_now_ms() + 5000;
     while (util_now_ms() < end) {
         redisContext *c = admin_connect("127.0.0.1", srv_port);
@@ -172,16 +225,23 @@ static int env_port(void)
     return atoi(t_env("CARELINE_REDIS_PORT"));
 }
 
+/* A client of the shared server, authenticated as the stack's user. */
+static Rds *env_rds(struct event_base *b, int op_timeout_ms, int max_inflight)
+{
+    return rds_new(b, env_host(), env_port(), op_timeout_ms, max_inflight,
+                   t_env("CARELINE_REDIS_USER"), t_env("CARELINE_REDIS_PASSWORD_FILE"));
+}
+
 /* ---- cases --------------------------------------------------------------------------------- */
 
 static void set_get(void)
 {
     struct event_base *b = event_base_new();
-    Rds *r = rds_new(b, env_host(), env_port(), 2000, 100);
+    Rds *r = env_rds(b, 2000, 100);
     T_ASSERT(r);
     T_ASSERT(iloop_wait(b, ready, r, 5000));
     char key[64];
-    snprintf(key, sizeof(key), "t:rds:%d:k", (int)getpid());
+    snprintf(key, sizeof(key), "{ctest}:rds:%d:k", (int)getpid());
     const char *set[3] = {"SET", key, "a\0b\xe4\xbd\xa0"};
     size_t setlen[3] = {3, strlen(key), 6};
     One s = {0};
@@ -238,10 +298,10 @@ static void pipeline_10k(void)
 {
     enum { N = 10000 };
     struct event_base *b = event_base_new();
-    Rds *r = rds_new(b, env_host(), env_port(), 5000, N + 1);
+    Rds *r = env_rds(b, 5000, N + 1);
     T_ASSERT(iloop_wait(b, ready, r, 5000));
     char key[64];
-    snprintf(key, sizeof(key), "t:rds:%d:ctr", (int)getpid());
+    snprintf(key, sizeof(key), "{ctest}:rds:%d:ctr", (int)getpid());
     const char *del[2] = {"DEL", key};
     One d = {0};
     T_ASSERT(rds_command(r, one_cb, &d, 2, del, NULL));
@@ -267,7 +327,7 @@ static void pipeline_10k(void)
 static void max_inflight(void)
 {
     struct event_base *b = event_base_new();
-    Rds *r = rds_new(b, env_host(), env_port(), 2000, 5);
+    Rds *r = env_rds(b, 2000, 5);
     T_ASSERT(iloop_wait(b, ready, r, 5000));
     One o[6] = {{0}};
     const char *ping[1] = {"PING"};
@@ -302,7 +362,7 @@ static void eval_noscript(void)
 {
     srv_start();
     struct event_base *b = event_base_new();
-    Rds *r = rds_new(b, "127.0.0.1", srv_port, 2000, 100);
+    Rds *r = srv_rds(b, 2000, 100);
     T_ASSERT(iloop_wait(b, ready, r, 5000));
     RdsScript *s = rds_script_new(r, LUA_INCRBY);
 
@@ -354,7 +414,7 @@ static void op_timeout(void)
 {
     srv_start();
     struct event_base *b = event_base_new();
-    Rds *r = rds_new(b, "127.0.0.1", srv_port, 300, 100);
+    Rds *r = srv_rds(b, 300, 100);
     T_ASSERT(iloop_wait(b, ready, r, 5000));
     const char *sleep2[3] = {"DEBUG", "SLEEP", "2"};
     const char *ping[1] = {"PING"};
@@ -396,7 +456,7 @@ static void restart(void)
 {
     srv_start();
     struct event_base *b = event_base_new();
-    Rds *r = rds_new(b, "127.0.0.1", srv_port, 10000, 100);
+    Rds *r = srv_rds(b, 10000, 100);
     T_ASSERT(iloop_wait(b, ready, r, 5000));
     RdsScript *s = rds_script_new(r, LUA_INCRBY);
     One e1 = eval_wait(b, r, s, "t:rs", "1");
@@ -480,7 +540,7 @@ static void pubsub(void)
 {
     srv_start();
     struct event_base *b = event_base_new();
-    Rds *r = rds_new(b, "127.0.0.1", srv_port, 2000, 100);
+    Rds *r = srv_rds(b, 2000, 100);
     T_ASSERT(iloop_wait(b, ready, r, 5000));
     Sub s = {0};
     T_ASSERT(rds_subscribe(r, "t:chan", sub_msg_cb, &s));
@@ -533,7 +593,7 @@ static void free_pending(void)
     srv_start();
     struct event_base *b = event_base_new();
     FreeCtx f = {0};
-    f.r = rds_new(b, "127.0.0.1", srv_port, 5000, 100);
+    f.r = srv_rds(b, 5000, 100);
     T_ASSERT(iloop_wait(b, ready, f.r, 5000));
     const char *blpop[3] = {"BLPOP", "t:nothing", "5"};
     for (int i = 0; i < 4; i++)
@@ -551,7 +611,7 @@ static void free_pending(void)
 static void no_server(void)
 {
     struct event_base *b = event_base_new();
-    Rds *r = rds_new(b, "127.0.0.1", iproc_free_port(), 300, 10);
+    Rds *r = rds_new(b, "127.0.0.1", iproc_free_port(), 300, 10, NULL, NULL);
     const char *ping[1] = {"PING"};
     One o = {0};
     iloop_run_ms(b, 300);
@@ -566,14 +626,167 @@ static void no_server(void)
     t_leak_check();
 }
 
+/* ---- AUTH (issue 12) ----------------------------------------------------------------------- */
+
+/* A wrong password keeps both links down (nothing sent, nothing subscribed), retried with
+ * the backoff; once the file holds the right one, the next reconnect gets in. A password
+ * file that is missing, empty or readable by others is refused at once. */
+static void auth_refused_then_recovers(void)
+{
+    srv_start();
+    struct event_base *b = event_base_new();
+    char path[600];
+    snprintf(path, sizeof(path), "%s/bad.password", t_tmpdir());
+    T_ASSERT(rds_new(b, "127.0.0.1", srv_port, 1000, 10, SRV_USER, path) == NULL); /* missing */
+    write_secret(path, "");
+    T_ASSERT(rds_new(b, "127.0.0.1", srv_port, 1000, 10, SRV_USER, path) == NULL); /* empty */
+    write_secret(path, SRV_PASSWORD);
+    T_EQ_INT(chmod(path, 0644), 0);
+    T_ASSERT(rds_new(b, "127.0.0.1", srv_port, 1000, 10, SRV_USER, path) == NULL); /* readable */
+
+    write_secret(srv_pwfile(), "not-the-password");
+    Rds *r = srv_rds(b, 1000, 10);
+    T_ASSERT(r);
+    Sub s = {0};
+    T_ASSERT(rds_subscribe(r, "t:chan", sub_msg_cb, &s));
+    iloop_run_ms(b, 1500);
+    T_ASSERT(!rds_ready(r));
+    One o = {0};
+    const char *ping[1] = {"PING"};
+    T_ASSERT(!rds_command(r, one_cb, &o, 1, ping, NULL));
+    T_EQ_INT(s.resyncs, 0);
+    /* Redis logged the refused AUTHs (grouped, with a count) */
+    redisContext *adm = admin_connect("127.0.0.1", srv_port);
+    T_ASSERT(adm);
+    redisReply *log = redisCommand(adm, "ACL LOG");
+    T_ASSERT(log && log->type == REDIS_REPLY_ARRAY && log->elements >= 1);
+    freeReplyObject(log);
+
+    write_secret(srv_pwfile(), SRV_PASSWORD); /* rotated in place: read on the next attempt */
+    T_ASSERT(iloop_wait(b, ready, r, 8000));
+    T_EQ_STR(cmd_wait(b, r, "PING").str, "PONG");
+    T_ASSERT(iloop_wait(b, resync1, &s, 8000)); /* the pub/sub link authenticated too */
+    One who = cmd_wait(b, r, "ACL WHOAMI");
+    T_EQ_STR(who.str, SRV_USER);
+    /* a reconnect authenticates again */
+    redisReply *k = redisCommand(adm, "CLIENT KILL USER %s", SRV_USER);
+    T_ASSERT(k && k->type == REDIS_REPLY_INTEGER && k->integer >= 2);
+    freeReplyObject(k);
+    redisFree(adm);
+    T_ASSERT(iloop_wait(b, not_ready, r, 3000));
+    T_ASSERT(iloop_wait(b, ready, r, 8000));
+    T_ASSERT(iloop_wait(b, resync2, &s, 8000));
+    T_EQ_STR(cmd_wait(b, r, "ACL WHOAMI").str, SRV_USER);
+    rds_free(r);
+    event_base_free(b);
+    srv_kill();
+    t_leak_check();
+}
+
+/* The shared stack's Redis (deploy/stack.sh) refuses anyone who has not authenticated as
+ * its user, keeps that user to the county keys and channels, and refuses it admin
+ * commands. */
+static void stack_refuses_unauthenticated(void)
+{
+    char err[256];
+    redisContext *c = fix_redis_connect(env_host(), env_port(), NULL, NULL, err, sizeof(err));
+    T_ASSERT(c);
+    redisReply *r = redisCommand(c, "GET {c330281}:pending");
+    T_ASSERT(r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOAUTH", 6) == 0);
+    freeReplyObject(r);
+    redisFree(c);
+    T_ASSERT(!fix_redis_connect(env_host(), env_port(), "", "", err, sizeof(err)));
+    T_ASSERT(strstr(err, "WRONGPASS") != NULL);
+    T_ASSERT(!fix_redis_connect(env_host(), env_port(), t_env("CARELINE_REDIS_USER"), "guess", err,
+                                sizeof(err)));
+    T_ASSERT(strstr(err, "WRONGPASS") != NULL);
+    /* the default user is off even with the real password */
+    T_ASSERT(!fix_redis_connect(env_host(), env_port(), "default", fix_redis_password(), err,
+                                sizeof(err)));
+    c = fix_redis();
+    const char *refused[] = {"FLUSHALL",
+                             "CONFIG SET appendonly no",
+                             "SCRIPT FLUSH",
+                             "SET t:outside 1",
+                             "PUBLISH other-channel x",
+                             "ACL LIST",
+                             "CLIENT KILL TYPE normal",
+                             "SHUTDOWN NOSAVE"};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        r = redisCommand(c, refused[i]);
+        if (!r || r->type != REDIS_REPLY_ERROR || strncmp(r->str, "NOPERM", 6) != 0)
+            t_fail(__FILE__, __LINE__, "'%s' was not refused: %s", refused[i],
+                   r ? (r->str ? r->str : "(no text)") : c->errstr);
+        freeReplyObject(r);
+    }
+    r = redisCommand(c, "EVAL %s 1 %s", "return redis.call('SET', KEYS[1], '1')", "{ctest}:acl");
+    T_ASSERT(r && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    r = redisCommand(c, "DEL {ctest}:acl");
+    T_ASSERT(r && r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+/* dispatchd given a wrong password is not ready, says why (once, without the secret), and
+ * gets in once the file holds the right one; a world-readable password file stops it at
+ * start with a sentence. */
+static void daemon_wrong_password(void)
+{
+    char path[600], opt[700];
+    snprintf(path, sizeof(path), "%s/redis.password", t_tmpdir());
+    snprintf(opt, sizeof(opt), "--redis_password_file=%s", path);
+    write_secret(path, "wrong-password-4711");
+    Daemon d;
+    itest_daemon_start(&d, (const char *const[]){opt, NULL});
+    char body[1024];
+    int code = 0;
+    for (int i = 0; i < 30; i++) { /* PostgreSQL comes up, Redis must not */
+        code = itest_http_get(d.http_port, "/readyz", body, sizeof(body));
+        if (strstr(body, "\"postgres\":true"))
+            break;
+        usleep(100000);
+    }
+    usleep(1500000); /* a few reconnects */
+    code = itest_http_get(d.http_port, "/readyz", body, sizeof(body));
+    printf("  /readyz with a wrong password: %d %s", code, body);
+    T_EQ_INT(code, 503);
+    T_ASSERT(strstr(body, "\"redis\":false") != NULL);
+    T_EQ_INT(itest_metric(d.http_port, "careline_redis_up"), 0);
+    /* one line for both links and every retry (the retries are at debug level) */
+    T_EQ_INT(itest_log_count(&d, "down: Redis refused our credentials (user 'careline'"), 1);
+    T_ASSERT(itest_log_count(&d, "check redis_user and redis_password_file"));
+    T_ASSERT(!itest_log_count(&d, "wrong-password-4711"));
+
+    write_secret(path, fix_redis_password());
+    itest_daemon_wait_ready(&d);
+    T_ASSERT(itest_log_count(&d, "up again after"));
+    T_ASSERT(!itest_log_count(&d, fix_redis_password()));
+    itest_daemon_down(&d);
+
+    T_EQ_INT(chmod(path, 0644), 0);
+    itest_daemon_spawn(&d, (const char *const[]){opt, NULL});
+    int rc = itest_daemon_wait_exit(&d, 10000);
+    T_ASSERT(rc != 0 && rc != -1);
+    T_ASSERT(itest_log_count(&d, "that others cannot read (chmod 600 it)"));
+}
+
 int main(int argc, char **argv)
 {
     static const TCase cases[] = {
-        {"rds_set_get", set_get, 20},           {"rds_pipeline_10k", pipeline_10k, 40},
-        {"rds_max_inflight", max_inflight, 20}, {"rds_eval_noscript", eval_noscript, 20},
-        {"rds_op_timeout", op_timeout, 30},     {"rds_restart", restart, 30},
-        {"rds_pubsub_resubscribe", pubsub, 30}, {"rds_free_pending", free_pending, 20},
-        {"rds_no_server", no_server, 20},       {NULL, NULL, 0},
+        {"rds_set_get", set_get, 20},
+        {"rds_pipeline_10k", pipeline_10k, 40},
+        {"rds_max_inflight", max_inflight, 20},
+        {"rds_eval_noscript", eval_noscript, 20},
+        {"rds_op_timeout", op_timeout, 30},
+        {"rds_restart", restart, 30},
+        {"rds_pubsub_resubscribe", pubsub, 30},
+        {"rds_free_pending", free_pending, 20},
+        {"rds_no_server", no_server, 20},
+        {"rds_auth_refused_then_recovers", auth_refused_then_recovers, 30},
+        {"rds_stack_refuses_unauthenticated", stack_refuses_unauthenticated, 20},
+        {"rds_daemon_wrong_password", daemon_wrong_password, 60},
+        {NULL, NULL, 0},
     };
     return t_main(argc, argv, cases);
 }

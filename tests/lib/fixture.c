@@ -103,14 +103,55 @@ int64_t fix_resident(PGconn *pg, const Fixture *f, int i, bool priority, char ph
                         5, p);
 }
 
-redisContext *fix_redis(void)
+const char *fix_redis_password(void)
+{
+    static char pw[600];
+    if (pw[0])
+        return pw;
+    const char *path = t_env("CARELINE_REDIS_PASSWORD_FILE");
+    FILE *f = fopen(path, "r");
+    if (!f || !fgets(pw, sizeof(pw), f))
+        t_fail(__FILE__, __LINE__, "cannot read the Redis password from %s", path);
+    fclose(f);
+    pw[strcspn(pw, "\r\n")] = '\0';
+    return pw;
+}
+
+redisContext *fix_redis_connect(const char *host, int port, const char *user, const char *password,
+                                char *err, size_t errlen)
 {
     struct timeval tv = {5, 0};
-    redisContext *r = redisConnectWithTimeout(t_env("CARELINE_REDIS_HOST"),
-                                              atoi(t_env("CARELINE_REDIS_PORT")), tv);
-    if (!r || r->err)
-        t_fail(__FILE__, __LINE__, "cannot connect to Redis: %s", r ? r->errstr : "?");
+    redisContext *r = redisConnectWithTimeout(host, port, tv);
+    if (!r || r->err) {
+        snprintf(err, errlen, "connect: %s", r ? r->errstr : "out of memory");
+        if (r)
+            redisFree(r);
+        return NULL;
+    }
     redisSetTimeout(r, tv);
+    if (!user)
+        return r;
+    redisReply *rep = user[0] ? redisCommand(r, "AUTH %s %s", user, password)
+                              : redisCommand(r, "AUTH %s", password);
+    bool ok = rep && rep->type == REDIS_REPLY_STATUS;
+    snprintf(err, errlen, "%s", !rep ? r->errstr : ok ? "" : rep->str ? rep->str : "?");
+    if (rep)
+        freeReplyObject(rep);
+    if (!ok) {
+        redisFree(r);
+        return NULL;
+    }
+    return r;
+}
+
+redisContext *fix_redis(void)
+{
+    char err[256];
+    redisContext *r =
+        fix_redis_connect(t_env("CARELINE_REDIS_HOST"), atoi(t_env("CARELINE_REDIS_PORT")),
+                          t_env("CARELINE_REDIS_USER"), fix_redis_password(), err, sizeof(err));
+    if (!r)
+        t_fail(__FILE__, __LINE__, "cannot connect to Redis: %s", err);
     return r;
 }
 

@@ -32,8 +32,16 @@ int64_t fix_station(PGconn *pg, const Fixture *f, const FixStation *s);
 /* Adds resident i of the area (priority: lives alone); writes its phone. Returns its id. */
 int64_t fix_resident(PGconn *pg, const Fixture *f, int i, bool priority, char phone[16]);
 
-/* A blocking Redis connection to the test server. */
+/* A blocking Redis connection to the test server, authenticated as the stack's ACL user
+ * (CARELINE_REDIS_USER, password in CARELINE_REDIS_PASSWORD_FILE). */
 redisContext *fix_redis(void);
+/* A blocking connection to host:port that sends AUTH user password first (user NULL: no
+ * AUTH at all; "" : AUTH password). NULL when connecting or AUTH fails, the reason (Redis'
+ * error text) in err. */
+redisContext *fix_redis_connect(const char *host, int port, const char *user, const char *password,
+                                char *err, size_t errlen);
+/* The test server's password: the first line of CARELINE_REDIS_PASSWORD_FILE (static). */
+const char *fix_redis_password(void);
 /* Number of entries in a station's job stream whose 'request' field is request_id
  * (request_id 0: all entries). */
 long fix_stream_count(redisContext *r, int64_t station_id, int64_t request_id);

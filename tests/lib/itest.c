@@ -60,6 +60,19 @@ void itest_daemon_start(Daemon *d, const char *const *extra)
     t_fail(__FILE__, __LINE__, "dispatchd did not start (log above)");
 }
 
+int itest_log_count(const Daemon *d, const char *needle)
+{
+    FILE *f = fopen(d->log_path, "r");
+    if (!f)
+        return 0;
+    char line[8192];
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
 bool itest_daemon_alive(const Daemon *d)
 {
     return iproc_alive(d->pid);

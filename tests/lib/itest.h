@@ -42,6 +42,8 @@ void itest_daemon_down_within(Daemon *d, int timeout_ms);
 int itest_daemon_stop(Daemon *d, int timeout_ms);
 /* Prints the daemon's log (on failure, for diagnosis). */
 void itest_daemon_dump_log(const Daemon *d);
+/* Lines of the daemon's log that contain needle (0 when there is no log yet). */
+int itest_log_count(const Daemon *d, const char *needle);
 /* true while the process runs. */
 bool itest_daemon_alive(const Daemon *d);
 
