@@ -40,7 +40,39 @@ static void record(Seen *s, const Envelope *env, uint32_t len)
     s->nframes++;
 }
 
-/* Re-encodes env: the frame parses back to the same message of the same size. */
+/* m or a message inside it kept fields this protocol does not know. */
+static bool has_unknown(const ProtobufCMessage *m)
+{
+    if (m->n_unknown_fields)
+        return true;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        const char *base = (const char *)m;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + f->quantifier_offset);
+            ProtobufCMessage *const *v = *(ProtobufCMessage *const *const *)(base + f->offset);
+            for (size_t k = 0; k < n; k++)
+                if (has_unknown(v[k]))
+                    return true;
+            continue;
+        }
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+            continue;
+        const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)(base + f->offset);
+        if (sub && has_unknown(sub))
+            return true;
+    }
+    return false;
+}
+
+/* Re-encodes env: the frame parses back to the same message of the same size. (Not when it
+ * kept unknown fields: libprotobuf-c 1.4.1 takes field number 0 written as an overlong
+ * varint, 80 00, keeps it as unknown, writes it back as 00 00 and then refuses that. The
+ * daemon never re-encodes what it received, and ignores unknown fields.) */
 static void roundtrip(const Envelope *env, uint32_t max)
 {
     FUZZ_ASSERT(frame_body_name(env) != NULL, "no body name");
@@ -51,6 +83,10 @@ static void roundtrip(const Envelope *env, uint32_t max)
     size_t need = 0;
     uint32_t len = 0;
     FrameStatus st = frame_parse(b, n, FRAME_MAX_PAYLOAD, &back, &need, &len);
+    if (st != FRAME_OK && has_unknown(&env->base)) {
+        free(b);
+        return;
+    }
     FUZZ_ASSERT(st == FRAME_OK, "a re-encoded Envelope does not parse (status %d)", (int)st);
     FUZZ_ASSERT(back->seq == env->seq && back->body_case == env->body_case,
                 "a re-encoded Envelope changed");
