@@ -213,6 +213,48 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory build
 	$(Q)tests/bench/run.sh --bin $(abspath build/rel/bin)
 
+# ---- fuzzing (libFuzzer from Debian's clang; README "Fuzzing") -------------------------
+#   make fuzz        every harness for FUZZ_RUNS executions (at most FUZZ_SECONDS each)
+#   make fuzz-smoke  the short pass CI runs (FUZZ_SMOKE_RUNS each)
+# The objects are built again with clang into build/fuzz (coverage + ASan + UBSan); any
+# crash, leak, UBSan report or broken invariant fails, leaving its input in
+# build/fuzz/artifacts/. FUZZ=name runs one harness.
+FUZZ_CC ?= clang
+FUZZ_RUNS ?= 1000000
+FUZZ_SECONDS ?= 1800
+FUZZ_SMOKE_RUNS ?= 20000
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_ALL := $(patsubst tests/fuzz/fuzz_%.c,%,$(filter-out tests/fuzz/fuzz_env.c,$(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ ?= $(FUZZ_ALL)
+FUZZ_RUN := tests/fuzz/run.sh --bin build/fuzz/fuzz --corpus tests/fuzz/corpus --work build/fuzz
+.PHONY: fuzz fuzz-smoke fuzz-build fuzz-bins fuzz-seeds
+fuzz: fuzz-build
+	$(Q)$(FUZZ_RUN) --runs $(FUZZ_RUNS) --seconds $(FUZZ_SECONDS) $(FUZZ)
+
+fuzz-smoke: fuzz-build
+	$(Q)$(FUZZ_RUN) --runs $(FUZZ_SMOKE_RUNS) --seconds 60 $(FUZZ)
+
+fuzz-build:
+	$(Q)$(MAKE) --no-print-directory BUILD=build/fuzz CC=$(FUZZ_CC) OPT='-O1 -g' \
+	    SANFLAGS='$(FUZZ_SAN) -fsanitize=fuzzer-no-link' fuzz-bins
+
+# the seed generator (ordinary flags); make fuzz-seeds rewrites tests/fuzz/corpus/*/seed-*
+fuzz-seeds:
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/fuzz/gen_seeds
+	$(Q)$(BUILD)/fuzz/gen_seeds tests/fuzz/corpus
+
+FUZZ_LIBS := $(BUILD)/obj/tests/fuzz/fuzz_env.o $(DAEMON_LIB) $(CLIENT_LIB) $(COMMON_LIB)
+fuzz-bins: $(FUZZ_ALL:%=$(BUILD)/fuzz/fuzz_%)
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIBS)
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(ALL_LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+$(BUILD)/fuzz/gen_seeds: $(BUILD)/obj/tests/fuzz/gen_seeds.o $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # ---- hygiene -----------------------------------------------------------------------------
 C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format:

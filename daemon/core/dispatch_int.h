@@ -123,6 +123,10 @@ bool dispatch_bind(PgCols *pc, const PGresult *res, const char *const *names, si
 /* Digits of a phone number without separators or the +86 / 0086 country code into out;
  * false unless 5..15 digits remain. */
 bool intake_phone(const char *in, char *out, size_t n) MUSTCHECK;
+/* Fills s from the message, checking every field (no I/O: the fuzz harness calls it); on a
+ * bad one answers s's connection INVALID_ARGUMENT naming it and returns false. snap: the
+ * directory (a location must lie near one of its villages). */
+bool intake_validate(Sub *s, const Careline__V1__SubmitRequest *m, const DirSnap *snap) MUSTCHECK;
 /* The session handler of SubmitRequest (arg: the Dispatch). */
 void intake_submit(void *arg, Conn *c, Envelope *env);
 

@@ -47,15 +47,13 @@ static void content_hash(const Sub *s, char hex[65])
     auth_token_hash_hex(buf, hex);
 }
 
-/* Fills s from the message; on a bad field replies INVALID_ARGUMENT and returns false. */
-static bool validate(Sub *s, const Careline__V1__SubmitRequest *m)
+bool intake_validate(Sub *s, const Careline__V1__SubmitRequest *m, const DirSnap *snap)
 {
 #define BAD(field, ...)                                                                            \
     do {                                                                                           \
         sub_reply_error(s, S(ERROR_CODE__INVALID_ARGUMENT), field, __VA_ARGS__);                   \
         return false;                                                                              \
     } while (0)
-    Dispatch *d = s->d;
     size_t klen = strlen(m->idempotency_key);
     if (klen == 0)
         BAD("idempotency_key", "idempotency_key is required (use the call's id)");
@@ -108,7 +106,6 @@ static bool validate(Sub *s, const Careline__V1__SubmitRequest *m)
     s->urgency = m->urgency;
     if (m->location) {
         double lat = m->location->lat, lon = m->location->lon;
-        const DirSnap *snap = dir_snap(d->dir);
         if (!(lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180) ||
             !dir_near_village(snap, lat, lon, COUNTY_NEAR_KM))
             BAD("location", "location %.5f,%.5f is outside the county (no village within %d km)",
@@ -130,7 +127,7 @@ void intake_submit(void *arg, Conn *c, Envelope *env)
                         "the station directory is still loading; retry in a moment");
         goto done;
     }
-    if (!validate(s, env->submit))
+    if (!intake_validate(s, env->submit, dir_snap(d->dir)))
         goto done;
     content_hash(s, s->hash);
     if (pgbatch_waiting(d->batch[BATCH_RESOLVE]) >= (size_t)d->env->cfg->pg_max_queue) {

@@ -47,11 +47,7 @@ static const HttpRoute *route_of(const char *path)
     return NULL;
 }
 
-/* The date strings of a query, as given ("" = none); bureau_req_check parses them. */
-typedef struct {
-    char from[16], to[16], day[16];
-    bool fmt_given;
-} Dates;
+typedef BureauDates Dates;
 
 /* Takes one parameter into r (or dates); NULL if it is fine, else why it is not. */
 static const char *take_param(Req *r, const HttpRoute *rt, Dates *d, const char *name,
@@ -112,6 +108,32 @@ static const char *take_param(Req *r, const HttpRoute *rt, Dates *d, const char 
     }
 }
 
+/* Takes the query string qs (NULL = none) into r and d; false after answering r. */
+static bool parse_query(Req *r, const HttpRoute *rt, const char *qs, Dates *d)
+{
+    struct evkeyvalq kv;
+    kv.tqh_first = NULL; /* TAILQ_INIT without sys/queue.h */
+    kv.tqh_last = &kv.tqh_first;
+    if (qs && evhttp_parse_query_str(qs, &kv) != 0) {
+        evhttp_clear_headers(&kv);
+        bureau_req_fail(r, ERRC(INVALID_ARGUMENT), "query",
+                        "malformed query string (expected name=value pairs joined by &)");
+        return false;
+    }
+    for (struct evkeyval *e = kv.tqh_first; e; e = e->next.tqe_next) {
+        const char *why = take_param(r, rt, d, e->key, e->value);
+        if (why) {
+            char key[40];
+            snprintf(key, sizeof(key), "%s", e->key);
+            evhttp_clear_headers(&kv);
+            bureau_req_fail(r, ERRC(INVALID_ARGUMENT), key, "parameter '%s' %s", key, why);
+            return false;
+        }
+    }
+    evhttp_clear_headers(&kv);
+    return true;
+}
+
 /* After auth: parses the query string and starts the work. */
 static void http_continue(Req *r, const void *arg)
 {
@@ -123,27 +145,9 @@ static void http_continue(Req *r, const void *arg)
     }
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(h);
     const char *qs = uri ? evhttp_uri_get_query(uri) : NULL;
-    struct evkeyvalq kv;
-    kv.tqh_first = NULL; /* TAILQ_INIT without sys/queue.h */
-    kv.tqh_last = &kv.tqh_first;
-    if (qs && evhttp_parse_query_str(qs, &kv) != 0) {
-        evhttp_clear_headers(&kv);
-        bureau_req_fail(r, ERRC(INVALID_ARGUMENT), "query",
-                        "malformed query string (expected name=value pairs joined by &)");
-        return;
-    }
     Dates d = {.fmt_given = false};
-    for (struct evkeyval *e = kv.tqh_first; e; e = e->next.tqe_next) {
-        const char *why = take_param(r, rt, &d, e->key, e->value);
-        if (why) {
-            char key[40];
-            snprintf(key, sizeof(key), "%s", e->key);
-            evhttp_clear_headers(&kv);
-            bureau_req_fail(r, ERRC(INVALID_ARGUMENT), key, "parameter '%s' %s", key, why);
-            return;
-        }
-    }
-    evhttp_clear_headers(&kv);
+    if (!parse_query(r, rt, qs, &d))
+        return;
     if (!d.fmt_given) {
         const char *acc = evhttp_find_header(evhttp_request_get_input_headers(h), "Accept");
         if (acc && strstr(acc, "text/csv"))
@@ -179,4 +183,22 @@ void bureau_http_install(Bureau *b)
 {
     for (size_t i = 0; i < ARRAY_LEN(http_routes); i++)
         http_route(b->env->http, http_routes[i].path, http_entry, b);
+}
+
+/* ---- for the fuzz harness (tests/fuzz/fuzz_http.c) ---------------------------------------- */
+
+int bureau_http_route_scope(const char *path)
+{
+    const HttpRoute *rt = route_of(path);
+    return rt ? (int)rt->scope : -1;
+}
+
+bool bureau_http_parse_query(Req *r, const char *qs, BureauDates *d)
+{
+    const HttpRoute *rt = NULL;
+    for (size_t i = 0; !rt && i < ARRAY_LEN(http_routes); i++)
+        if (http_routes[i].scope == r->scope)
+            rt = &http_routes[i];
+    ASSERT(rt); /* r->scope came from bureau_http_route_scope */
+    return parse_query(r, rt, qs, d);
 }

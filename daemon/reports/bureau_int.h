@@ -90,6 +90,10 @@ struct evhttp_request *bureau_req_take_http(Req *r);
 /* Checks r's fields against the directory and fills the defaults; on a bad field answers
  * INVALID_ARGUMENT (r is freed) and returns false. from_s/to_s/day_s: as given ("" = none). */
 bool bureau_req_check(Req *r, const char *from_s, const char *to_s, const char *day_s) MUSTCHECK;
+/* The same against a given directory snapshot (NULL: not loaded) and day `now` (no I/O: the
+ * fuzz harness calls it). */
+bool bureau_req_check_at(Req *r, const DirSnap *snap, CalDay now, const char *from_s,
+                         const char *to_s, const char *day_s) MUSTCHECK;
 
 /* Today in Asia/Shanghai, and the wall time as "YYYY-MM-DDTHH:MM:SS+08:00". */
 CalDay bureau_today(void);
@@ -107,6 +111,19 @@ void bureau_http_error(Http *http, struct evhttp_request *h, int status, const c
                        const char *field, const char *msg);
 
 /* ---- the doors (bureau_proto.c, bureau_http.c, bureau_auth.c) --------------------------- */
+
+/* The date strings of an HTTP query, as given ("" = none); bureau_req_check parses them. */
+typedef struct {
+    char from[16], to[16], day[16];
+    bool fmt_given;
+} BureauDates;
+/* The HTTP door's scope for path, or -1 when path is not one of its routes. */
+int bureau_http_route_scope(const char *path);
+/* The HTTP door's query-string parsing for a request of r->scope (a route's): takes qs
+ * (NULL = none) into r and d; on a malformed, unknown or bad parameter answers r
+ * INVALID_ARGUMENT naming it (r is freed) and returns false. No I/O: the fuzz harness calls
+ * it. */
+bool bureau_http_parse_query(Req *r, const char *qs, BureauDates *d) MUSTCHECK;
 
 /* Install the CoverageQuery route / the HTTP routes, with b as their arg. */
 void bureau_proto_install(Bureau *b);

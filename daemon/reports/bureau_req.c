@@ -163,12 +163,18 @@ static bool check_range(Req *r, const char *from_s, const char *to_s, CalDay now
 
 bool bureau_req_check(Req *r, const char *from_s, const char *to_s, const char *day_s)
 {
+    return bureau_req_check_at(r, dir_snap(dispatch_directory(r->b->dispatch)), bureau_today(),
+                               from_s, to_s, day_s);
+}
+
+bool bureau_req_check_at(Req *r, const DirSnap *snap, CalDay now, const char *from_s,
+                         const char *to_s, const char *day_s)
+{
     if (r->scope < SCOPE(COUNTY) || r->scope > SCOPE(SNAPSHOT)) {
         bureau_req_fail(r, ERRC(INVALID_ARGUMENT), "scope", "scope %d is not a coverage scope",
                         (int)r->scope);
         return false;
     }
-    const DirSnap *snap = dir_snap(dispatch_directory(r->b->dispatch));
     if (!snap) {
         bureau_req_fail(r, ERRC(UNAVAILABLE), NULL,
                         "the station directory is not loaded yet; retry shortly");
@@ -176,7 +182,6 @@ bool bureau_req_check(Req *r, const char *from_s, const char *to_s, const char *
     }
     if (r->town[0] && !check_town(r, snap))
         return false;
-    CalDay now = bureau_today();
     if (!check_range(r, from_s, to_s, now))
         return false;
     if (r->target != 0 && !(r->target > 0 && r->target <= 1)) {
