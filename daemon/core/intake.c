@@ -90,11 +90,23 @@ static bool validate(Sub *s, const Careline__V1__SubmitRequest *m)
     sub_minute_now(&today);
     if (!m->service_date[0]) {
         s->day = today;
-    } else if (!cal_parse(m->service_date, &s->day)) {
-        BAD("service_date", "service_date '%.20s' is not a real date (YYYY-MM-DD)",
-            util_utf8_valid(m->service_date, strlen(m->service_date)) ? m->service_date : "?");
-    } else if (s->day < today) {
-        BAD("service_date", "service_date %s is in the past", m->service_date);
+    } else {
+        switch (cal_parse_checked(m->service_date, &s->day)) {
+        case CAL_OK:
+            if (s->day < today)
+                BAD("service_date", "service_date %s is out of range: it is in the past",
+                    m->service_date);
+            break;
+        case CAL_OUT_OF_RANGE:
+            BAD("service_date",
+                "service_date %s is out of range: meals are booked from today up to %d days "
+                "ahead",
+                m->service_date, d->env->cfg->booking_days);
+        case CAL_NO_SUCH_DAY:
+            BAD("service_date", "service_date %s is not a real date", m->service_date);
+        default:
+            BAD("service_date", "service_date '%.20s' is not a date (YYYY-MM-DD)", m->service_date);
+        }
     }
     snprintf(s->date_raw, sizeof(s->date_raw), "%s", m->service_date);
     size_t nlen = strlen(m->note);

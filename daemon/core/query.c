@@ -44,29 +44,36 @@ static bool request_ref(Conn *c, uint64_t seq, int which, int64_t id, const char
     params[0] = params[1] = params[2] = NULL;
     switch (which) {
     case 1:
-        if (id <= 0)
-            break;
+        if (id <= 0) {
+            conn_send_field_error(c, seq, S(ERROR_CODE__INVALID_ARGUMENT), "request_id",
+                                  "request_id must be a positive id (got %lld)", (long long)id);
+            return false;
+        }
         snprintf(idbuf, 24, "%lld", (long long)id);
         params[0] = idbuf;
         return true;
     case 2:
-        if (!key[0] || strlen(key) > MAX_KEY || !util_utf8_valid(key, strlen(key)))
-            break;
+        if (!key[0] || strlen(key) > MAX_KEY || !util_utf8_valid(key, strlen(key))) {
+            conn_send_field_error(c, seq, S(ERROR_CODE__INVALID_ARGUMENT), "idempotency_key",
+                                  "idempotency_key must be 1..%d bytes of valid UTF-8", MAX_KEY);
+            return false;
+        }
         params[1] = key;
         return true;
     case 3:
-        if (!intake_phone(phone, phonebuf, 24))
-            break;
+        if (!intake_phone(phone, phonebuf, 24)) {
+            conn_send_field_error(c, seq, S(ERROR_CODE__INVALID_ARGUMENT), "caller_phone",
+                                  "caller_phone must be 5..15 digits (optionally +86)");
+            return false;
+        }
         params[2] = phonebuf;
         return true;
     default:
-        break;
+        conn_send_field_error(c, seq, S(ERROR_CODE__INVALID_ARGUMENT), "request_id",
+                              "name the request: a request_id, an idempotency_key or a "
+                              "caller_phone is required");
+        return false;
     }
-    conn_send_error(c, seq, S(ERROR_CODE__INVALID_ARGUMENT), false,
-                    "give a positive request_id, a 1..%d byte idempotency_key, or a caller_phone "
-                    "of 5..15 digits",
-                    MAX_KEY);
-    return false;
 }
 
 /* ---- status ------------------------------------------------------------------------------ */
@@ -315,8 +322,8 @@ void query_cancel(void *arg, Conn *c, Envelope *env)
     int which =
         q->ref_case == CARELINE__V1__CANCEL_REQUEST__REF_CALLER_PHONE ? 3 : (int)q->ref_case;
     if (strlen(q->reason) > MAX_NOTE || !util_utf8_valid(q->reason, strlen(q->reason))) {
-        conn_send_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), false,
-                        "reason must be at most %d bytes of valid UTF-8", MAX_NOTE);
+        conn_send_field_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), "reason",
+                              "reason must be at most %d bytes of valid UTF-8", MAX_NOTE);
     } else if (request_ref(c, env->seq, which, q->request_id, which == 2 ? q->idempotency_key : "",
                            which == 3 ? q->caller_phone : "", idbuf, phonebuf, params)) {
         params[3] = q->reason[0] ? q->reason : "cancelled by the caller";
