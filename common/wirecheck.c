@@ -121,7 +121,8 @@ static WireStatus walk(Walk *w, const ProtobufCMessageDescriptor *desc, const ui
             return WIRE_MALFORMED;
         if (wf.type != 2)
             continue;
-        const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(desc, wf.number);
+        const ProtobufCFieldDescriptor *fd =
+            protobuf_c_message_descriptor_get_field(desc, wf.number);
         if (!fd || (fd->type != PROTOBUF_C_TYPE_STRING && fd->type != PROTOBUF_C_TYPE_MESSAGE))
             continue; /* unknown fields, bytes and packed scalars hold no strings */
         long index = -1;
@@ -152,8 +153,8 @@ WireStatus wirecheck_message(const ProtobufCMessageDescriptor *desc, const uint8
     switch (f->status) {
     case WIRE_NUL:
         snprintf(f->message, sizeof(f->message),
-                 "%s contains a NUL byte (at byte %zu); text fields must not contain NUL",
-                 f->field, f->offset);
+                 "%s contains a NUL byte (at byte %zu); text fields must not contain NUL", f->field,
+                 f->offset);
         break;
     case WIRE_BAD_UTF8:
         snprintf(f->message, sizeof(f->message),

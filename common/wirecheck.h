@@ -29,13 +29,13 @@ typedef enum {
 
 typedef struct {
     WireStatus status;
-    char field[128];  /* path of the field, e.g. "submit.note"; "" for WIRE_OK/MALFORMED */
-    size_t offset;    /* WIRE_NUL, WIRE_BAD_UTF8: the first bad byte's offset in the string */
-    uint64_t seq;     /* wirecheck_frame: the Envelope's seq (0 if not sent) */
+    char field[128];        /* path of the field, e.g. "submit.note"; "" for WIRE_OK/MALFORMED */
+    size_t offset;          /* WIRE_NUL, WIRE_BAD_UTF8: the first bad byte's offset in the string */
+    uint64_t seq;           /* wirecheck_frame: the Envelope's seq (0 if not sent) */
     const char *body_field; /* wirecheck_frame: the path inside the Envelope's body, as the
                              * message's own validation names fields ("idempotency_key"),
                              * for Error.field; points into field */
-    char message[256]; /* one human sentence naming the field, for an Error reply */
+    char message[256];      /* one human sentence naming the field, for an Error reply */
 } WireFault;
 
 /* Walks data[0..len) as a message of type desc, following nested messages at most
