@@ -133,7 +133,7 @@ static void status_done(PGresult *res, const char *err, void *arg)
     if (!conn_alive(a->c))
         goto out;
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        log_warn("status query failed: %s", res ? PQresultErrorMessage(res) : err);
+        log_warn("status query failed: %s", PG_ERRLINE(res, err));
         conn_send_error(a->c, a->seq, S(ERROR_CODE__UNAVAILABLE), false,
                         "cannot read the request's status now; retry shortly");
         goto out;
@@ -281,7 +281,7 @@ static void cancel_done(PGresult *res, const char *err, void *arg)
     Ask *a = op->a;
     PgCols pc = {0};
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        log_warn("cancel failed: %s", res ? PQresultErrorMessage(res) : err);
+        log_warn("cancel failed: %s", PG_ERRLINE(res, err));
         cancel_fail(op, S(ERROR_CODE__UNAVAILABLE),
                     "cannot cancel now (database unavailable); retry shortly");
         return;

@@ -60,7 +60,7 @@ static void status_pg_done(PGresult *res, const char *err, void *arg)
     PgCols pc = {0};
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_warn("station %lld: status not saved: %s", (long long)op->c->station_id,
-                 res ? PQresultErrorMessage(res) : err);
+                 PG_ERRLINE(res, err));
         op->failed = true;
     } else if (!pgcols_bind(&pc, res, sent_on_cols, X_N)) {
         log_error("station %lld: careline_station_status returned no column \"%s\"; its "

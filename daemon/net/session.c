@@ -101,7 +101,7 @@ static void hello_done(PGresult *res, const char *err, void *arg)
     }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         /* a database problem is not the caller's fault: say so, so it retries */
-        clog_warn(c, "token lookup failed: %s", PQresultErrorMessage(res));
+        clog_warn(c, "token lookup failed: %s", PG_ERRLINE(res, NULL));
         hello_fail(ss, c, op->seq, CARELINE__V1__ERROR_CODE__UNAVAILABLE,
                    "cannot check the token now (database error); retry shortly");
         goto out;

@@ -51,9 +51,12 @@ static void auth_done(PGresult *res, const char *err, void *arg)
     Req *r = op->r;
     PgCols pc = {0};
     if (!res) {
-        bureau_req_fail(r, ERRC(UNAVAILABLE), NULL, "cannot check the token now: %s", err);
+        /* the caller is not authenticated yet: the reason is for the log, not for it */
+        log_warn("bureau: token lookup failed: %s", PG_ERRLINE(NULL, err));
+        bureau_req_fail(r, ERRC(UNAVAILABLE), NULL,
+                        "cannot check the token now (the database is unreachable); retry shortly");
     } else if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        log_warn("bureau: token lookup failed: %s", PQresultErrorMessage(res));
+        log_warn("bureau: token lookup failed: %s", PG_ERRLINE(res, NULL));
         bureau_req_fail(r, ERRC(UNAVAILABLE), NULL, "cannot check the token now");
     } else if (!pgcols_bind(&pc, res, auth_cols, A_N)) {
         log_error("bureau: token lookup failed: the result has no column \"%s\"", pc.missing);
