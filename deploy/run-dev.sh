@@ -59,6 +59,7 @@ pg_conninfo = host=127.0.0.1 port=$CARELINE_PG_PORT dbname=careline user=carelin
 redis_host = 127.0.0.1
 redis_port = $CARELINE_REDIS_PORT
 log_level = info
+phone_hash_key_file = $CARELINE_PHONE_HASH_KEY_FILE
 EOF
 mv -f "$tmp" "$CONF"
 

@@ -8,7 +8,9 @@
 #
 # start writes DIR/stack.env (sourceable): CARELINE_PG_PORT, CARELINE_REDIS_PORT,
 # CARELINE_PG_HOST, CARELINE_PG_ADMIN (conninfo as superuser 'postgres' on db careline),
-# CARELINE_PG_SOCKDIR, CARELINE_PG_DATA, CARELINE_PG_BINDIR, CARELINE_REDIS_HOST.
+# CARELINE_PG_SOCKDIR, CARELINE_PG_DATA, CARELINE_PG_BINDIR, CARELINE_REDIS_HOST,
+# CARELINE_PHONE_HASH_KEY_FILE (DIR/phone-hash.key: dispatchd's phone_hash_key_file, made
+# once with 32 random bytes, mode 600; never printed).
 # start on a running stack is a no-op; stop on a stopped one too. Every wait is bounded.
 #
 # initdb and postgres refuse to run as root: as root, PostgreSQL runs as the system user
@@ -140,6 +142,7 @@ write_env() {
         printf 'CARELINE_REDIS_HOST=127.0.0.1\n'
         echo "CARELINE_REDIS_PORT=$(sq "$REDIS_PORT")"
         echo "CARELINE_STACK_FLAVOUR=$(sq "$FLAVOUR")"
+        echo "CARELINE_PHONE_HASH_KEY_FILE=$(sq "$(cd "$DIR" && pwd -P)/phone-hash.key")"
     } >"$tmp"
     mv -f "$tmp" "$DIR/stack.env"
 }
@@ -338,6 +341,21 @@ redis_stop() {
     rm -f "$DIR/redis.pid"
 }
 
+# ---- secrets: the phone-hash key (issue 12) ----------------------------------------------
+# DIR/phone-hash.key: 64 hex characters of /dev/urandom, made once (kept across starts, so
+# stored hashes stay valid), mode 600, never printed.
+phone_key_ensure() {
+    local f=$DIR/phone-hash.key
+    if [[ ! -s $f ]]; then
+        (
+            umask 077
+            head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n' >"$f.tmp.$$"
+            mv -f "$f.tmp.$$" "$f"
+        ) || die "cannot write $f"
+    fi
+    chmod 600 "$f"
+}
+
 # ---- commands --------------------------------------------------------------------------
 cmd_start() {
     local want_pg='' want_redis='' free=0
@@ -394,6 +412,7 @@ cmd_start() {
         say "PostgreSQL started on 127.0.0.1:$PG_PORT (data $PGDATA_DIR, log $PG_LOG)"
     fi
     REDIS_PORT=${CARELINE_REDIS_PORT:-}
+    phone_key_ensure
     write_env # now, so that stop and status find the cluster even if Redis fails below
 
     # Redis

@@ -207,6 +207,7 @@ run_integration() {
     check schema_version bash "$ROOT/tests/schema-checks.sh" version "$CARELINE_PG_ADMIN" || return
     check migrate_reapplies bash "$ROOT/tests/schema-checks.sh" reapply "$CARELINE_PG_ADMIN" || return
     export CARELINE_TMP=$TMP CARELINE_PG_ADMIN CARELINE_PG_PORT CARELINE_REDIS_PORT
+    export CARELINE_PHONE_HASH_KEY_FILE # from stack.env: every dispatchd started reads it
     export CARELINE_PG_HOST=127.0.0.1 CARELINE_REDIS_HOST=127.0.0.1
     export CARELINE_APP_CONNINFO="host=127.0.0.1 port=$CARELINE_PG_PORT dbname=careline user=careline_app"
     [[ -d $TESTSDIR/integration ]] && run_dir "$TESTSDIR/integration"

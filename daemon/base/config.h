@@ -67,6 +67,8 @@ typedef struct Config {
     int reconcile_interval_ms;     /* sweep for unfinished and waitlisted requests */
     int reconcile_age_ms;          /* a request unfinished this long is resumed by the sweep */
     int orphan_grace_ms;           /* a reservation never recorded is given back when this old */
+    /* personal data (issue 12): the phone-hash key */
+    char phone_hash_key_file[256]; /* HMAC-SHA256 key for caller-phone hashes (file, >= 32 B) */
     char fault_point[32];          /* TESTS ONLY: kill the process at this point (see dispatch.c) */
     int fault_after;               /* TESTS ONLY: ... on the Nth time it is reached */
 } Config;
@@ -92,11 +94,21 @@ bool config_load_env(Config *c, char *err, size_t errlen) MUSTCHECK;
 /* Cross-field checks (e.g. obuf_soft < obuf_hard). */
 bool config_validate(const Config *c, char *err, size_t errlen) MUSTCHECK;
 
+/* The phone-hash key: the bytes of c->phone_hash_key_file without a trailing newline,
+ * CONFIG_KEY_MIN..CONFIG_KEY_MAX of them, from a file only its owner (and group) may read.
+ * Blocking file I/O: call it before the loop (config_validate does, to check). On error
+ * writes a sentence naming the file (never its contents) into err. */
+#define CONFIG_KEY_MIN 32
+#define CONFIG_KEY_MAX 256
+bool config_read_phone_key(const Config *c, unsigned char key[CONFIG_KEY_MAX], size_t *len,
+                           char *err, size_t errlen) MUSTCHECK;
+
 /* Copies the keys marked reloadable from `from` into `to` (SIGHUP). */
 void config_apply_reloadable(Config *to, const Config *from);
 
-/* Writes every key with its current value, default and meaning, INI-style (for --help and
- * the example config test). */
+/* Writes every key with its current value, default and meaning, INI-style (for --help, -t
+ * and the example config test). Secrets are masked: a password in pg_conninfo prints as
+ * "****" (key files are named, their contents never read here). */
 void config_print(const Config *c, FILE *out, bool with_help);
 
 #endif

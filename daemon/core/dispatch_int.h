@@ -60,6 +60,8 @@ struct Dispatch {
     int win[2][2];                            /* [lunch|dinner][start|end] local minutes */
     int fault_count;                          /* fault injection: times the point was reached */
     bool stopped;                             /* dispatch_stop: backends are going away */
+    unsigned char phone_key[CONFIG_KEY_MAX];  /* HMAC key of caller-phone hashes (secret) */
+    size_t phone_key_len;                     /* bytes of phone_key in use */
 };
 
 typedef struct Sub {
@@ -69,6 +71,7 @@ typedef struct Sub {
     /* the request */
     char key[MAX_KEY + 1];
     char phone[24]; /* normalised digits, "" when by resident id */
+    char phone_hash[65]; /* hex HMAC-SHA256 of phone under the server's key; "" without one */
     int64_t resident_param;
     int kind, slot, subtype, urgency;
     char date_raw[16]; /* as sent ("" = today) */
@@ -121,6 +124,10 @@ bool dispatch_bind(PgCols *pc, const PGresult *res, const char *const *names, si
 /* Digits of a phone number without separators or the +86 / 0086 country code into out;
  * false unless 5..15 digits remain. */
 bool intake_phone(const char *in, char *out, size_t n) MUSTCHECK;
+/* The hex HMAC-SHA256 of a normalised phone under the daemon's phone-hash key: what
+ * requests.caller_phone_hash holds (as bytes), so the number cannot be found by hashing every
+ * possible one without the key. */
+void intake_phone_hash(const Dispatch *d, const char *phone, char hex[65]);
 /* The session handler of SubmitRequest (arg: the Dispatch). */
 void intake_submit(void *arg, Conn *c, Envelope *env);
 

@@ -5,6 +5,8 @@
  * submission goes on to the resolve batch (submit.c).
  */
 #include <ctype.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,6 +39,18 @@ bool intake_phone(const char *in, char *out, size_t n)
     return len >= 5 && len <= 15;
 }
 
+void intake_phone_hash(const Dispatch *d, const char *phone, char hex[65])
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    ASSERT(d->phone_key_len >= CONFIG_KEY_MIN);
+    unsigned char *ok = HMAC(EVP_sha256(), d->phone_key, (int)d->phone_key_len,
+                             (const unsigned char *)phone, strlen(phone), mac, &n);
+    ASSERT(ok && n == 32);
+    for (unsigned i = 0; i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+}
+
 /* Over every field as sent (the date raw, so "" stays "today" whatever day a retry comes). */
 static void content_hash(const Sub *s, char hex[65])
 {
@@ -65,6 +79,7 @@ static bool validate(Sub *s, const Careline__V1__SubmitRequest *m)
     if (m->who_case == CARELINE__V1__SUBMIT_REQUEST__WHO_CALLER_PHONE) {
         if (!intake_phone(m->caller_phone, s->phone, sizeof(s->phone)))
             BAD("caller_phone", "caller_phone must be 5..15 digits (optionally +86)");
+        intake_phone_hash(d, s->phone, s->phone_hash);
     } else if (m->who_case == CARELINE__V1__SUBMIT_REQUEST__WHO_RESIDENT_ID) {
         if (m->resident_id <= 0)
             BAD("resident_id", "resident_id must be a positive id");
