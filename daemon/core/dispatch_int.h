@@ -70,7 +70,7 @@ typedef struct Sub {
     uint64_t seq;
     /* the request */
     char key[MAX_KEY + 1];
-    char phone[24]; /* normalised digits, "" when by resident id */
+    char phone[24];      /* normalised digits, "" when by resident id */
     char phone_hash[65]; /* hex HMAC-SHA256 of phone under the server's key; "" without one */
     int64_t resident_param;
     int kind, slot, subtype, urgency;

@@ -160,6 +160,7 @@ END $$;
 -- Cancels a request that is not final yet (by id, idempotency key, or the caller's latest
 -- open request: p_phone finds a registered resident, p_phone_hash (the daemon's keyed hash
 -- of the same number) an unregistered caller). Returns no row when there is no such request.
+DROP FUNCTION IF EXISTS careline_cancel(bigint, text, text, text, text); -- before the hash
 CREATE OR REPLACE FUNCTION careline_cancel(p_request bigint, p_key text, p_phone text,
                                            p_phone_hash bytea, p_reason text, p_actor text)
     RETURNS TABLE (request_id bigint, state text, cancelled boolean, job_id bigint,

@@ -32,6 +32,3 @@ ALTER TABLE requests ADD CONSTRAINT requests_caller_known
     CHECK (resident_id IS NOT NULL OR caller_phone_masked IS NOT NULL);
 COMMENT ON COLUMN requests.caller_phone_hash IS
     'HMAC-SHA256 of the normalised number under dispatchd''s phone_hash_key_file (never stored in the database); NULL for requests made before 005_phone_hmac';
-
--- careline_cancel takes the keyed hash now (sql/functions/finish.sql): the old signature goes.
-DROP FUNCTION IF EXISTS careline_cancel(bigint, text, text, text, text);
