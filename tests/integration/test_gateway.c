@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -652,24 +651,17 @@ static void stdio_mode(void)
 /* hotline-gw -t with the secret given one way; its exit status, output into out. */
 static int gw_check(const char *env_secret, const char *file_text, char *out, size_t n)
 {
-    char tokfile[600], secfile[600], outfile[600], cmd[3000];
+    char tokfile[600], secfile[600], cmd[3000];
     snprintf(tokfile, sizeof(tokfile), "%s/chk-token", t_tmpdir());
     snprintf(secfile, sizeof(secfile), "%s/chk-secret", t_tmpdir());
-    snprintf(outfile, sizeof(outfile), "%s/chk.out", t_tmpdir());
     write_file(tokfile, "some-token");
     write_file(secfile, file_text ? file_text : "");
-    snprintf(cmd, sizeof(cmd), "%s%s%s '%s/hotline-gw' -t --token_file='%s' %s%s%s >'%s' 2>&1",
+    snprintf(cmd, sizeof(cmd), "%s%s%s '%s/hotline-gw' -t --token_file='%s' %s%s%s",
              env_secret ? "CARELINE_GW_WEBHOOK_SECRET='" : "env -u CARELINE_GW_WEBHOOK_SECRET",
              env_secret ? env_secret : "", env_secret ? "'" : "", t_env("CARELINE_BIN"), tokfile,
              file_text ? "--webhook_secret_file='" : "", file_text ? secfile : "",
-             file_text ? "'" : "", outfile);
-    int st = system(cmd);
-    FILE *f = fopen(outfile, "r");
-    T_ASSERT(f);
-    size_t got = fread(out, 1, n - 1, f);
-    out[got] = '\0';
-    fclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+             file_text ? "'" : "");
+    return itest_sh(cmd, out, n);
 }
 
 /* A webhook secret shorter than 32 bytes is refused however it is given; an empty

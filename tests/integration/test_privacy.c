@@ -88,11 +88,13 @@ static void phone_hash_keyed(void)
 /* deploy/rehash-phones.sh KEYFILE, on the test database; its exit status. */
 static int rehash(const char *keyfile)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof(cmd), "bash '%s/deploy/rehash-phones.sh' '%s' '%s' >'%s/rehash.out' 2>&1",
-             t_env("CARELINE_SRC"), keyfile, t_env("CARELINE_PG_ADMIN"), t_tmpdir());
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    char cmd[2048], out[4096];
+    snprintf(cmd, sizeof(cmd), "bash '%s/deploy/rehash-phones.sh' '%s' '%s'", t_env("CARELINE_SRC"),
+             keyfile, t_env("CARELINE_PG_ADMIN"));
+    int rc = itest_sh(cmd, out, sizeof(out));
+    if (rc != 0)
+        printf("rehash-phones.sh: %s", out);
+    return rc;
 }
 
 static void hmac_hex(const unsigned char *key, size_t klen, const char *msg, char hex[65])
@@ -191,20 +193,12 @@ static void errline_has_no_detail(void)
     PQfinish(pg);
 }
 
-/* dispatchd ARGS... with -t; its exit status, stdout+stderr in out. */
+/* dispatchd -t EXTRA; its exit status, stdout+stderr in out. */
 static int check_config(const char *extra, char *out, size_t n)
 {
-    char cmd[2048], path[512];
-    snprintf(path, sizeof(path), "%s/t.out", t_tmpdir());
-    snprintf(cmd, sizeof(cmd), "'%s/dispatchd' -t %s >'%s' 2>&1", t_env("CARELINE_BIN"), extra,
-             path);
-    int st = system(cmd);
-    FILE *f = fopen(path, "r");
-    T_ASSERT(f);
-    size_t got = fread(out, 1, n - 1, f);
-    out[got] = '\0';
-    fclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "'%s/dispatchd' -t %s", t_env("CARELINE_BIN"), extra);
+    return itest_sh(cmd, out, n);
 }
 
 static void check_prints_no_secret(void)

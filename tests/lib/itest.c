@@ -284,3 +284,17 @@ void itest_phone_hash(const char *phone, char hex[65])
     for (unsigned i = 0; i < ml; i++)
         snprintf(hex + 2 * i, 3, "%02x", mac[i]);
 }
+
+int itest_sh(const char *cmd, char *out, size_t n)
+{
+    char path[600], full[4096];
+    snprintf(path, sizeof(path), "%s/itest_sh.out", t_tmpdir());
+    snprintf(full, sizeof(full), "( %s ) >'%s' 2>&1", cmd, path);
+    int st = system(full);
+    FILE *f = fopen(path, "r");
+    T_ASSERT(f);
+    size_t got = fread(out, 1, n - 1, f);
+    out[got] = '\0';
+    fclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
