@@ -135,9 +135,16 @@ size_t util_utf8_prefix(const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
-    for (size_t len; i < n; i += len)
-        if ((len = utf8_seq(s + i, n - i)) == 0)
+    while (i < n) {
+        if (s[i] < 0x80) { /* ASCII: the common case, one compare a byte */
+            i++;
+            continue;
+        }
+        size_t len = utf8_seq(s + i, n - i);
+        if (len == 0)
             break;
+        i += len;
+    }
     return i;
 }
 

@@ -19,7 +19,9 @@
 typedef struct {
     WireFault *f;
     int max_depth;
-    size_t plen; /* bytes of f->field in use */
+    /* the fields entered, outermost first: only turned into a path when one is bad */
+    const ProtobufCFieldDescriptor *at[WIRECHECK_MAX_DEPTH + 2];
+    long index[WIRECHECK_MAX_DEPTH + 2]; /* the entry of a repeated field, else -1 */
 } Walk;
 
 /* Reads a varint at *pos (at most 10 bytes, all inside n); false if there is none. */
@@ -37,21 +39,16 @@ static bool varint(const uint8_t *p, size_t n, size_t *pos, uint64_t *out)
     return false;
 }
 
-/* Appends ".name" (no dot first) and "[i]" to the path; returns the previous length. */
-static size_t path_push(Walk *w, const char *name, long index)
+/* Writes the path of the fields entered, at[0..depth], into f->field. */
+static void path_write(const Walk *w, int depth)
 {
-    size_t was = w->plen, cap = sizeof(w->f->field);
-    int n = snprintf(w->f->field + was, cap - was, "%s%s", was ? "." : "", name);
-    if (n > 0 && index >= 0 && (size_t)n < cap - was)
-        n += snprintf(w->f->field + was + n, cap - was - (size_t)n, "[%ld]", index);
-    w->plen = n < 0 ? was : was + (size_t)n >= cap ? cap - 1 : was + (size_t)n;
-    return was;
-}
-
-static void path_pop(Walk *w, size_t was)
-{
-    w->plen = was;
-    w->f->field[was] = '\0';
+    size_t o = 0, cap = sizeof(w->f->field);
+    for (int i = 0; i <= depth && o < cap - 1; i++) {
+        int n = snprintf(w->f->field + o, cap - o, "%s%s", i ? "." : "", w->at[i]->name);
+        if (n > 0 && w->index[i] >= 0 && o + (size_t)n < cap - 1)
+            n += snprintf(w->f->field + o + (size_t)n, cap - o - (size_t)n, "[%ld]", w->index[i]);
+        o = n < 0 ? o : o + (size_t)n >= cap ? cap - 1 : o + (size_t)n;
+    }
 }
 
 static WireStatus check_string(Walk *w, const uint8_t *s, size_t n)
@@ -113,7 +110,8 @@ static bool next_field(const uint8_t *p, size_t n, size_t *pos, WireField *out)
 static WireStatus walk(Walk *w, const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t n,
                        int depth)
 {
-    unsigned seen[MAX_FIELDS] = {0};
+    unsigned seen[MAX_FIELDS]; /* entries so far of each repeated field, by field index */
+    uint64_t seen_set = 0;     /* bit i: seen[i] is in use (saves clearing the array) */
     size_t pos = 0;
     WireField wf;
     while (pos < n) {
@@ -125,11 +123,14 @@ static WireStatus walk(Walk *w, const ProtobufCMessageDescriptor *desc, const ui
             protobuf_c_message_descriptor_get_field(desc, wf.number);
         if (!fd || (fd->type != PROTOBUF_C_TYPE_STRING && fd->type != PROTOBUF_C_TYPE_MESSAGE))
             continue; /* unknown fields, bytes and packed scalars hold no strings */
-        long index = -1;
         size_t fi = (size_t)(fd - desc->fields);
-        if (fd->label == PROTOBUF_C_LABEL_REPEATED && fi < MAX_FIELDS)
-            index = (long)seen[fi]++;
-        size_t was = path_push(w, fd->name, index);
+        w->at[depth] = fd;
+        w->index[depth] = -1;
+        if (fd->label == PROTOBUF_C_LABEL_REPEATED && fi < MAX_FIELDS) {
+            if (!(seen_set & (1ull << fi)))
+                seen[fi] = 0, seen_set |= 1ull << fi;
+            w->index[depth] = (long)seen[fi]++;
+        }
         WireStatus st;
         if (fd->type == PROTOBUF_C_TYPE_STRING)
             st = check_string(w, wf.data, wf.len);
@@ -137,9 +138,10 @@ static WireStatus walk(Walk *w, const ProtobufCMessageDescriptor *desc, const ui
             st = WIRE_TOO_DEEP;
         else
             st = walk(w, fd->descriptor, wf.data, wf.len, depth + 1);
+        if (st != WIRE_OK && st != WIRE_MALFORMED && !w->f->field[0])
+            path_write(w, depth); /* the innermost frame names the whole path */
         if (st != WIRE_OK)
-            return st; /* the path names the field (dropped by the caller for MALFORMED) */
-        path_pop(w, was);
+            return st;
     }
     return WIRE_OK;
 }
@@ -147,8 +149,16 @@ static WireStatus walk(Walk *w, const ProtobufCMessageDescriptor *desc, const ui
 WireStatus wirecheck_message(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                              size_t len, int max_depth, WireFault *f)
 {
-    memset(f, 0, sizeof(*f));
-    Walk w = {f, max_depth, 0};
+    /* not a memset: this runs for every frame, and the buffers only need to start empty */
+    f->status = WIRE_OK;
+    f->field[0] = f->message[0] = '\0';
+    f->offset = 0;
+    f->seq = 0;
+    f->body_field = f->field;
+    ASSERT(max_depth >= 0 && max_depth <= WIRECHECK_MAX_DEPTH);
+    Walk w;
+    w.f = f;
+    w.max_depth = max_depth;
     f->status = walk(&w, desc, data, len, 0);
     switch (f->status) {
     case WIRE_NUL:
