@@ -14,8 +14,6 @@
 --
 -- A request of an unregistered caller is still identified: by its masked number.
 
-UPDATE requests SET caller_phone_hash = NULL WHERE caller_phone_hash IS NOT NULL;
-
 DO $$
 DECLARE
     c record;
@@ -30,5 +28,7 @@ BEGIN
 END $$;
 ALTER TABLE requests ADD CONSTRAINT requests_caller_known
     CHECK (resident_id IS NOT NULL OR caller_phone_masked IS NOT NULL);
+
+UPDATE requests SET caller_phone_hash = NULL WHERE caller_phone_hash IS NOT NULL;
 COMMENT ON COLUMN requests.caller_phone_hash IS
     'HMAC-SHA256 of the normalised number under dispatchd''s phone_hash_key_file (never stored in the database); NULL for requests made before 005_phone_hmac';
