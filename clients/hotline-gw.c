@@ -121,9 +121,17 @@ int main(int argc, char **argv)
     }
     if (!g->cfg.stdio) {
         const char *env = getenv("CARELINE_GW_WEBHOOK_SECRET");
+        const char *source = env ? "CARELINE_GW_WEBHOOK_SECRET" : g->cfg.webhook_secret_file;
         g->secret = env ? xstrdup(env) : NULL;
         if (!g->secret && g->cfg.webhook_secret_file[0])
             g->secret = read_secret_file(g->cfg.webhook_secret_file, err, sizeof(err));
+        if (g->secret && !gw_secret_check(g->secret, source, err, sizeof(err))) {
+            fprintf(stderr, "hotline-gw: %s\n", err);
+            memset(g->secret, 0, strlen(g->secret));
+            free(g->secret);
+            free(token);
+            return 2;
+        }
         if (!g->secret) {
             fprintf(stderr,
                     "hotline-gw: the webhook needs a shared secret: set "

@@ -5,6 +5,7 @@
 #include "common/util.h"
 #include "common/log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <event2/event.h>
@@ -102,36 +103,86 @@ uint32_t util_rng_seed(const void *salt)
     return s ? s : 1;
 }
 
-bool util_utf8_valid(const char *str, size_t n)
+/* The length of the well-formed UTF-8 sequence at s[0..n), n > 0; 0 if there is none. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    uint32_t cp, min;
+    if (c < 0x80)
+        return 1;
+    else if ((c & 0xE0) == 0xC0)
+        len = 2, cp = c & 0x1F, min = 0x80;
+    else if ((c & 0xF0) == 0xE0)
+        len = 3, cp = c & 0x0F, min = 0x800;
+    else if ((c & 0xF8) == 0xF0)
+        len = 4, cp = c & 0x07, min = 0x10000;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t k = 1; k < len; k++) {
+        if ((s[k] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[k] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
+size_t util_utf8_prefix(const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
     while (i < n) {
-        unsigned c = s[i];
-        size_t len;
-        uint32_t cp, min;
-        if (c < 0x80) {
+        if (s[i] < 0x80) { /* ASCII: the common case, one compare a byte */
             i++;
             continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            len = 2, cp = c & 0x1F, min = 0x80;
-        } else if ((c & 0xF0) == 0xE0) {
-            len = 3, cp = c & 0x0F, min = 0x800;
-        } else if ((c & 0xF8) == 0xF0) {
-            len = 4, cp = c & 0x07, min = 0x10000;
-        } else {
-            return false;
         }
-        if (i + len > n)
-            return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
+        size_t len = utf8_seq(s + i, n - i);
+        if (len == 0)
+            break;
         i += len;
     }
-    return true;
+    return i;
+}
+
+bool util_utf8_valid(const char *str, size_t n)
+{
+    return util_utf8_prefix(str, n) == n;
+}
+
+size_t util_utf8_escape(const char *str, size_t n, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)str;
+    size_t o = 0;
+    ASSERT(cap > 0);
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_seq(s + i, n - i);
+        size_t need = len ? len : 4;
+        if (o + need >= cap)
+            break; /* never half a character or half an escape */
+        if (len) {
+            memcpy(out + o, s + i, len);
+            i += len;
+        } else {
+            out[o] = '\\', out[o + 1] = 'x';
+            out[o + 2] = hex[s[i] >> 4], out[o + 3] = hex[s[i] & 0xF];
+            i++;
+        }
+        o += need;
+    }
+    out[o] = '\0';
+    return o;
+}
+
+void util_vformat_utf8(char *out, size_t cap, const char *fmt, va_list ap)
+{
+    char raw[1024];
+    ASSERT(cap <= sizeof(raw));
+    int n = vsnprintf(raw, cap, fmt, ap);
+    size_t len = n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+    util_utf8_escape(raw, len, out, cap);
 }

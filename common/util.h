@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdarg.h>
 #include <stdbool.h>
 
 #define MUSTCHECK         __attribute__((warn_unused_result))
@@ -41,5 +42,15 @@ uint32_t util_rng_seed(const void *salt);
 
 /* true when s[0..n) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 bool util_utf8_valid(const char *s, size_t n);
+/* The length of the longest well-formed UTF-8 prefix of s[0..n) (n when all of it is). */
+size_t util_utf8_prefix(const char *s, size_t n);
+/* Copies s[0..n) into out (cap > 0 bytes, always NUL-terminated) so that the copy is valid
+ * UTF-8: well-formed characters as they are, each other byte as the four characters \xNN.
+ * What does not fit is left off at a character boundary, never inside one or an escape.
+ * Returns the bytes written (without the NUL). For echoing client bytes in replies and logs. */
+size_t util_utf8_escape(const char *s, size_t n, char *out, size_t cap);
+/* vsnprintf into out[cap] (cap <= 1024), then util_utf8_escape: a message that may quote
+ * client bytes, made safe to send and log. */
+void util_vformat_utf8(char *out, size_t cap, const char *fmt, va_list ap) PRINTF_LIKE(3, 0);
 
 #endif

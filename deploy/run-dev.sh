@@ -61,6 +61,7 @@ redis_port = $CARELINE_REDIS_PORT
 redis_user = $CARELINE_REDIS_USER
 redis_password_file = $ROOT/$VAR/redis.password
 log_level = info
+phone_hash_key_file = $CARELINE_PHONE_HASH_KEY_FILE
 EOF
 mv -f "$tmp" "$CONF"
 

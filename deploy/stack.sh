@@ -9,7 +9,9 @@
 # start writes DIR/stack.env (sourceable): CARELINE_PG_PORT, CARELINE_REDIS_PORT,
 # CARELINE_PG_HOST, CARELINE_PG_ADMIN (conninfo as superuser 'postgres' on db careline),
 # CARELINE_PG_SOCKDIR, CARELINE_PG_DATA, CARELINE_PG_BINDIR, CARELINE_REDIS_HOST,
-# CARELINE_REDIS_USER and CARELINE_REDIS_PASSWORD_FILE.
+# CARELINE_REDIS_USER, CARELINE_REDIS_PASSWORD_FILE and
+# CARELINE_PHONE_HASH_KEY_FILE (DIR/phone-hash.key: dispatchd's phone_hash_key_file, made
+# once with 32 random bytes, mode 600; never printed).
 # start on a running stack is a no-op; stop on a stopped one too. Every wait is bounded.
 #
 # Redis runs with an ACL (DIR/redis.acl, from DIR/redis.password, both mode 600, the
@@ -150,6 +152,7 @@ write_env() {
         echo "CARELINE_REDIS_USER=$(sq "$REDIS_USER")"
         echo "CARELINE_REDIS_PASSWORD_FILE=$(sq "$DIR/redis.password")"
         echo "CARELINE_STACK_FLAVOUR=$(sq "$FLAVOUR")"
+        echo "CARELINE_PHONE_HASH_KEY_FILE=$(sq "$(cd "$DIR" && pwd -P)/phone-hash.key")"
     } >"$tmp"
     mv -f "$tmp" "$DIR/stack.env"
 }
@@ -384,6 +387,21 @@ redis_stop() {
     rm -f "$DIR/redis.pid"
 }
 
+# ---- secrets: the phone-hash key (issue 12) ----------------------------------------------
+# DIR/phone-hash.key: 64 hex characters of /dev/urandom, made once (kept across starts, so
+# stored hashes stay valid), mode 600, never printed.
+phone_key_ensure() {
+    local f=$DIR/phone-hash.key
+    if [[ ! -s $f ]]; then
+        (
+            umask 077
+            head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n' >"$f.tmp.$$"
+            mv -f "$f.tmp.$$" "$f"
+        ) || die "cannot write $f"
+    fi
+    chmod 600 "$f"
+}
+
 # ---- commands --------------------------------------------------------------------------
 cmd_start() {
     local want_pg='' want_redis='' free=0
@@ -440,6 +458,7 @@ cmd_start() {
         say "PostgreSQL started on 127.0.0.1:$PG_PORT (data $PGDATA_DIR, log $PG_LOG)"
     fi
     REDIS_PORT=${CARELINE_REDIS_PORT:-}
+    phone_key_ensure
     write_env # now, so that stop and status find the cluster even if Redis fails below
 
     # Redis

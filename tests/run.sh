@@ -250,6 +250,7 @@ run_integration() {
     # the stack's Redis ACL user and password file: every dispatchd the tests start reads
     # them as its redis_user / redis_password_file (CARELINE_<KEY>), tests/lib/fixture.c too
     export CARELINE_REDIS_USER CARELINE_REDIS_PASSWORD_FILE
+    export CARELINE_PHONE_HASH_KEY_FILE # from stack.env: every dispatchd started reads it
     export CARELINE_PG_HOST=127.0.0.1 CARELINE_REDIS_HOST=127.0.0.1
     export CARELINE_APP_CONNINFO="host=127.0.0.1 port=$CARELINE_PG_PORT dbname=careline user=careline_app"
     [[ -d $TESTSDIR/integration ]] && run_dir "$TESTSDIR/integration"

@@ -6,6 +6,7 @@
 #include "gw_config.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/log.h"
@@ -129,4 +130,16 @@ GwArgs gw_config_args(GwConfig *cfg, GwMenu *menu, int argc, char **argv, bool *
     if (cfg->care_prompt[0])
         snprintf(menu->care_prompt, sizeof(menu->care_prompt), "%s", cfg->care_prompt);
     return GW_ARGS_OK;
+}
+
+bool gw_secret_check(const char *secret, const char *source, char *err, size_t errlen)
+{
+    size_t n = secret ? strlen(secret) : 0;
+    if (n >= GW_SECRET_MIN)
+        return true;
+    snprintf(err, errlen,
+             "the webhook secret from %s is %zu bytes; at least %d are needed (a short HMAC key "
+             "can be guessed): make one with 'openssl rand -hex 32'",
+             source, n, GW_SECRET_MIN);
+    return false;
 }

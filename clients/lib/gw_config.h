@@ -53,6 +53,13 @@ typedef enum {
 GwArgs gw_config_args(GwConfig *cfg, GwMenu *menu, int argc, char **argv, bool *check_only,
                       char *err, size_t errlen);
 
+/* The shortest webhook secret accepted: an HMAC-SHA256 key shorter than this is guessable. */
+#define GW_SECRET_MIN 32
+/* Checks a webhook secret as read (trailing newline already dropped) from `source` (the
+ * environment variable's or the file's name, for the message): true when it holds at least
+ * GW_SECRET_MIN bytes, else a sentence in err that names the source, never the secret. */
+bool gw_secret_check(const char *secret, const char *source, char *err, size_t errlen) MUSTCHECK;
+
 /* The --help text, with every key and its default. */
 void gw_config_usage(FILE *out);
 

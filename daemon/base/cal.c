@@ -4,7 +4,9 @@
  */
 #include "base/cal.h"
 
+#include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static CalDay days_from_civil(int y, int m, int d)
@@ -30,19 +32,27 @@ static void civil_from_days(CalDay z, int *y, int *m, int *d)
     *y = yoe + era * 400 + (*m <= 2);
 }
 
-bool cal_parse(const char *s, CalDay *out)
+CalParse cal_parse_checked(const char *s, CalDay *out)
 {
-    int y, m, d, n = 0;
-    if (strlen(s) != 10 || sscanf(s, "%4d-%2d-%2d%n", &y, &m, &d, &n) != 3 || n != 10)
-        return false;
-    if (s[4] != '-' || s[7] != '-' || y < 1900 || y > 2999 || m < 1 || m > 12 || d < 1)
-        return false;
+    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+        return CAL_MALFORMED;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && !isdigit((unsigned char)s[i]))
+            return CAL_MALFORMED;
+    int y = atoi(s), m = atoi(s + 5), d = atoi(s + 8);
     static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (d > mdays[m - 1] + (m == 2 && leap))
-        return false;
+    if (m < 1 || m > 12 || d < 1 || d > mdays[m - 1] + (m == 2 && leap))
+        return CAL_NO_SUCH_DAY;
+    if (y < 1900 || y > 2999)
+        return CAL_OUT_OF_RANGE;
     *out = days_from_civil(y, m, d);
-    return true;
+    return CAL_OK;
+}
+
+bool cal_parse(const char *s, CalDay *out)
+{
+    return cal_parse_checked(s, out) == CAL_OK;
 }
 
 void cal_format(CalDay day, char out[11])

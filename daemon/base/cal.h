@@ -18,6 +18,16 @@ typedef int32_t CalDay;
 
 /* Parses "YYYY-MM-DD" (a real date, 1900..2999); false otherwise. */
 bool cal_parse(const char *s, CalDay *out) MUSTCHECK;
+
+typedef enum {
+    CAL_OK,           /* *out is the day */
+    CAL_MALFORMED,    /* not YYYY-MM-DD */
+    CAL_NO_SUCH_DAY,  /* YYYY-MM-DD, but no such day (2026-02-30, 2026-13-01) */
+    CAL_OUT_OF_RANGE, /* a real day, outside 1900..2999 (9999-12-31) */
+} CalParse;
+/* cal_parse, saying what is wrong, so an error can call a date out of range rather than
+ * not a date. */
+CalParse cal_parse_checked(const char *s, CalDay *out) MUSTCHECK;
 /* Writes "YYYY-MM-DD" (11 bytes with the NUL). */
 void cal_format(CalDay d, char out[11]);
 /* Month and day of month, for sentences ("3月5日"). */

@@ -6,13 +6,20 @@
 #include "base/config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <libpq-fe.h>
 #include <limits.h>
 #include <netdb.h>
+#include <openssl/crypto.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/cfg.h"
 
@@ -130,6 +137,11 @@ static const CfgKey keys[] = {
     INT_KEY(orphan_grace_ms, "60000", 1000, 3600000, true,
             "a reservation whose request was never recorded is given back when this old "
             "(> 2 x pg_query_timeout_ms + 2000)"),
+    /* ---- personal data (issue 12) ---- */
+    STR_KEY(phone_hash_key_file, "", false,
+            "file holding the HMAC-SHA256 key of caller-phone hashes (>= 32 bytes, mode 600; "
+            "deploy/run-dev.sh makes one); required. Changing it orphans earlier hashes"),
+    /* ---- end personal data ---- */
 #ifdef CARELINE_TESTING /* CONFIG_TEST_ONLY_KEYS: last in the table */
     STR_KEY(fault_point, "", false,
             "TESTS ONLY: crash at this point (after_begin, before_enqueue, "
@@ -190,11 +202,128 @@ bool config_validate(const Config *c, char *err, size_t errlen)
         return cfg_fail(err, errlen, "pg_conninfo must be set");
     /* a record statement may wait one query timeout for its batch and run another (plus the
      * server's statement_timeout margin): only after that is a pending reservation orphaned */
+    unsigned char key[CONFIG_KEY_MAX];
+    size_t klen;
+    bool key_ok = config_read_phone_key(c, key, &klen, err, errlen);
+    OPENSSL_cleanse(key, sizeof(key));
+    if (!key_ok)
+        return false;
     if (c->orphan_grace_ms <= 2 * c->pg_query_timeout_ms + 2000)
         return cfg_fail(err, errlen,
                         "orphan_grace_ms (%d) must exceed 2 x pg_query_timeout_ms + 2000 (%d)",
                         c->orphan_grace_ms, 2 * c->pg_query_timeout_ms + 2000);
     return true;
+}
+
+bool config_read_phone_key(const Config *c, unsigned char key[CONFIG_KEY_MAX], size_t *len,
+                           char *err, size_t errlen)
+{
+    const char *path = c->phone_hash_key_file;
+    if (!path[0])
+        return cfg_fail(err, errlen,
+                        "phone_hash_key_file must be set: a file of at least %d random bytes "
+                        "(e.g. head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > FILE; "
+                        "chmod 600 FILE)",
+                        CONFIG_KEY_MIN);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return cfg_fail(err, errlen, "phone_hash_key_file %s: %s", path, strerror(e));
+    }
+    ssize_t n = 0;
+    if (!S_ISREG(st.st_mode) || (st.st_mode & S_IROTH) || (st.st_mode & S_IWOTH) ||
+        (st.st_mode & S_IWGRP)) {
+        close(fd);
+        return cfg_fail(err, errlen,
+                        "phone_hash_key_file %s must be a regular file that others cannot read or "
+                        "write (chmod 600 %s)",
+                        path, path);
+    }
+    n = read(fd, key, CONFIG_KEY_MAX);
+    /* one more byte would mean a longer file than any key */
+    unsigned char more;
+    bool longer = n == CONFIG_KEY_MAX && read(fd, &more, 1) == 1;
+    int e = errno;
+    close(fd);
+    if (n < 0)
+        return cfg_fail(err, errlen, "phone_hash_key_file %s: %s", path, strerror(e));
+    while (n > 0 && (key[n - 1] == '\n' || key[n - 1] == '\r'))
+        n--;
+    if (n < CONFIG_KEY_MIN || longer)
+        return cfg_fail(err, errlen,
+                        "phone_hash_key_file %s holds %s; a key is %d..%d bytes (a short key "
+                        "makes phone hashes guessable)",
+                        path, longer ? "too many bytes" : "too few bytes", CONFIG_KEY_MIN,
+                        CONFIG_KEY_MAX);
+    *len = (size_t)n;
+    return true;
+}
+
+/* Appends s[0..n) to out (cap bytes, NUL-terminated), cutting what does not fit. */
+static void put(char *out, size_t cap, size_t *o, const char *s, size_t n)
+{
+    size_t room = cap - 1 - *o;
+    n = n < room ? n : room;
+    memcpy(out + *o, s, n);
+    *o += n;
+    out[*o] = '\0';
+}
+
+/* A conninfo's password as "****", in place (s holds cap bytes): key=value form
+ * ("password=x", "password = 'a b'") and URI form ("postgresql://user:x@host"). */
+static void mask_conninfo(char *s, size_t cap)
+{
+    char out[CONFIG_STR_MAX];
+    ASSERT(cap >= sizeof(out));
+    size_t o = 0;
+    out[0] = '\0';
+    const char *p = s, *user = strstr(s, "://"), *at = NULL, *colon = NULL;
+    if (user) {
+        user += 3;
+        at = strchr(user, '@');
+        const char *slash = strchr(user, '/');
+        if (at && slash && slash < at)
+            at = NULL; /* an '@' in the path or the parameters, not userinfo */
+        colon = at ? memchr(user, ':', (size_t)(at - user)) : NULL;
+    }
+    while (*p) {
+        if (colon && p == colon + 1) { /* URI userinfo: user:PASSWORD@ */
+            put(out, sizeof(out), &o, "****", 4);
+            p = at;
+            continue;
+        }
+        const char *v = p + 8;
+        if (strncasecmp(p, "password", 8) == 0 && (p == s || isspace((unsigned char)p[-1]))) {
+            while (*v == ' ')
+                v++;
+            if (*v == '=') {
+                v++;
+                while (*v == ' ')
+                    v++;
+                const char *end = v;
+                if (*v == '\'') {
+                    for (end = v + 1; *end && *end != '\''; end++)
+                        if (*end == '\\' && end[1])
+                            end++;
+                    if (*end)
+                        end++;
+                } else {
+                    while (*end && !isspace((unsigned char)*end))
+                        end++;
+                }
+                put(out, sizeof(out), &o, p, (size_t)(v - p));
+                put(out, sizeof(out), &o, "****", 4);
+                p = end;
+                continue;
+            }
+        }
+        put(out, sizeof(out), &o, p, 1);
+        p++;
+    }
+    memcpy(s, out, o + 1);
 }
 
 void config_apply_reloadable(Config *to, const Config *from)
@@ -398,5 +527,7 @@ bool config_reload(const Config *cur, const Config *fresh, Config *next, ConfigR
 
 void config_print(const Config *c, FILE *out, bool with_help)
 {
-    cfg_print(&config_table, c, out, with_help);
+    Config shown = *c;
+    mask_conninfo(shown.pg_conninfo, sizeof(shown.pg_conninfo));
+    cfg_print(&config_table, &shown, out, with_help);
 }

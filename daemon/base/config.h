@@ -86,6 +86,8 @@ typedef struct Config {
     /* ---- Redis AUTH (issue 12) ---- */
     char redis_user[64];                      /* ACL user for AUTH; empty = Redis' default */
     char redis_password_file[CONFIG_STR_MAX]; /* its password's file; empty = no AUTH */
+    /* personal data (issue 12): the phone-hash key */
+    char phone_hash_key_file[256]; /* HMAC-SHA256 key for caller-phone hashes (file, >= 32 B) */
 } Config;
 
 /* Keys at the end of config_table that only the test build has (never in the example
@@ -116,6 +118,15 @@ bool config_load_env(Config *c, char *err, size_t errlen) MUSTCHECK;
 
 /* Cross-field checks (e.g. obuf_soft < obuf_hard). */
 bool config_validate(const Config *c, char *err, size_t errlen) MUSTCHECK;
+
+/* The phone-hash key: the bytes of c->phone_hash_key_file without a trailing newline,
+ * CONFIG_KEY_MIN..CONFIG_KEY_MAX of them, from a file only its owner (and group) may read.
+ * Blocking file I/O: call it before the loop (config_validate does, to check). On error
+ * writes a sentence naming the file (never its contents) into err. */
+#define CONFIG_KEY_MIN 32
+#define CONFIG_KEY_MAX 256
+bool config_read_phone_key(const Config *c, unsigned char key[CONFIG_KEY_MAX], size_t *len,
+                           char *err, size_t errlen) MUSTCHECK;
 
 /* Copies the keys marked reloadable from `from` into `to` (SIGHUP). */
 void config_apply_reloadable(Config *to, const Config *from);
@@ -155,8 +166,9 @@ typedef struct {
 bool config_reload(const Config *cur, const Config *fresh, Config *next,
                    ConfigReload *out) MUSTCHECK;
 
-/* Writes every key with its current value, default and meaning, INI-style (for --help and
- * the example config test). */
+/* Writes every key with its current value, default and meaning, INI-style (for --help, -t
+ * and the example config test). Secrets are masked: a password in pg_conninfo prints as
+ * "****" (key files are named, their contents never read here). */
 void config_print(const Config *c, FILE *out, bool with_help);
 
 #endif

@@ -58,7 +58,7 @@ static void terminal_open_done(PGresult *res, const char *err, void *arg)
                       (long long)ss->station_id, pc.missing);
     } else
         log_warn("station %lld: terminal session not recorded: %s", (long long)ss->station_id,
-                 res ? PQresultErrorMessage(res) : err);
+                 PG_ERRLINE(res, err));
     if (ss->closed && ss->terminal_id) /* it ended before the row existed */
         terminal_close(ss->st->env, ss->terminal_id);
     console_unref(ss);

@@ -190,8 +190,7 @@ static void refresh_many_done(PGresult *res, const char *err, void *arg)
     bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK;
     PgCols pc = {0};
     if (!ok) {
-        log_warn("reading %zu consoles' jobs failed: %s", b->n,
-                 res ? PQresultErrorMessage(res) : err);
+        log_warn("reading %zu consoles' jobs failed: %s", b->n, PG_ERRLINE(res, err));
     } else if (!pgcols_bind(&pc, res, job_cols, J_N)) {
         log_error("careline_station_jobs_many returned no column \"%s\"; %zu consoles not "
                   "re-read (is the schema older than this daemon?)",

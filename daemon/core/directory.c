@@ -298,7 +298,7 @@ static void load_cb(PGresult *res, const char *err, void *arg)
     DirSnap *s = d->building;
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_warn("directory: loading failed at step %d: %s; retrying", d->step,
-                 res ? PQresultErrorMessage(res) : err);
+                 PG_ERRLINE(res, err));
         snap_free(s);
         d->building = NULL;
         d->loading = false;

@@ -8,6 +8,7 @@
 #include "core/dispatch.h"
 
 #include <ctype.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -125,6 +126,12 @@ Dispatch *dispatch_new(const Env *env)
     const Config *cfg = env->cfg;
     Dispatch *d = xcalloc(1, sizeof(*d));
     d->env = env;
+    char err[512];
+    if (!config_read_phone_key(cfg, d->phone_key, &d->phone_key_len, err, sizeof(err))) {
+        /* config_validate read it at start: the file changed since, before the loop runs */
+        log_error("%s", err);
+        ASSERT(!"the phone-hash key became unreadable after the configuration was checked");
+    }
     d->model = (TravelModel){{cfg->detour_urban, cfg->detour_rural, cfg->detour_mountain},
                              {cfg->speed_urban_kmh, cfg->speed_rural_kmh, cfg->speed_mountain_kmh},
                              cfg->circle_minutes};
@@ -164,6 +171,7 @@ void dispatch_free(Dispatch *d)
 {
     if (!d)
         return;
+    OPENSSL_cleanse(d->phone_key, sizeof(d->phone_key));
     if (d->sweep)
         event_free(d->sweep);
     dir_free(d->dir);

@@ -59,6 +59,8 @@ struct Dispatch {
     int sweep_left;                           /* subs of the current batch not finished */
     int win[2][2];                            /* [lunch|dinner][start|end] local minutes */
     bool stopped;                             /* dispatch_stop: backends are going away */
+    unsigned char phone_key[CONFIG_KEY_MAX];  /* HMAC key of caller-phone hashes (secret) */
+    size_t phone_key_len;                     /* bytes of phone_key in use */
 #ifdef CARELINE_TESTING
     int fault_count; /* fault injection: times the point was reached */
 #endif
@@ -70,7 +72,8 @@ typedef struct Sub {
     uint64_t seq;
     /* the request */
     char key[MAX_KEY + 1];
-    char phone[24]; /* normalised digits, "" when by resident id */
+    char phone[24];      /* normalised digits, "" when by resident id */
+    char phone_hash[65]; /* hex HMAC-SHA256 of phone under the server's key; "" without one */
     int64_t resident_param;
     int kind, slot, subtype, urgency;
     char date_raw[16]; /* as sent ("" = today) */
@@ -127,6 +130,11 @@ bool intake_phone(const char *in, char *out, size_t n) MUSTCHECK;
  * bad one answers s's connection INVALID_ARGUMENT naming it and returns false. snap: the
  * directory (a location must lie near one of its villages). */
 bool intake_validate(Sub *s, const Careline__V1__SubmitRequest *m, const DirSnap *snap) MUSTCHECK;
+
+/* The hex HMAC-SHA256 of a normalised phone under the daemon's phone-hash key: what
+ * requests.caller_phone_hash holds (as bytes), so the number cannot be found by hashing every
+ * possible one without the key. */
+void intake_phone_hash(const Dispatch *d, const char *phone, char hex[65]);
 /* The session handler of SubmitRequest (arg: the Dispatch). */
 void intake_submit(void *arg, Conn *c, Envelope *env);
 

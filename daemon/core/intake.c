@@ -5,6 +5,8 @@
  * submission goes on to the resolve batch (submit.c).
  */
 #include <ctype.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,6 +39,18 @@ bool intake_phone(const char *in, char *out, size_t n)
     return len >= 5 && len <= 15;
 }
 
+void intake_phone_hash(const Dispatch *d, const char *phone, char hex[65])
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    ASSERT(d->phone_key_len >= CONFIG_KEY_MIN);
+    unsigned char *ok = HMAC(EVP_sha256(), d->phone_key, (int)d->phone_key_len,
+                             (const unsigned char *)phone, strlen(phone), mac, &n);
+    ASSERT(ok && n == 32);
+    for (unsigned i = 0; i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+}
+
 /* Over every field as sent (the date raw, so "" stays "today" whatever day a retry comes). */
 static void content_hash(const Sub *s, char hex[65])
 {
@@ -63,6 +77,7 @@ bool intake_validate(Sub *s, const Careline__V1__SubmitRequest *m, const DirSnap
     if (m->who_case == CARELINE__V1__SUBMIT_REQUEST__WHO_CALLER_PHONE) {
         if (!intake_phone(m->caller_phone, s->phone, sizeof(s->phone)))
             BAD("caller_phone", "caller_phone must be 5..15 digits (optionally +86)");
+        intake_phone_hash(s->d, s->phone, s->phone_hash);
     } else if (m->who_case == CARELINE__V1__SUBMIT_REQUEST__WHO_RESIDENT_ID) {
         if (m->resident_id <= 0)
             BAD("resident_id", "resident_id must be a positive id");
@@ -88,11 +103,23 @@ bool intake_validate(Sub *s, const Careline__V1__SubmitRequest *m, const DirSnap
     sub_minute_now(&today);
     if (!m->service_date[0]) {
         s->day = today;
-    } else if (!cal_parse(m->service_date, &s->day)) {
-        BAD("service_date", "service_date '%.20s' is not a real date (YYYY-MM-DD)",
-            util_utf8_valid(m->service_date, strlen(m->service_date)) ? m->service_date : "?");
-    } else if (s->day < today) {
-        BAD("service_date", "service_date %s is in the past", m->service_date);
+    } else {
+        switch (cal_parse_checked(m->service_date, &s->day)) {
+        case CAL_OK:
+            if (s->day < today)
+                BAD("service_date", "service_date %s is out of range: it is in the past",
+                    m->service_date);
+            break;
+        case CAL_OUT_OF_RANGE:
+            BAD("service_date",
+                "service_date %s is out of range: meals are booked from today up to %d days "
+                "ahead",
+                m->service_date, s->d->env->cfg->booking_days);
+        case CAL_NO_SUCH_DAY:
+            BAD("service_date", "service_date %s is not a real date", m->service_date);
+        default:
+            BAD("service_date", "service_date '%.20s' is not a date (YYYY-MM-DD)", m->service_date);
+        }
     }
     snprintf(s->date_raw, sizeof(s->date_raw), "%s", m->service_date);
     size_t nlen = strlen(m->note);

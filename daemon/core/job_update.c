@@ -121,22 +121,23 @@ void job_update_handle(void *arg, Conn *c, Envelope *env)
     const char *action = action_db(u->action);
     size_t nlen = strlen(u->note);
     if (u->job_id <= 0) {
-        conn_send_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), false,
-                        "job_id must be a positive id");
+        conn_send_field_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), "job_id",
+                              "job_id must be a positive id");
     } else if (!action) {
-        conn_send_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), false,
-                        "action must be ACCEPT, REJECT, GO_EN_ROUTE, DELIVER, COMPLETE or FAIL");
+        conn_send_field_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), "action",
+                              "action must be ACCEPT, REJECT, GO_EN_ROUTE, DELIVER, COMPLETE or "
+                              "FAIL");
     } else if (!reason_ok(u->action, u->reason_code)) {
-        conn_send_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), false,
-                        u->action == 2 ? "REJECT needs reason_code STATION_FULL, NO_STAFF, "
-                                         "OUT_OF_AREA or REASON_OTHER"
-                        : u->action == 6
-                            ? "FAIL needs reason_code RESIDENT_NOT_HOME, RESIDENT_UNWELL, "
-                              "RESIDENT_REFUSED or REASON_OTHER"
-                            : "only REJECT and FAIL take a reason_code");
+        conn_send_field_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), "reason_code", "%s",
+                              u->action == 2 ? "REJECT needs reason_code STATION_FULL, NO_STAFF, "
+                                               "OUT_OF_AREA or REASON_OTHER"
+                              : u->action == 6
+                                  ? "FAIL needs reason_code RESIDENT_NOT_HOME, RESIDENT_UNWELL, "
+                                    "RESIDENT_REFUSED or REASON_OTHER"
+                                  : "only REJECT and FAIL take a reason_code");
     } else if (nlen > MAX_NOTE || !util_utf8_valid(u->note, nlen)) {
-        conn_send_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), false,
-                        "note must be at most %d bytes of valid UTF-8", MAX_NOTE);
+        conn_send_field_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), "note",
+                              "note must be at most %d bytes of valid UTF-8", MAX_NOTE);
     } else {
         bool admin = c->role == CARELINE__V1__ROLE__ROLE_ADMIN;
         char reason[64] = "", actor[48];

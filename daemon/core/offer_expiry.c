@@ -23,7 +23,7 @@ static void expire_done(PGresult *res, const char *err, void *arg)
     Stations *st = arg;
     st->expiring = false;
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        log_debug("offer expiry failed: %s", res ? PQresultErrorMessage(res) : err);
+        log_debug("offer expiry failed: %s", PG_ERRLINE(res, err));
         return;
     }
     PgCols pc = {0};

@@ -37,36 +37,53 @@ static void ask_free(Ask *a)
     free(a);
 }
 
-/* Reads a request reference (id, key or phone) into params; false after an Error reply. */
-static bool request_ref(Conn *c, uint64_t seq, int which, int64_t id, const char *key,
-                        const char *phone, char idbuf[24], char phonebuf[24], const char *params[3])
+/* The reference's parameters: $1 id, $2 key, $3 phone, $4 the phone's keyed hash (hex). */
+typedef struct {
+    const char *params[4];
+    char id[24], phone[24], phone_hash[65];
+} Ref;
+
+/* Reads a request reference (id, key or phone) into r; false after an Error reply. */
+static bool request_ref(const Dispatch *d, Conn *c, uint64_t seq, int which, int64_t id,
+                        const char *key, const char *phone, Ref *r)
 {
-    params[0] = params[1] = params[2] = NULL;
+    const char **params = r->params;
+    char *idbuf = r->id, *phonebuf = r->phone;
+    params[0] = params[1] = params[2] = params[3] = NULL;
     switch (which) {
     case 1:
-        if (id <= 0)
-            break;
+        if (id <= 0) {
+            conn_send_field_error(c, seq, S(ERROR_CODE__INVALID_ARGUMENT), "request_id",
+                                  "request_id must be a positive id (got %lld)", (long long)id);
+            return false;
+        }
         snprintf(idbuf, 24, "%lld", (long long)id);
         params[0] = idbuf;
         return true;
     case 2:
-        if (!key[0] || strlen(key) > MAX_KEY || !util_utf8_valid(key, strlen(key)))
-            break;
+        if (!key[0] || strlen(key) > MAX_KEY || !util_utf8_valid(key, strlen(key))) {
+            conn_send_field_error(c, seq, S(ERROR_CODE__INVALID_ARGUMENT), "idempotency_key",
+                                  "idempotency_key must be 1..%d bytes of valid UTF-8", MAX_KEY);
+            return false;
+        }
         params[1] = key;
         return true;
     case 3:
-        if (!intake_phone(phone, phonebuf, 24))
-            break;
+        if (!intake_phone(phone, phonebuf, 24)) {
+            conn_send_field_error(c, seq, S(ERROR_CODE__INVALID_ARGUMENT), "caller_phone",
+                                  "caller_phone must be 5..15 digits (optionally +86)");
+            return false;
+        }
+        intake_phone_hash(d, phonebuf, r->phone_hash);
         params[2] = phonebuf;
+        params[3] = r->phone_hash;
         return true;
     default:
-        break;
+        conn_send_field_error(c, seq, S(ERROR_CODE__INVALID_ARGUMENT), "request_id",
+                              "name the request: a request_id, an idempotency_key or a "
+                              "caller_phone is required");
+        return false;
     }
-    conn_send_error(c, seq, S(ERROR_CODE__INVALID_ARGUMENT), false,
-                    "give a positive request_id, a 1..%d byte idempotency_key, or a caller_phone "
-                    "of 5..15 digits",
-                    MAX_KEY);
-    return false;
 }
 
 /* ---- status ------------------------------------------------------------------------------ */
@@ -79,7 +96,7 @@ static const char status_sql[] =
     "  OR ($2::text IS NOT NULL AND q.idempotency_key = $2) "
     "  OR ($3::text IS NOT NULL AND (q.resident_id = (SELECT x.id FROM residents x "
     "      WHERE x.phone = $3) OR (q.resident_id IS NULL "
-    "      AND q.caller_phone_hash = sha256(convert_to($3, 'UTF8'))))) "
+    "      AND q.caller_phone_hash = decode($4, 'hex')))) "
     "  ORDER BY q.created_at DESC LIMIT 1) "
     "SELECT r.id AS request_id, r.state, r.kind, coalesce(r.station_id, 0) AS station_id, "
     "  coalesce((extract(epoch FROM r.window_start) * 1000)::bigint, 0) AS window_start_ms, "
@@ -126,7 +143,7 @@ static void status_done(PGresult *res, const char *err, void *arg)
     if (!conn_alive(a->c))
         goto out;
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        log_warn("status query failed: %s", res ? PQresultErrorMessage(res) : err);
+        log_warn("status query failed: %s", PG_ERRLINE(res, err));
         conn_send_error(a->c, a->seq, S(ERROR_CODE__UNAVAILABLE), false,
                         "cannot read the request's status now; retry shortly");
         goto out;
@@ -197,13 +214,12 @@ void query_status(void *arg, Conn *c, Envelope *env)
 {
     Dispatch *d = arg;
     const Careline__V1__StatusQuery *q = env->status_query;
-    char idbuf[24], phonebuf[24];
-    const char *params[3];
-    if (request_ref(c, env->seq, (int)q->ref_case, q->request_id,
+    Ref ref;
+    if (request_ref(d, c, env->seq, (int)q->ref_case, q->request_id,
                     q->ref_case == 2 ? q->idempotency_key : "",
-                    q->ref_case == 3 ? q->caller_phone : "", idbuf, phonebuf, params)) {
+                    q->ref_case == 3 ? q->caller_phone : "", &ref)) {
         Ask *a = ask_new(d, c, env->seq);
-        if (!pg_query(d->env->pg, status_sql, 3, params, status_done, a)) {
+        if (!pg_query(d->env->pg, status_sql, 4, ref.params, status_done, a)) {
             conn_send_error(c, env->seq, S(ERROR_CODE__OVERLOADED), false,
                             "too many requests are waiting for the database; retry shortly");
             ask_free(a);
@@ -274,7 +290,7 @@ static void cancel_done(PGresult *res, const char *err, void *arg)
     Ask *a = op->a;
     PgCols pc = {0};
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        log_warn("cancel failed: %s", res ? PQresultErrorMessage(res) : err);
+        log_warn("cancel failed: %s", PG_ERRLINE(res, err));
         cancel_fail(op, S(ERROR_CODE__UNAVAILABLE),
                     "cannot cancel now (database unavailable); retry shortly");
         return;
@@ -310,21 +326,26 @@ void query_cancel(void *arg, Conn *c, Envelope *env)
 {
     Dispatch *d = arg;
     const Careline__V1__CancelRequest *q = env->cancel;
-    char idbuf[24], phonebuf[24];
-    const char *params[5];
+    Ref ref;
     int which =
         q->ref_case == CARELINE__V1__CANCEL_REQUEST__REF_CALLER_PHONE ? 3 : (int)q->ref_case;
     if (strlen(q->reason) > MAX_NOTE || !util_utf8_valid(q->reason, strlen(q->reason))) {
-        conn_send_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), false,
-                        "reason must be at most %d bytes of valid UTF-8", MAX_NOTE);
-    } else if (request_ref(c, env->seq, which, q->request_id, which == 2 ? q->idempotency_key : "",
-                           which == 3 ? q->caller_phone : "", idbuf, phonebuf, params)) {
-        params[3] = q->reason[0] ? q->reason : "cancelled by the caller";
-        params[4] = "gateway";
+        conn_send_field_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), "reason",
+                              "reason must be at most %d bytes of valid UTF-8", MAX_NOTE);
+    } else if (request_ref(d, c, env->seq, which, q->request_id,
+                           which == 2 ? q->idempotency_key : "", which == 3 ? q->caller_phone : "",
+                           &ref)) {
+        const char *params[6] = {ref.params[0],
+                                 ref.params[1],
+                                 ref.params[2],
+                                 ref.params[3],
+                                 q->reason[0] ? q->reason : "cancelled by the caller",
+                                 "gateway"};
         CancelOp *op = xcalloc(1, sizeof(*op));
         op->a = ask_new(d, c, env->seq);
-        if (!pg_query(d->env->pg, "SELECT * FROM careline_cancel($1, $2, $3, $4, $5)", 5, params,
-                      cancel_done, op)) {
+        if (!pg_query(d->env->pg,
+                      "SELECT * FROM careline_cancel($1, $2, $3, decode($4, 'hex'), $5, $6)", 6,
+                      params, cancel_done, op)) {
             conn_send_error(c, env->seq, S(ERROR_CODE__OVERLOADED), false,
                             "too many requests are waiting for the database; retry shortly");
             ask_free(op->a);

@@ -37,7 +37,7 @@ static void orphans_checked(PGresult *res, const char *err, void *arg)
     Dispatch *d = o->d;
     PgCols pc = {0};
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || (size_t)PQntuples(res) != o->n) {
-        log_warn("checking pending reservations failed: %s", res ? PQresultErrorMessage(res) : err);
+        log_warn("checking pending reservations failed: %s", PG_ERRLINE(res, err));
         orphan_scan_free(o);
         return;
     }

@@ -60,7 +60,7 @@ static void status_pg_done(PGresult *res, const char *err, void *arg)
     PgCols pc = {0};
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_warn("station %lld: status not saved: %s", (long long)op->c->station_id,
-                 res ? PQresultErrorMessage(res) : err);
+                 PG_ERRLINE(res, err));
         op->failed = true;
     } else if (!pgcols_bind(&pc, res, sent_on_cols, X_N)) {
         log_error("station %lld: careline_station_status returned no column \"%s\"; its "
@@ -99,34 +99,50 @@ void status_handle(void *arg, Conn *c, Envelope *env)
     const Careline__V1__StationStatus *m = env->station_status;
     Stations *st = arg;
     if (c->role != CARELINE__V1__ROLE__ROLE_STATION) {
-        conn_send_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), false,
+        conn_send_error(c, env->seq, S(ERROR_CODE__FORBIDDEN), false,
                         "StationStatus is sent from a station's own console");
         goto done;
     }
     if (m->caregivers_on_duty < 0 || m->caregivers_on_duty > 10000) {
-        conn_send_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), false,
-                        "caregivers_on_duty must be 0..10000");
+        conn_send_field_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), "caregivers_on_duty",
+                              "caregivers_on_duty %d is out of range 0..10000",
+                              (int)m->caregivers_on_duty);
         goto done;
     }
     CalDay today = cal_day_of(util_wall_ms(), NULL), days[16];
     if (m->n_capacity > ARRAY_LEN(days)) {
-        conn_send_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), false,
-                        "at most %zu capacity entries", ARRAY_LEN(days));
+        conn_send_field_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), "capacity",
+                              "capacity has %zu entries; at most %zu are allowed", m->n_capacity,
+                              ARRAY_LEN(days));
         goto done;
     }
     for (size_t i = 0; i < m->n_capacity; i++) {
         const Careline__V1__SlotCapacity *sc = m->capacity[i];
+        char field[48];
+        snprintf(field, sizeof(field), "capacity[%zu].slot", i);
         if (sc->slot != S(MEAL_SLOT__LUNCH) && sc->slot != S(MEAL_SLOT__DINNER)) {
-            conn_send_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), false,
-                            "capacity[%zu].slot must be LUNCH or DINNER", i);
+            conn_send_field_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), field,
+                                  "%s must be LUNCH or DINNER", field);
             goto done;
         }
+        snprintf(field, sizeof(field), "capacity[%zu].service_date", i);
         days[i] = today;
-        if ((sc->service_date[0] && !cal_parse(sc->service_date, &days[i])) || days[i] < today ||
-            sc->capacity_left < 0 || sc->capacity_left > 100000) {
-            conn_send_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), false,
-                            "capacity[%zu] needs a date from today on and capacity_left 0..100000",
-                            i);
+        CalParse cp = sc->service_date[0] ? cal_parse_checked(sc->service_date, &days[i]) : CAL_OK;
+        if (cp == CAL_MALFORMED || cp == CAL_NO_SUCH_DAY) {
+            conn_send_field_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), field,
+                                  "%s '%.20s' is not a date (YYYY-MM-DD)", field, sc->service_date);
+            goto done;
+        }
+        if (cp == CAL_OUT_OF_RANGE || days[i] < today) {
+            conn_send_field_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), field,
+                                  "%s %s is out of range: capacity is set from today on", field,
+                                  sc->service_date);
+            goto done;
+        }
+        if (sc->capacity_left < 0 || sc->capacity_left > 100000) {
+            snprintf(field, sizeof(field), "capacity[%zu].capacity_left", i);
+            conn_send_field_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), field,
+                                  "%s %d is out of range 0..100000", field, (int)sc->capacity_left);
             goto done;
         }
     }

@@ -196,6 +196,8 @@ static json_t *resolve_json(const Sub *s)
     json_object_set_new(o, "key", json_string(s->key));
     json_object_set_new(o, "hash", json_string(s->hash));
     json_object_set_new(o, "phone", s->phone[0] ? json_string(s->phone) : json_null());
+    json_object_set_new(o, "phone_hash",
+                        s->phone_hash[0] ? json_string(s->phone_hash) : json_null());
     json_object_set_new(o, "resident",
                         s->resident_param ? json_integer(s->resident_param) : json_null());
     json_object_set_new(

@@ -117,7 +117,7 @@ static void redispatch_done(PGresult *res, const char *err, void *arg)
     PgCols pc = {0};
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         /* the request stays 'received': the sweep will pick it up */
-        log_warn("re-dispatch query failed: %s", res ? PQresultErrorMessage(res) : err);
+        log_warn("re-dispatch query failed: %s", PG_ERRLINE(res, err));
         return;
     }
     if (!dispatch_bind(&pc, res, sweep_cols, SW_N, "re-dispatch query"))
@@ -145,7 +145,7 @@ static void sweep_done(PGresult *res, const char *err, void *arg)
     Dispatch *d = arg;
     PgCols pc = {0};
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        log_debug("sweep query failed: %s", res ? PQresultErrorMessage(res) : err);
+        log_debug("sweep query failed: %s", PG_ERRLINE(res, err));
         d->sweeping = false;
         return;
     }

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/wirecheck.h"
 #include "base/metrics.h"
 
 #define CLOSING_GRACE_MS 5000 /* a peer gets this long to read its last frames */
@@ -114,6 +115,13 @@ static void process_input(Conn *c)
             bufferevent_trigger(c->bev, EV_READ,
                                 BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
             break;
+        }
+        WireFault bad; /* a string the unpacker would cut at a NUL, or not UTF-8: answered here */
+        if (wirecheck_frame(in, (uint32_t)cfg->max_frame_bytes, &bad)) {
+            c->set->metrics->frames_in++;
+            conn_send_field_error(c, bad.seq, CARELINE__V1__ERROR_CODE__INVALID_ARGUMENT,
+                                  bad.body_field, "%s", bad.message);
+            continue;
         }
         Envelope *env;
         size_t need = 0;
@@ -250,7 +258,7 @@ static void send_error(Conn *c, uint64_t seq, int code, bool fatal, const char *
                        const char *fmt, va_list ap)
 {
     char msg[512];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    util_vformat_utf8(msg, sizeof(msg), fmt, ap); /* may quote a client: never raw bytes */
     if (code >= 0 && code < METRICS_ERROR_CODES)
         c->set->metrics->errors[code]++;
     if (!conn_alive(c))

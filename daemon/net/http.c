@@ -86,9 +86,11 @@ static void json_escape(struct evbuffer *b, const char *s)
 void http_send_error(Http *h, struct evhttp_request *req, int status, const char *code,
                      const char *msg)
 {
+    char safe[512]; /* msg may quote the request: the body is valid UTF-8 whatever it held */
+    util_utf8_escape(msg, strlen(msg), safe, sizeof(safe));
     struct evbuffer *b = evbuffer_new();
     evbuffer_add_printf(b, "{\"error\":{\"code\":\"%s\",\"message\":\"", code);
-    json_escape(b, msg);
+    json_escape(b, safe);
     evbuffer_add_printf(b, "\"}}\n");
     size_t n = evbuffer_get_length(b);
     http_send(h, req, status, "application/json", (const char *)evbuffer_pullup(b, -1), n);

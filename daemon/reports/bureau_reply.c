@@ -84,7 +84,7 @@ void bureau_req_fail(Req *r, int code, const char *field, const char *fmt, ...)
     char msg[400];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    util_vformat_utf8(msg, sizeof(msg), fmt, ap); /* may quote the client: JSON needs UTF-8 */
     va_end(ap);
     if (r->out == OUT_PROTO) {
         if (conn_alive(r->c))

@@ -105,6 +105,24 @@ void bureau_now_iso(char *out, size_t n)
 
 /* ---- validation (both doors) ------------------------------------------------------------ */
 
+/* A date field (label: its name in sentences, the same at both doors); false after the
+ * error reply. */
+static bool parse_date(Req *r, const char *field, const char *label, const char *s, CalDay *out)
+{
+    switch (cal_parse_checked(s, out)) {
+    case CAL_OK:
+        return true;
+    case CAL_OUT_OF_RANGE:
+        bureau_req_fail(r, ERRC(INVALID_ARGUMENT), field,
+                        "%s %s is out of range (years 1900..2999)", label, s);
+        return false;
+    default:
+        bureau_req_fail(r, ERRC(INVALID_ARGUMENT), field, "%s '%.20s' is not a date YYYY-MM-DD",
+                        label, s);
+        return false;
+    }
+}
+
 static bool check_town(Req *r, const DirSnap *snap)
 {
     const char *county = r->b->env->cfg->county_code;
@@ -131,16 +149,10 @@ static bool check_town(Req *r, const DirSnap *snap)
 static bool check_range(Req *r, const char *from_s, const char *to_s, CalDay now)
 {
     bool has_from = from_s && from_s[0], has_to = to_s && to_s[0];
-    if (has_from && !cal_parse(from_s, &r->from)) {
-        bureau_req_fail(r, ERRC(INVALID_ARGUMENT), "from_date",
-                        "from '%.20s' is not a date YYYY-MM-DD", from_s);
+    if (has_from && !parse_date(r, "from_date", "from", from_s, &r->from))
         return false;
-    }
-    if (has_to && !cal_parse(to_s, &r->to)) {
-        bureau_req_fail(r, ERRC(INVALID_ARGUMENT), "to_date", "to '%.20s' is not a date YYYY-MM-DD",
-                        to_s);
+    if (has_to && !parse_date(r, "to_date", "to", to_s, &r->to))
         return false;
-    }
     if (!has_to)
         r->to = has_from && r->from > now ? r->from : now;
     if (!has_from)
@@ -191,15 +203,13 @@ bool bureau_req_check_at(Req *r, const DirSnap *snap, CalDay now, const char *fr
     }
     r->day = now;
     if (day_s && day_s[0]) {
-        if (!cal_parse(day_s, &r->day)) {
-            bureau_req_fail(r, ERRC(INVALID_ARGUMENT), "day",
-                            "day '%.20s' is not a date YYYY-MM-DD", day_s);
+        if (!parse_date(r, "day", "day", day_s, &r->day))
             return false;
-        }
         if (r->day > now || now - r->day >= BUREAU_MAX_RANGE_DAYS) {
             bureau_req_fail(r, ERRC(INVALID_ARGUMENT), "day",
-                            "a snapshot may be dated today or up to %d days back",
-                            BUREAU_MAX_RANGE_DAYS - 1);
+                            "day %s is out of range: a snapshot may be dated today or up to %d "
+                            "days back",
+                            day_s, BUREAU_MAX_RANGE_DAYS - 1);
             return false;
         }
     }

@@ -25,7 +25,7 @@ static bool sql_ok(Req *r, PGresult *res, const char *err, ExecStatusType want, 
     }
     if (PQresultStatus(res) != want) {
         char msg[300];
-        snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
+        snprintf(msg, sizeof(msg), "%s", PG_ERRLINE(res, NULL));
         msg[strcspn(msg, "\n")] = '\0';
         log_error("bureau: %s failed: %s", what, msg);
         bureau_req_fail(r, ERRC(INTERNAL), NULL, "%s failed (see the daemon log)", what);

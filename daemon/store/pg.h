@@ -40,6 +40,21 @@ typedef struct PgPool PgPool;
 typedef void (*PgResultCb)(PGresult *res, const char *err, void *arg);
 
 /*
+ * What a failed query's result says, made fit for one log line: the primary message and the
+ * SQLSTATE ("duplicate key value violates unique constraint \"x\" (SQLSTATE 23505)"), never
+ * DETAIL, HINT or CONTEXT (they may quote row values: names, phone numbers), whitespace
+ * folded, anything not UTF-8 escaped. res NULL: the first line of err (a pool sentence, or a
+ * PQerrorMessage, whose DETAIL and HINT lines follow the first), or "unknown error". A
+ * result that is no error: its status ("unexpected result PGRES_TUPLES_OK"). Writes into
+ * buf[n] (PG_ERRLINE_LEN is enough) and returns buf. Use it wherever a result or connection
+ * error is logged.
+ */
+#define PG_ERRLINE_LEN 320
+const char *pg_errline(const PGresult *res, const char *err, char *buf, size_t n);
+/* pg_errline into a buffer that lives until the end of the enclosing block, for log calls. */
+#define PG_ERRLINE(res, err) pg_errline((res), (err), (char[PG_ERRLINE_LEN]){""}, PG_ERRLINE_LEN)
+
+/*
  * Notification on a LISTEN channel. payload is borrowed for the callback. payload == NULL
  * means "(re)subscribed": fired once each time the LISTEN becomes active (the first time and
  * after every reconnect), so the caller can resync whatever it may have missed.

@@ -33,6 +33,23 @@ void pg_err_copy(char *dst, size_t n, const char *msg)
     dst[len] = '\0';
 }
 
+const char *pg_errline(const PGresult *res, const char *err, char *buf, size_t n)
+{
+    char raw[PG_ERRLINE_LEN], flat[PG_ERRLINE_LEN];
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (primary)
+        snprintf(raw, sizeof(raw), "%s (SQLSTATE %s)", primary, state ? state : "?");
+    else if (res)
+        snprintf(raw, sizeof(raw), "unexpected result %s", PQresStatus(PQresultStatus(res)));
+    else
+        snprintf(raw, sizeof(raw), "%.*s", err && *err ? (int)strcspn(err, "\n") : 13,
+                 err && *err ? err : "unknown error");
+    pg_err_copy(flat, sizeof(flat), raw);
+    util_utf8_escape(flat, strlen(flat), buf, n);
+    return buf;
+}
+
 static const char *pgconn_name(const PgConn *c, char buf[16])
 {
     if (c->id < 0)
@@ -46,7 +63,7 @@ static void pgconn_notice_cb(void *arg, const PGresult *res)
 {
     char msg[PG_ERR_LEN];
     (void)arg;
-    pg_err_copy(msg, sizeof(msg), PQresultErrorMessage(res));
+    pg_errline(res, NULL, msg, sizeof(msg));
     log_debug("pg notice: %s", msg);
 }
 
@@ -100,7 +117,7 @@ static void pgconn_fail(PgConn *c, const char *what, const char *why)
     PgQuery *q = c->q;
     bool user = q && c != p->lconn;
 
-    pg_err_copy(reason, sizeof(reason), why); /* why may point into the PGconn being freed */
+    pg_errline(NULL, why, reason, sizeof(reason)); /* why may point into the freed PGconn */
     snprintf(err, sizeof(err), "%s: %s", what, reason);
     pgconn_close(c);
     if (p->closing) {

@@ -51,7 +51,7 @@ static void pglisten_done_cb(PGresult *res, const char *err, void *arg)
     }
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         char msg[PG_ERR_LEN];
-        pg_err_copy(msg, sizeof(msg), PQresultErrorMessage(res));
+        pg_errline(res, NULL, msg, sizeof(msg));
         log_warn("pg[listen]: LISTEN failed: %s (retried after reconnect)", msg);
         return;
     }

@@ -94,8 +94,7 @@ static void batch_done(PGresult *res, const char *err, void *arg)
         for (size_t i = 0; i < b->n; i++)
             item_fail(&b->items[i], "the batch statement returned no element index column");
     } else if (!ok && b->n > 1 && !q->freed) {
-        log_warn("a batch of %zu failed (%s); retrying one by one", b->n,
-                 res ? PQresultErrorMessage(res) : err);
+        log_warn("a batch of %zu failed (%s); retrying one by one", b->n, PG_ERRLINE(res, err));
         for (size_t i = 0; i < b->n; i++) {
             b->items[i].solo = true;
             push(q, b->items[i]);
@@ -107,7 +106,7 @@ static void batch_done(PGresult *res, const char *err, void *arg)
     } else if (!ok) {
         const char *why = !res                                     ? err
                           : PQresultStatus(res) == PGRES_TUPLES_OK ? "incomplete batch result"
-                                                                   : PQresultErrorMessage(res);
+                                                                   : PG_ERRLINE(res, NULL);
         for (size_t i = 0; i < b->n; i++)
             item_fail(&b->items[i], why);
     } else {

@@ -107,7 +107,7 @@ static void answer_cb(PGresult *res, const char *err, void *arg)
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         char msg[256];
-        snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
+        snprintf(msg, sizeof(msg), "%s", PG_ERRLINE(res, NULL));
         msg[strcspn(msg, "\n")] = '\0';
         if (state && !strcmp(state, "42883")) {
             refuse(c,

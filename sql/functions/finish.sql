@@ -158,9 +158,11 @@ BEGIN
 END $$;
 
 -- Cancels a request that is not final yet (by id, idempotency key, or the caller's latest
--- open request). Returns no row when there is no such request.
+-- open request: p_phone finds a registered resident, p_phone_hash (the daemon's keyed hash
+-- of the same number) an unregistered caller). Returns no row when there is no such request.
+DROP FUNCTION IF EXISTS careline_cancel(bigint, text, text, text, text); -- before the hash
 CREATE OR REPLACE FUNCTION careline_cancel(p_request bigint, p_key text, p_phone text,
-                                           p_reason text, p_actor text)
+                                           p_phone_hash bytea, p_reason text, p_actor text)
     RETURNS TABLE (request_id bigint, state text, cancelled boolean, job_id bigint,
                    station_id bigint, attempt integer)
     LANGUAGE plpgsql AS $$
@@ -177,7 +179,7 @@ BEGIN
     ELSE
         SELECT q.id INTO v_id FROM requests q         WHERE (q.resident_id = (SELECT x.id FROM residents x WHERE x.phone = p_phone)
                 OR (q.resident_id IS NULL
-                    AND q.caller_phone_hash = sha256(convert_to(p_phone, 'UTF8'))))
+                    AND q.caller_phone_hash = p_phone_hash))
            AND q.state IN ('received', 'waitlisted', 'queued', 'accepted', 'en_route')
          ORDER BY q.created_at DESC LIMIT 1;
     END IF;
@@ -204,5 +206,5 @@ END $$;
 
 GRANT EXECUTE ON FUNCTION careline_submit_finish(bigint, bigint, bigint, integer, text, text,
     text, integer, bigint, bigint, bigint, text), careline_submit_finish_many(jsonb),
-    careline_submit_finish_set(jsonb), careline_cancel(bigint, text, text, text, text)
+    careline_submit_finish_set(jsonb), careline_cancel(bigint, text, text, bytea, text, text)
     TO careline_app;

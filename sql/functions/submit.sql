@@ -107,7 +107,8 @@ BEGIN
 END $$;
 
 -- Records resolved submissions with their outcome: the request (with the id resolve gave
--- it), its job when queued, and one event. Elements: begin's fields plus "request", "job",
+-- it), its job when queued, and one event. "phone_hash" is the daemon's HMAC-SHA256 of the
+-- phone under a key the database never sees (hex; see 005_phone_hmac.sql). Elements: begin's fields plus "request", "job",
 -- "station", "attempt", "state", "reason_code", "reason", "travel", "ws", "we", "expires"
 -- (as careline_submit_finish_set) and the resolved "resident_id", "village", "priority".
 -- A key recorded meanwhile is not written again: changed = false, and the row describes
@@ -122,7 +123,8 @@ BEGIN
     WITH input AS (
         SELECT (t.ord - 1)::integer AS i, (t.v->>'request')::bigint AS rq, t.v->>'key' AS k,
                decode(t.v->>'hash', 'hex') AS h, t.v->>'phone' AS ph,
-               (t.v->>'resident_id')::bigint AS rid, t.v->>'village' AS vc,
+               decode(t.v->>'phone_hash', 'hex') AS phh, (t.v->>'resident_id')::bigint AS rid,
+               t.v->>'village' AS vc,
                coalesce(string_to_array(nullif(t.v->>'priority', ''), ','), '{}') AS pr,
                t.v->>'kind' AS kd, t.v->>'slot' AS sl, (t.v->>'date')::date AS dt,
                t.v->>'subtype' AS st, t.v->>'note' AS nt, t.v->>'urgency' AS ur,
@@ -144,7 +146,7 @@ BEGIN
                CASE WHEN i.ph IS NOT NULL THEN
                    left(i.ph, 3) || repeat('*', greatest(length(i.ph) - 7, 0)) || right(i.ph, 4)
                END,
-               CASE WHEN i.ph IS NOT NULL THEN sha256(convert_to(i.ph, 'UTF8')) END,
+               i.phh,
                i.kd, i.sl, i.dt, i.st, i.nt, i.ur, i.pr, i.s,
                CASE WHEN i.s = 'queued' THEN NULL ELSE i.rc END,
                CASE WHEN i.s = 'queued' THEN NULL ELSE i.rs END,

@@ -111,7 +111,7 @@ Fuzz *fuzz_env(void)
      * the loop (never run) would only retry it */
     f->env.pg = pg_pool_new(f->base, "host=/nonexistent/careline-fuzz port=1", 1, 1000, 0);
     ASSERT(f->env.pg);
-    f->env.rds = rds_new(f->base, "127.0.0.1", 1, 1000, 16);
+    f->env.rds = rds_new(f->base, "127.0.0.1", 1, 1000, 16, "", "");
     ASSERT(f->env.rds);
     f->env.base = f->base;
     f->env.cfg = &f->cfg;

@@ -39,6 +39,9 @@ static Msg *msg_env(Fuzz *f)
         return m;
     m = xcalloc(1, sizeof(*m));
     m->d.env = &f->env;
+    /* a fixed phone-hash key (the daemon reads its own from phone_hash_key_file) */
+    memset(m->d.phone_key, 0x5a, CONFIG_KEY_MIN);
+    m->d.phone_key_len = CONFIG_KEY_MIN;
     m->d.dir = dir_new(f->env.pg, NULL, NULL); /* never loads: its snapshot stays NULL */
     m->st.env = &f->env;
     m->st.dispatch = &m->d;

@@ -322,11 +322,13 @@ static void not_registered(void)
     T_ASSERT(strstr(s->speech_zh, "登记"));
     char id[24];
     snprintf(id, sizeof(id), "%lld", (long long)s->request_id);
+    char hash[65];
+    itest_phone_hash("13999990001", hash); /* keyed: HMAC-SHA256, not a plain SHA-256 */
     PGresult *row = itest_sql(pg,
                               "SELECT state, caller_phone_masked, "
-                              "caller_phone_hash = sha256('13999990001'::bytea), "
+                              "caller_phone_hash = decode($2, 'hex'), "
                               "position('13999990001' in r::text) FROM requests r WHERE id = $1",
-                              1, (const char *[]){id});
+                              2, (const char *[]){id, hash});
     T_EQ_STR(PQgetvalue(row, 0, 0), "not_registered");
     T_EQ_STR(PQgetvalue(row, 0, 1), "139****0001");
     T_EQ_STR(PQgetvalue(row, 0, 2), "t");

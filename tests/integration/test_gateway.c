@@ -22,7 +22,7 @@
 #include "itest.h"
 #include "t.h"
 
-#define SECRET      "test-webhook-secret-0123456789"
+#define SECRET      "test-webhook-secret-0123456789abcdef" /* >= 32 bytes */
 #define SAY_SPOOLED "您的需求已经记录，我们会给您回电。"
 
 typedef struct {
@@ -648,9 +648,44 @@ static void stdio_mode(void)
     PQfinish(pg);
 }
 
+/* hotline-gw -t with the secret given one way; its exit status, output into out. */
+static int gw_check(const char *env_secret, const char *file_text, char *out, size_t n)
+{
+    char tokfile[600], secfile[600], cmd[3000];
+    snprintf(tokfile, sizeof(tokfile), "%s/chk-token", t_tmpdir());
+    snprintf(secfile, sizeof(secfile), "%s/chk-secret", t_tmpdir());
+    write_file(tokfile, "some-token");
+    write_file(secfile, file_text ? file_text : "");
+    snprintf(cmd, sizeof(cmd), "%s%s%s '%s/hotline-gw' -t --token_file='%s' %s%s%s",
+             env_secret ? "CARELINE_GW_WEBHOOK_SECRET='" : "env -u CARELINE_GW_WEBHOOK_SECRET",
+             env_secret ? env_secret : "", env_secret ? "'" : "", t_env("CARELINE_BIN"), tokfile,
+             file_text ? "--webhook_secret_file='" : "", file_text ? secfile : "",
+             file_text ? "'" : "");
+    return itest_sh(cmd, out, n);
+}
+
+/* A webhook secret shorter than 32 bytes is refused however it is given; an empty
+ * CARELINE_GW_WEBHOOK_SECRET was taken as an empty HMAC key. */
+static void short_secret_refused(void)
+{
+    char out[4096];
+    static const struct {
+        const char *env, *file;
+    } bad[] = {{"", NULL}, {"s3cr3t-x", NULL}, {NULL, "0123456789abcdef0123456789abcde\n"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = gw_check(bad[i].env, bad[i].file, out, sizeof(out));
+        if (rc != 2 || !strstr(out, "at least 32") ||
+            (bad[i].env && bad[i].env[0] && strstr(out, bad[i].env)))
+            t_fail(__FILE__, __LINE__, "case %zu: exit %d: %s", i, rc, out);
+    }
+    T_EQ_INT(gw_check(SECRET, NULL, out, sizeof(out)), 0);
+    T_EQ_INT(gw_check(NULL, SECRET "\n", out, sizeof(out)), 0);
+}
+
 int main(int argc, char **argv)
 {
     static const TCase cases[] = {
+        {"gateway_short_secret_refused", short_secret_refused, 30},
         {"gateway_webhook_curl_and_digits", webhook_curl_and_digits, 90},
         {"gateway_retried_webhook_one_request", retried_webhook_one_request, 60},
         {"gateway_spooled_while_daemon_down", spooled_while_daemon_down, 120},

@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -280,4 +282,39 @@ void itest_daemon_down_within(Daemon *d, int timeout_ms)
         itest_daemon_dump_log(d);
         t_fail(__FILE__, __LINE__, "dispatchd exited with %d", rc);
     }
+}
+
+/* ---- personal data (issue 12) ---------------------------------------------------------- */
+
+void itest_phone_hash(const char *phone, char hex[65])
+{
+    const char *path = t_env("CARELINE_PHONE_HASH_KEY_FILE");
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        t_fail(__FILE__, __LINE__, "cannot read %s", path);
+    unsigned char key[300];
+    size_t n = fread(key, 1, sizeof(key), f);
+    fclose(f);
+    while (n > 0 && (key[n - 1] == '\n' || key[n - 1] == '\r'))
+        n--;
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int ml = 0;
+    T_ASSERT(
+        HMAC(EVP_sha256(), key, (int)n, (const unsigned char *)phone, strlen(phone), mac, &ml));
+    for (unsigned i = 0; i < ml; i++)
+        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+}
+
+int itest_sh(const char *cmd, char *out, size_t n)
+{
+    char path[600], full[4096];
+    snprintf(path, sizeof(path), "%s/itest_sh.out", t_tmpdir());
+    snprintf(full, sizeof(full), "( %s ) >'%s' 2>&1", cmd, path);
+    int st = system(full);
+    FILE *f = fopen(path, "r");
+    T_ASSERT(f);
+    size_t got = fread(out, 1, n - 1, f);
+    out[got] = '\0';
+    fclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

@@ -79,4 +79,11 @@ long long itest_metric(int http_port, const char *name);
 /* The same lookup in a /metrics text already fetched (any Prometheus text exposition). */
 long long itest_metric_in(const char *text, const char *name);
 
+/* The hex HMAC-SHA256 of a normalised phone under the test stack's phone-hash key
+ * (CARELINE_PHONE_HASH_KEY_FILE): what dispatchd stores in requests.caller_phone_hash. */
+void itest_phone_hash(const char *phone, char hex[65]);
+/* Runs cmd with sh, its stdout and stderr into out (n bytes, NUL-terminated, cut to fit);
+ * returns its exit status (-1 if it did not exit). For programs that check and exit. */
+int itest_sh(const char *cmd, char *out, size_t n);
+
 #endif

@@ -2,6 +2,8 @@
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "base/config.h"
 #include "t.h"
@@ -26,6 +28,12 @@ static void defaults_valid(void)
     T_EQ_INT(c.http_port, 7401);
     T_EQ_INT(c.max_frame_bytes, 65536);
     T_EQ_STR(c.log_level, "info");
+    /* the one key without a usable default: the phone-hash key file */
+    T_ASSERT(!config_validate(&c, err, sizeof(err)));
+    T_ASSERT(strstr(err, "phone_hash_key_file") != NULL);
+    const char *key = write_file("phone.key", "0123456789abcdef0123456789abcdef\n");
+    T_ASSERT(chmod(key, 0600) == 0);
+    snprintf(c.phone_hash_key_file, sizeof(c.phone_hash_key_file), "%s", key);
     T_ASSERT(config_validate(&c, err, sizeof(err)));
 }
 

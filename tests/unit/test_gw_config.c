@@ -68,11 +68,23 @@ static void command_line(void)
     T_EQ_STR(err, "unexpected argument 'stray'");
 }
 
+static void secret_length(void)
+{
+    char err[300];
+    T_ASSERT(!gw_secret_check("", "CARELINE_GW_WEBHOOK_SECRET", err, sizeof(err)));
+    T_ASSERT(strstr(err, "CARELINE_GW_WEBHOOK_SECRET") && strstr(err, "0 bytes"));
+    T_ASSERT(
+        !gw_secret_check("0123456789abcdef0123456789abcde", "/etc/gw.secret", err, sizeof(err)));
+    T_ASSERT(strstr(err, "/etc/gw.secret") && !strstr(err, "0123456789abcdef"));
+    T_ASSERT(gw_secret_check("0123456789abcdef0123456789abcdef", "f", err, sizeof(err)));
+}
+
 int main(int argc, char **argv)
 {
     static const TCase cases[] = {
         {"gw_config_example_lists_every_key", example_config, 0},
         {"gw_config_command_line", command_line, 0},
+        {"gw_config_secret_length", secret_length, 0},
         {NULL, NULL, 0},
     };
     return t_main(argc, argv, cases);
