@@ -211,6 +211,12 @@ bool wirecheck_frame(struct evbuffer *in, uint32_t max, WireFault *f)
                                       WIRECHECK_MAX_DEPTH, f);
     if (st == WIRE_OK || st == WIRE_MALFORMED)
         return false;
+    /* the walk stops at the first bad string: a frame broken further on is still the codec's
+     * (a fatal BAD_ENVELOPE), so one verdict holds whichever fault comes first */
+    Envelope *env = careline__v1__envelope__unpack(NULL, len, p + FRAME_HEADER);
+    if (!env)
+        return false;
+    careline__v1__envelope__free_unpacked(env, NULL);
     f->seq = envelope_seq(p + FRAME_HEADER, len);
     const char *dot = strchr(f->field, '.');
     f->body_field = dot ? dot + 1 : f->field;

@@ -47,7 +47,8 @@ WireStatus wirecheck_message(const ProtobufCMessageDescriptor *desc, const uint8
  * it is complete and its length is 1..max. When one of its strings is bad (WIRE_NUL,
  * WIRE_BAD_UTF8, WIRE_TOO_DEEP) the frame is drained, *f says which field (the full path in
  * field and in the sentence, the path inside the body in body_field), with the Envelope's
- * seq, and the result is true. Otherwise nothing is drained and
+ * seq, and the result is true — only if the frame is otherwise an Envelope protobuf-c
+ * accepts (the bad path unpacks it once to make sure). Otherwise nothing is drained and
  * the result is false: an incomplete, oversized or malformed frame is the frame codec's to
  * judge. */
 bool wirecheck_frame(struct evbuffer *in, uint32_t max, WireFault *f);

@@ -194,8 +194,9 @@ static void conn_frame(void *owner, Conn *c, Envelope *env)
 }
 
 typedef struct {
-    int code; /* the one Error sent, 0 if none */
-    size_t errors;
+    int code;       /* the one fatal Error sent, 0 if none */
+    size_t errors;  /* fatal Errors */
+    size_t refused; /* frames refused for a string field (NUL, invalid UTF-8): not fatal */
 } ConnReplies;
 
 static void conn_reply(const Envelope *env, void *arg)
@@ -203,7 +204,15 @@ static void conn_reply(const Envelope *env, void *arg)
     ConnReplies *r = arg;
     FUZZ_ASSERT(env->body_case == CARELINE__V1__ENVELOPE__BODY_ERROR,
                 "the connection sent a %s on its own", frame_body_name(env));
-    FUZZ_ASSERT(env->seq == 0 && env->error->fatal, "a frame error must be fatal with seq 0");
+    if (!env->error->fatal) {
+        /* common/wirecheck: a well-framed Envelope with a bad string, answered and dropped */
+        FUZZ_ASSERT(env->error->code == CARELINE__V1__ERROR_CODE__INVALID_ARGUMENT &&
+                        env->error->field && env->error->field[0],
+                    "a non-fatal frame error must be INVALID_ARGUMENT naming its field");
+        r->refused++;
+        return;
+    }
+    FUZZ_ASSERT(env->seq == 0, "a fatal frame error must have seq 0");
     r->code = (int)env->error->code;
     r->errors++;
 }
@@ -287,10 +296,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     f->cfg.max_frame_bytes = (int)max;
     conn_seen.frames = 0;
-    ConnReplies rep = {0, 0};
+    ConnReplies rep = {0, 0, 0};
     read_conn(f, p, n, max, rng, maxchunk, eof, &rep);
-    FUZZ_ASSERT(conn_seen.frames == flat.nframes, "the connection took %zu frames, the codec %zu",
-                conn_seen.frames, flat.nframes);
+    FUZZ_ASSERT(conn_seen.frames + rep.refused == flat.nframes,
+                "the connection took %zu frames and refused %zu, the codec read %zu",
+                conn_seen.frames, rep.refused, flat.nframes);
     int want = 0;
     switch (flat.end) {
     case FRAME_EMPTY:
