@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "careline.pb-c.h"
+#include "tls_client.h"
 
 typedef Careline__V1__Envelope ClEnvelope;
 typedef struct ClConn ClConn;
@@ -22,9 +23,16 @@ typedef struct ClConn ClConn;
  */
 int cl_dial(const char *host, int port, bool *in_progress, char *err, size_t errlen);
 
-/* Connects to host:port (numeric IP or a name resolved here); NULL with err on failure. */
+/* Connects to host:port (numeric IP or a name resolved here) and, with tls, completes the
+ * TLS handshake within the same timeout (the certificate checked as tls_client.h says);
+ * tls NULL = plaintext. NULL with err on failure (a refused certificate says why). tls is
+ * borrowed and must outlive the connection. */
+ClConn *cl_open(const char *host, int port, TlsClient *tls, int timeout_ms, char *err,
+                size_t errlen);
+/* cl_open without TLS (tests against a loopback daemon that allows plaintext). */
 ClConn *cl_connect(const char *host, int port, int timeout_ms, char *err, size_t errlen);
 void cl_close(ClConn *c);
+/* The socket (raw reads and writes on it bypass TLS). */
 int cl_fd(const ClConn *c);
 
 /* Sends one frame (length prefix + packed env). */

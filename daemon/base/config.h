@@ -69,6 +69,15 @@ typedef struct Config {
     int orphan_grace_ms;           /* a reservation never recorded is given back when this old */
     char fault_point[32];          /* TESTS ONLY: kill the process at this point (see dispatch.c) */
     int fault_after;               /* TESTS ONLY: ... on the Nth time it is reached */
+    /* TLS and the HTTP listener's limits (net/tls.h, net/http.c) */
+    char tls_cert_file[256];      /* server certificate chain (PEM); empty = no TLS */
+    char tls_key_file[256];       /* its private key (PEM); empty = in tls_cert_file */
+    char tls_ca_file[256];        /* CA that signs client certificates (tls_client_certs) */
+    char tls_client_certs[16];    /* off | optional | required (stations need one) */
+    int allow_plaintext_loopback; /* 1: no certificate is fine while both listeners are loopback */
+    int http_max_conns;           /* open HTTP connections; more are closed at once */
+    int http_max_conns_per_addr;  /* open HTTP connections from one IP address */
+    int http_request_deadline_ms; /* a request must arrive whole within this of connecting */
 } Config;
 
 /* The key table behind the functions below (common/cfg.h), for callers that want the

@@ -125,6 +125,11 @@ static void hello_done(PGresult *res, const char *err, void *arg)
                    "the token's role is not known to this server");
         goto out;
     }
+    const char *refused = conn_role_refused(c, role); /* TLS client certificate rule */
+    if (refused) {
+        hello_fail(ss, c, op->seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED, refused);
+        goto out;
+    }
     c->role = role;
     c->station_id = pgcols_ll(&cols, 0, AUTH_STATION);
     snprintf(c->principal, sizeof(c->principal), "%s", pgcols_str(&cols, 0, AUTH_NAME));

@@ -40,9 +40,10 @@ void itest_daemon_spawn(Daemon *d, const char *const *extra)
     snprintf(pg, sizeof(pg), "--pg_conninfo=%s", t_env("CARELINE_APP_CONNINFO"));
     snprintf(rh, sizeof(rh), "--redis_host=%s", t_env("CARELINE_REDIS_HOST"));
     snprintf(rp, sizeof(rp), "--redis_port=%s", t_env("CARELINE_REDIS_PORT"));
+    /* plaintext on loopback (test_tls starts its daemons with certificates) */
     const char *argv[64] = {bin, "--listen_port=0",  "--http_port=0", pf, pg, rh,
-                            rp,  "--log_level=debug"};
-    int argc = 8;
+                            rp,  "--log_level=debug", "--allow_plaintext_loopback=1"};
+    int argc = 9;
     for (int i = 0; extra && extra[i] && argc < 62; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
