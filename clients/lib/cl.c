@@ -23,7 +23,8 @@
 
 struct ClConn {
     int fd;
-    SSL *ssl; /* NULL = plaintext */
+    SSL *ssl;       /* NULL = plaintext */
+    TlsClient *own; /* cl_open_opts' context, freed with the connection */
     uint64_t next_seq;
     uint8_t *buf; /* received bytes not yet returned */
     size_t len, cap;
@@ -84,8 +85,8 @@ static bool wait_fd(int fd, short events, int64_t deadline)
     }
 }
 
-static bool tls_handshake(ClConn *c, TlsClient *tls, const char *host, int port,
-                          int64_t deadline, char *err, size_t errlen)
+static bool tls_handshake(ClConn *c, TlsClient *tls, const char *host, int port, int64_t deadline,
+                          char *err, size_t errlen)
 {
     c->ssl = tlsc_ssl(tls, host, err, errlen);
     if (!c->ssl)
@@ -145,6 +146,20 @@ ClConn *cl_open(const char *host, int port, TlsClient *tls, int timeout_ms, char
     return c;
 }
 
+ClConn *cl_open_opts(const char *host, int port, const TlsClientOpts *o, int timeout_ms, char *err,
+                     size_t errlen)
+{
+    TlsClient *tls;
+    if (!tlsc_new(o, host, &tls, err, errlen))
+        return NULL;
+    ClConn *c = cl_open(host, port, tls, timeout_ms, err, errlen);
+    if (!c)
+        tlsc_free(tls);
+    else
+        c->own = tls;
+    return c;
+}
+
 ClConn *cl_connect(const char *host, int port, int timeout_ms, char *err, size_t errlen)
 {
     return cl_open(host, port, NULL, timeout_ms, err, errlen);
@@ -158,6 +173,7 @@ void cl_close(ClConn *c)
         SSL_shutdown(c->ssl); /* best effort close_notify; the socket is nonblocking */
         SSL_free(c->ssl);
     }
+    tlsc_free(c->own);
     close(c->fd);
     free(c->buf);
     free(c);
@@ -168,45 +184,6 @@ int cl_fd(const ClConn *c)
     return c->fd;
 }
 
-typedef enum { IO_DONE, IO_WAIT, IO_EOF, IO_ERROR } IoResult;
-
-/* One send or recv, in TLS or not: IO_DONE with *n bytes moved, IO_WAIT for *want. */
-static IoResult io(ClConn *c, bool wr, void *buf, size_t len, size_t *n, short *want)
-{
-    *want = wr ? POLLOUT : POLLIN;
-    if (!c->ssl) {
-        ssize_t r = wr ? send(c->fd, buf, len, MSG_NOSIGNAL) : recv(c->fd, buf, len, 0);
-        if (r > 0) {
-            *n = (size_t)r;
-            return IO_DONE;
-        }
-        if (r == 0 && !wr)
-            return IO_EOF;
-        return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? IO_WAIT
-                                                                                  : IO_ERROR;
-    }
-    ERR_clear_error();
-    int r = wr ? SSL_write(c->ssl, buf, (int)len) : SSL_read(c->ssl, buf, (int)len);
-    if (r > 0) {
-        *n = (size_t)r;
-        return IO_DONE;
-    }
-    switch (SSL_get_error(c->ssl, r)) {
-    case SSL_ERROR_WANT_READ:
-        *want = POLLIN;
-        return IO_WAIT;
-    case SSL_ERROR_WANT_WRITE:
-        *want = POLLOUT;
-        return IO_WAIT;
-    case SSL_ERROR_ZERO_RETURN:
-        return IO_EOF;
-    default:
-        if (errno == 0)
-            errno = EPROTO;
-        return IO_ERROR;
-    }
-}
-
 bool cl_send_raw(ClConn *c, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
@@ -214,16 +191,32 @@ bool cl_send_raw(ClConn *c, const void *buf, size_t len)
     while (len > 0) {
         size_t n = 0;
         short want;
-        IoResult r = io(c, true, (void *)p, len, &n, &want);
-        if (r == IO_DONE) {
+        TlscIo r = tlsc_io(c->ssl, c->fd, true, (void *)p, len, &n, &want);
+        if (r == TLSC_IO_DONE) {
             p += n;
             len -= n;
             continue;
         }
-        if (r != IO_WAIT || !wait_fd(c->fd, want, deadline))
+        if (r != TLSC_IO_WAIT || !wait_fd(c->fd, want, deadline))
             return false;
     }
     return true;
+}
+
+long cl_recv_raw(ClConn *c, void *buf, size_t len, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        size_t n = 0;
+        short ev;
+        TlscIo r = tlsc_io(c->ssl, c->fd, false, buf, len, &n, &ev);
+        if (r == TLSC_IO_DONE)
+            return (long)n;
+        if (r == TLSC_IO_EOF)
+            return 0;
+        if (r == TLSC_IO_ERROR || !wait_fd(c->fd, ev, deadline))
+            return -1;
+    }
 }
 
 bool cl_send(ClConn *c, const ClEnvelope *env)
@@ -250,16 +243,16 @@ static bool fill(ClConn *c, size_t want, int64_t deadline, char *err, size_t err
         }
         size_t n = 0;
         short ev;
-        IoResult r = io(c, false, c->buf + c->len, c->cap - c->len, &n, &ev);
-        if (r == IO_DONE) {
+        TlscIo r = tlsc_io(c->ssl, c->fd, false, c->buf + c->len, c->cap - c->len, &n, &ev);
+        if (r == TLSC_IO_DONE) {
             c->len += n;
             continue;
         }
-        if (r == IO_EOF) {
+        if (r == TLSC_IO_EOF) {
             snprintf(err, errlen, "closed");
             return false;
         }
-        if (r == IO_ERROR) {
+        if (r == TLSC_IO_ERROR) {
             snprintf(err, errlen, "recv: %s", strerror(errno));
             return false;
         }

@@ -8,12 +8,15 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <poll.h>
 #include <openssl/err.h>
 #include <signal.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 struct TlsClient {
     SSL_CTX *ctx;
@@ -105,7 +108,14 @@ bool tlsc_new(const TlsClientOpts *o, const char *host, TlsClient **out, char *e
         goto fail;
     }
     if (o->cert_file && o->cert_file[0]) {
-        const char *key = o->key_file && o->key_file[0] ? o->key_file : o->cert_file;
+        /* no --key: NAME.key beside NAME.pem (make-tls.sh's layout), else the --cert file */
+        char sibling[600];
+        size_t n = strlen(o->cert_file);
+        snprintf(sibling, sizeof(sibling), "%.*s.key", (int)(n > 4 ? n - 4 : n), o->cert_file);
+        const char *key = o->key_file && o->key_file[0] ? o->key_file
+                          : n > 4 && !strcmp(o->cert_file + n - 4, ".pem") && !access(sibling, R_OK)
+                              ? sibling
+                              : o->cert_file;
         if (SSL_CTX_use_certificate_chain_file(t->ctx, o->cert_file) != 1) {
             ssl_error_text(why, sizeof(why), "unreadable");
             snprintf(err, errlen, "TLS: cannot load the client certificate %s: %s", o->cert_file,
@@ -115,8 +125,7 @@ bool tlsc_new(const TlsClientOpts *o, const char *host, TlsClient **out, char *e
         if (SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) != 1 ||
             SSL_CTX_check_private_key(t->ctx) != 1) {
             ssl_error_text(why, sizeof(why), "unreadable");
-            snprintf(err, errlen, "TLS: cannot use the key %s with %s: %s", key, o->cert_file,
-                     why);
+            snprintf(err, errlen, "TLS: cannot use the key %s with %s: %s", key, o->cert_file, why);
             goto fail;
         }
     }
@@ -199,4 +208,41 @@ void tlsc_explain(const TlsClient *t, const SSL *ssl, const char *host, char *er
         break;
     }
     ERR_clear_error();
+}
+
+TlscIo tlsc_io(SSL *ssl, int fd, bool wr, void *buf, size_t len, size_t *n, short *want)
+{
+    *want = wr ? POLLOUT : POLLIN;
+    if (!ssl) {
+        ssize_t r = wr ? send(fd, buf, len, MSG_NOSIGNAL) : recv(fd, buf, len, 0);
+        if (r > 0) {
+            *n = (size_t)r;
+            return TLSC_IO_DONE;
+        }
+        if (r == 0 && !wr)
+            return TLSC_IO_EOF;
+        return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? TLSC_IO_WAIT
+                                                                                    : TLSC_IO_ERROR;
+    }
+    ERR_clear_error();
+    int r = wr ? SSL_write(ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len)
+               : SSL_read(ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (r > 0) {
+        *n = (size_t)r;
+        return TLSC_IO_DONE;
+    }
+    switch (SSL_get_error(ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        *want = POLLIN;
+        return TLSC_IO_WAIT;
+    case SSL_ERROR_WANT_WRITE:
+        *want = POLLOUT;
+        return TLSC_IO_WAIT;
+    case SSL_ERROR_ZERO_RETURN:
+        return TLSC_IO_EOF;
+    default:
+        if (errno == 0)
+            errno = EPROTO;
+        return TLSC_IO_ERROR;
+    }
 }

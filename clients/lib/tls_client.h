@@ -21,16 +21,17 @@
 
 /* Help lines for the options tlsc_arg() takes, for the clients' usage texts. */
 #define TLSC_USAGE                                                                                 \
-    "  --ca FILE       CA certificate(s) dispatchd's certificate must chain to\n"                    \
-    "                  (default " TLSC_DEFAULT_CA ", written by `make run`)\n"                       \
-    "  --cert FILE     client certificate (station consoles, when the daemon asks)\n"            \
-    "  --key FILE      its private key (default: the --cert file)\n"                              \
+    "  --ca FILE       CA certificate(s) dispatchd's certificate must chain to\n"                  \
+    "                  (default " TLSC_DEFAULT_CA ", written by `make run`)\n"                     \
+    "  --cert FILE     client certificate (station consoles, when the daemon asks)\n"              \
+    "  --key FILE      its private key (default: NAME.key beside NAME.pem, else the\n"             \
+    "                  --cert file)\n"                                                             \
     "  --plaintext     no TLS: only for a daemon on 127.0.0.1/::1 that allows it\n"
 
 typedef struct {
     const char *ca_file;   /* NULL or "" = TLSC_DEFAULT_CA */
     const char *cert_file; /* client certificate chain (PEM); NULL = none */
-    const char *key_file;  /* its key; NULL = cert_file */
+    const char *key_file;  /* its key; NULL = NAME.key beside NAME.pem, else cert_file */
     bool plaintext;        /* no TLS (refused unless the host is a loopback address) */
 } TlsClientOpts;
 
@@ -64,5 +65,16 @@ SSL *tlsc_ssl(TlsClient *t, const char *host, char *err, size_t errlen);
  * certificate has expired", "... is not signed by a CA in var/tls/ca.pem (unknown CA)",
  * "... is not valid for 10.0.0.5 (wrong host)". Takes the OpenSSL error queue (cleared). */
 void tlsc_explain(const TlsClient *t, const SSL *ssl, const char *host, char *err, size_t errlen);
+
+typedef enum {
+    TLSC_IO_DONE,  /* *n bytes moved */
+    TLSC_IO_WAIT,  /* poll for *want (POLLIN or POLLOUT), then call again */
+    TLSC_IO_EOF,   /* the peer closed the connection */
+    TLSC_IO_ERROR, /* failed; errno says why */
+} TlscIo;
+
+/* One nonblocking send (wr) or recv of up to len bytes on fd, through ssl when it is not
+ * NULL (plaintext otherwise). Never raises SIGPIPE. */
+TlscIo tlsc_io(SSL *ssl, int fd, bool wr, void *buf, size_t len, size_t *n, short *want);
 
 #endif

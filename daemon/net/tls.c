@@ -23,10 +23,10 @@
 
 struct Tls {
     SSL_CTX *ctx;
-    Metrics *metrics;       /* borrowed */
-    int client_certs;       /* 0 off, 1 optional, 2 required (tls_client_certs) */
-    int64_t log_window_ms;  /* start of the current logging window */
-    unsigned log_lines;     /* failures logged in it */
+    Metrics *metrics;        /* borrowed */
+    int client_certs;        /* 0 off, 1 optional, 2 required (tls_client_certs) */
+    int64_t log_window_ms;   /* start of the current logging window */
+    unsigned log_lines;      /* failures logged in it */
     uint64_t log_suppressed; /* failures not logged in it */
 };
 
@@ -76,7 +76,8 @@ static bool plaintext_allowed(const Config *cfg, char *err, size_t errlen)
         }
     }
     if (client_certs_mode(cfg->tls_client_certs)) {
-        snprintf(err, errlen, "tls_client_certs = %s needs TLS: give tls_cert_file and tls_key_file",
+        snprintf(err, errlen,
+                 "tls_client_certs = %s needs TLS: give tls_cert_file and tls_key_file",
                  cfg->tls_client_certs);
         return false;
     }
