@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cl.h"
@@ -75,8 +76,8 @@ static void wait_ready_tls(const Daemon *d, TlsClient *tls)
 {
     char body[1024], err[256];
     for (int i = 0; i < 300; i++) {
-        if (itest_https_get(d->http_port, tls, "/readyz", body, sizeof(body), err,
-                            sizeof(err)) == 200)
+        if (itest_https_get(d->http_port, tls, "/readyz", body, sizeof(body), err, sizeof(err)) ==
+            200)
             return;
         iproc_sleep_ms(50);
     }
@@ -158,12 +159,32 @@ static void good_handshake_both_ports(void)
              t_env("CARELINE_BIN"), d.proto_port, tok, path("ca.pem"));
     if (run(cmd, out, sizeof(out)) != 0)
         t_fail(__FILE__, __LINE__, "careline-cli ping over TLS failed: %s", out);
-    snprintf(cmd, sizeof(cmd), "%s/careline-cli --host 10.255.255.1 --port %d --token %s "
-             "--plaintext ping", t_env("CARELINE_BIN"), d.proto_port, tok);
+    snprintf(cmd, sizeof(cmd),
+             "%s/careline-cli --host 10.255.255.1 --port %d --token %s "
+             "--plaintext ping",
+             t_env("CARELINE_BIN"), d.proto_port, tok);
     T_ASSERT(run(cmd, out, sizeof(out)) != 0);
     T_ASSERT(strstr(out, "only for a daemon on a loopback address"));
+    /* loadgen's bufferevent connections, closed loop, a few requests */
+    snprintf(cmd, sizeof(cmd),
+             "%s/loadgen --port %d --token %s --ca %s --pg '%s' --closed --conns 2 --window 2 "
+             "--max-requests 20 --warmup 0 --duration 3 --drain 5 --quiet --report %s",
+             t_env("CARELINE_BIN"), d.proto_port, tok, path("ca.pem"), t_env("CARELINE_PG_ADMIN"),
+             path("lg.kv"));
+    if (run(cmd, out, sizeof(out)) != 0)
+        t_fail(__FILE__, __LINE__, "loadgen over TLS failed: %s", out);
+    FILE *kv = fopen(path("lg.kv"), "r");
+    T_ASSERT(kv);
+    char line[256];
+    long replies = -1;
+    while (fgets(line, sizeof(line), kv))
+        if (sscanf(line, "replies=%ld", &replies) == 1)
+            break;
+    fclose(kv);
+    if (replies < 20)
+        t_fail(__FILE__, __LINE__, "loadgen got %ld replies over TLS: %s", replies, out);
     long long hs = itest_metric_tls(d.http_port, tls, "careline_tls_handshakes_total");
-    T_ASSERT(hs >= 4); /* readyz, Hello, healthz, the CLI (and this /metrics) */
+    T_ASSERT(hs >= 6); /* readyz, Hello, healthz, the CLI, loadgen's two (and this /metrics) */
     tlsc_free(tls);
     PQfinish(pg);
     itest_daemon_down(&d);
@@ -197,27 +218,82 @@ static void unknown_ca_refused(void)
     itest_daemon_down(&d);
 }
 
-static void expired_refused(void)
+/* A daemon whose certificate (SAN san, valid days) the client must refuse, naming want. */
+static void refused_certificate(const char *san, int days, const char *want)
 {
-    certs("IP:127.0.0.1", -1);
+    certs(san, days);
     Daemon d;
     tls_daemon(&d, NULL, NULL);
     TlsClient *tls = client(path("ca.pem"), NULL);
-    expect_refused(d.proto_port, tls, "has expired");
-    expect_refused(d.http_port, tls, "has expired");
+    expect_refused(d.proto_port, tls, want);
+    expect_refused(d.http_port, tls, want);
     tlsc_free(tls);
     itest_daemon_down(&d);
 }
 
+static void expired_refused(void)
+{
+    refused_certificate("IP:127.0.0.1", -1, "has expired");
+}
+
 static void wrong_host_refused(void)
 {
-    certs("DNS:dispatchd.example.org,IP:10.1.2.3", 30);
+    refused_certificate("DNS:dispatchd.example.org,IP:10.1.2.3", 30, "wrong host");
+}
+
+/* hotline-gw's link (libevent OpenSSL bufferevent): a call answered over TLS; with another
+ * CA the link fails and its log names the reason. */
+static void gateway_link(void)
+{
+    certs("IP:127.0.0.1", 30);
+    char a[1024];
+    snprintf(a, sizeof(a), "ca %s other", t_tmpdir());
+    mk(a);
     Daemon d;
     tls_daemon(&d, NULL, NULL);
     TlsClient *tls = client(path("ca.pem"), NULL);
-    expect_refused(d.proto_port, tls, "wrong host");
-    expect_refused(d.http_port, tls, "wrong host");
+    wait_ready_tls(&d, tls);
+    PGconn *pg = itest_pg();
+    char tok[64], cmd[3000], out[8192];
+    itest_make_token(pg, "gateway", 0, tok);
+    FILE *f = fopen(path("tok"), "w");
+    T_ASSERT(f);
+    fprintf(f, "%s\n", tok);
+    fclose(f);
+    PGresult *r =
+        itest_sql(pg,
+                  "SELECT phone FROM residents r JOIN villages v ON v.code = r.village_code "
+                  "WHERE v.area_kind = 'urban' ORDER BY r.id LIMIT 1 OFFSET 13",
+                  0, NULL);
+    T_ASSERT(PQntuples(r) == 1);
+    char call[512];
+    snprintf(call, sizeof(call),
+             "{\"call_id\":\"tls-%d\",\"caller\":\"%s\",\"called\":\"96345\",\"time\":%lld,"
+             "\"digits\":\"3\"}",
+             (int)getpid(), PQgetvalue(r, 0, 0), (long long)time(NULL));
+    PQclear(r);
+    f = fopen(path("in.jsonl"), "w");
+    T_ASSERT(f);
+    fprintf(f, "%s\n", call);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd),
+             "timeout 30 %s/hotline-gw --stdio --daemon_port=%d --token_file=%s --tls_ca_file=%s "
+             "--spool_dir=%s/spool < %s 2>%s",
+             t_env("CARELINE_BIN"), d.proto_port, path("tok"), path("ca.pem"), t_tmpdir(),
+             path("in.jsonl"), path("gw.log"));
+    run(cmd, out, sizeof(out));
+    if (!strstr(out, "\"answered\""))
+        t_fail(__FILE__, __LINE__, "hotline-gw over TLS said: %s", out);
+    snprintf(cmd, sizeof(cmd),
+             "timeout 3 %s/hotline-gw --stdio --daemon_port=%d --token_file=%s --tls_ca_file=%s "
+             "--spool_dir=%s/spool2 < %s >/dev/null 2>%s; cat %s",
+             t_env("CARELINE_BIN"), d.proto_port, path("tok"), path("other.pem"), t_tmpdir(),
+             path("in.jsonl"), path("gw2.log"), path("gw2.log"));
+    run(cmd, out, sizeof(out));
+    if (!strstr(out, "unknown CA"))
+        t_fail(__FILE__, __LINE__, "hotline-gw with another CA logged: %s", out);
     tlsc_free(tls);
+    PQfinish(pg);
     itest_daemon_down(&d);
 }
 
@@ -308,6 +384,21 @@ static void station_needs_client_cert(void)
     T_EQ_INT(itest_metric_tls(d.http_port, plain,
                               "careline_tls_refused_total{reason=\"no_client_cert\"}"),
              1);
+    /* bin/station-console: refused without its certificate, connected with it */
+    char cmd[2048], out[8192];
+    snprintf(cmd, sizeof(cmd),
+             "timeout 4 %s/station-console --json --ca %s --token %s --port %d </dev/null",
+             t_env("CARELINE_BIN"), path("ca.pem"), st_tok, d.proto_port);
+    run(cmd, out, sizeof(out));
+    if (!strstr(out, "client certificate"))
+        t_fail(__FILE__, __LINE__, "station-console without --cert said: %s", out);
+    snprintf(cmd, sizeof(cmd),
+             "timeout 4 %s/station-console --json --ca %s --cert %s --token %s --port %d "
+             "</dev/null",
+             t_env("CARELINE_BIN"), path("ca.pem"), path("station.pem"), st_tok, d.proto_port);
+    run(cmd, out, sizeof(out));
+    if (!strstr(out, "\"connected\""))
+        t_fail(__FILE__, __LINE__, "station-console with --cert said: %s", out);
     /* a certificate from another CA fails the handshake itself */
     snprintf(a, sizeof(a), "ca %s other", t_tmpdir());
     mk(a);
@@ -377,7 +468,8 @@ static void http_trickle_closed_within_deadline(void)
     int64_t took = util_now_ms() - t0;
     T_ASSERT(closed);
     if (took > 2500)
-        t_fail(__FILE__, __LINE__, "closed after %lld ms; the deadline is 1000 ms", (long long)took);
+        t_fail(__FILE__, __LINE__, "closed after %lld ms; the deadline is 1000 ms",
+               (long long)took);
     cl_close(c);
     T_EQ_INT(itest_metric(d.http_port, "careline_http_refused_total{limit=\"deadline\"}"), 1);
     itest_daemon_down(&d);
@@ -423,6 +515,7 @@ int main(int argc, char **argv)
         {"tls_good_handshake_both_ports", good_handshake_both_ports, 90},
         {"tls_unknown_ca_refused", unknown_ca_refused, 90},
         {"tls_expired_refused", expired_refused, 60},
+        {"tls_gateway_link", gateway_link, 90},
         {"tls_wrong_host_refused", wrong_host_refused, 60},
         {"tls_plaintext_to_tls_port_closed_counted", plaintext_to_tls_port, 90},
         {"tls_station_needs_client_cert", station_needs_client_cert, 90},
