@@ -338,7 +338,8 @@ int main(int argc, char **argv)
     char err[256];
     ClConn *c = cl_open_opts(o.host, o.port, &o.tls, 3000, err, sizeof(err));
     if (!c) {
-        fprintf(stderr, "bureau: %s (is dispatchd running? `make run`)\n", err);
+        fprintf(stderr, "bureau: %s%s\n", err,
+                strncmp(err, "TLS", 3) ? " (is dispatchd running? `make run`)" : "");
         free(tok);
         return 1;
     }

@@ -189,7 +189,8 @@ int main(int argc, char **argv)
     char err[256];
     ClConn *c = cl_open_opts(o.host, o.port, &o.tls, 3000, err, sizeof(err));
     if (!c) {
-        fprintf(stderr, "careline-cli: %s (is dispatchd running? `make run`)\n", err);
+        fprintf(stderr, "careline-cli: %s%s\n", err,
+                strncmp(err, "TLS", 3) ? " (is dispatchd running? `make run`)" : "");
         return 1;
     }
     ClEnvelope *r = cl_hello(c, tok, "careline-cli", 5000, err, sizeof(err));

@@ -99,8 +99,12 @@ bool tlsc_new(const TlsClientOpts *o, const char *host, TlsClient **out, char *e
     SSL_CTX_set_options(t->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
     /* the loop's buffers move between writes (memmove, realloc) and may be written in parts */
     SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    if (SSL_CTX_load_verify_locations(t->ctx, ca, NULL) != 1) {
-        ssl_error_text(why, sizeof(why), strerror(errno));
+    errno = 0;
+    if (access(ca, R_OK) != 0 || SSL_CTX_load_verify_locations(t->ctx, ca, NULL) != 1) {
+        if (errno)
+            snprintf(why, sizeof(why), "%s", strerror(errno));
+        else
+            ssl_error_text(why, sizeof(why), "not a PEM certificate");
         snprintf(err, errlen,
                  "TLS: cannot read the CA file %s (%s): give --ca FILE (`make run` writes %s), "
                  "or --plaintext for a loopback daemon without TLS",

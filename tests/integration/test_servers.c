@@ -53,6 +53,7 @@ static void node_start(Node *n, const char *id)
     set(&cfg, "pg_conninfo", t_env("CARELINE_APP_CONNINFO"));
     set(&cfg, "redis_host", t_env("CARELINE_REDIS_HOST"));
     set(&cfg, "redis_port", t_env("CARELINE_REDIS_PORT"));
+    set(&cfg, "allow_plaintext_loopback", "1"); /* no certificate: plaintext on loopback */
     char err[256];
     if (!config_validate(&cfg, err, sizeof(err)))
         t_fail(__FILE__, __LINE__, "config: %s", err);
