@@ -33,6 +33,8 @@ TEST_DEFS :=
 endif
 
 PKGS := libevent libevent_pthreads libpq hiredis libprotobuf-c jansson inih libcrypto
+# TLS (issue 12): libevent's OpenSSL bufferevents and libssl
+PKGS += libevent_openssl libssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -26,6 +26,7 @@ typedef struct {
     int port;
     double target;
     bool uncovered, covered;
+    TlsClientOpts tls;
 } Opts;
 
 static void usage(void)
@@ -40,6 +41,7 @@ static void usage(void)
             "  plan [--target 0.95] [--town CODE]\n"
             "  realized [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--town CODE]\n"
             "  snapshot [--day YYYY-MM-DD]\n"
+            "" TLSC_USAGE
             "The token defaults to the bureau line of var/dev-tokens.txt (from `make run`).\n");
     exit(2);
 }
@@ -315,6 +317,8 @@ int main(int argc, char **argv)
             o.uncovered = true;
         else if (strcmp(a, "--covered") == 0)
             o.covered = true;
+        else if (tlsc_arg(&o.tls, argc, argv, &i))
+            continue;
         else if (!cmd && a[0] != '-')
             cmd = a;
         else
@@ -332,9 +336,10 @@ int main(int argc, char **argv)
         return 2;
     }
     char err[256];
-    ClConn *c = cl_connect(o.host, o.port, 3000, err, sizeof(err));
+    ClConn *c = cl_open_opts(o.host, o.port, &o.tls, 3000, err, sizeof(err));
     if (!c) {
-        fprintf(stderr, "bureau: %s (is dispatchd running? `make run`)\n", err);
+        fprintf(stderr, "bureau: %s%s\n", err,
+                strncmp(err, "TLS", 3) ? " (is dispatchd running? `make run`)" : "");
         free(tok);
         return 1;
     }

@@ -25,6 +25,7 @@ typedef struct {
     int port;
     long long request, resident;
     bool urgent;
+    TlsClientOpts tls;
 } Opts;
 
 static void usage(void)
@@ -37,6 +38,7 @@ static void usage(void)
             "  status --request ID | --key K | --phone N\n"
             "  cancel --request ID | --key K | --phone N\n"
             "  ping\n"
+            "" TLSC_USAGE
             "The token defaults to the gateway line of var/dev-tokens.txt (from `make run`).\n");
     exit(2);
 }
@@ -168,6 +170,8 @@ int main(int argc, char **argv)
             o.care = v;
         else if (strcmp(a, "--urgent") == 0)
             o.urgent = true;
+        else if (tlsc_arg(&o.tls, argc, argv, &i))
+            continue;
         else if (!cmd && a[0] != '-')
             cmd = a;
         else
@@ -183,9 +187,10 @@ int main(int argc, char **argv)
         return 2;
     }
     char err[256];
-    ClConn *c = cl_connect(o.host, o.port, 3000, err, sizeof(err));
+    ClConn *c = cl_open_opts(o.host, o.port, &o.tls, 3000, err, sizeof(err));
     if (!c) {
-        fprintf(stderr, "careline-cli: %s (is dispatchd running? `make run`)\n", err);
+        fprintf(stderr, "careline-cli: %s%s\n", err,
+                strncmp(err, "TLS", 3) ? " (is dispatchd running? `make run`)" : "");
         return 1;
     }
     ClEnvelope *r = cl_hello(c, tok, "careline-cli", 5000, err, sizeof(err));

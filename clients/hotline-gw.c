@@ -172,7 +172,17 @@ int main(int argc, char **argv)
     srand((unsigned)(time(NULL) ^ getpid()));
     g->replay = gw_replay_new((size_t)g->cfg.replay_cache_size, 2 * g->cfg.max_skew_s + 1);
     g->pump_timer = evtimer_new(g->base, gw_pump_timer_cb, g);
-    g->link = gw_link_new(g->base, g->cfg.daemon_host, g->cfg.daemon_port, token,
+    TlsClientOpts tls_opts = {.ca_file = g->cfg.tls_ca_file,
+                              .cert_file = g->cfg.tls_cert_file,
+                              .key_file = g->cfg.tls_key_file,
+                              .plaintext = g->cfg.daemon_plaintext != 0};
+    if (!tlsc_new(&tls_opts, g->cfg.daemon_host, &g->tls, err, sizeof(err))) {
+        fprintf(stderr, "hotline-gw: %s\n", err);
+        memset(token, 0, strlen(token));
+        free(token);
+        return 2;
+    }
+    g->link = gw_link_new(g->base, g->cfg.daemon_host, g->cfg.daemon_port, g->tls, token,
                           g->cfg.reconnect_max_ms, gw_on_link_up, g);
     memset(token, 0, strlen(token));
     free(token);
@@ -226,6 +236,7 @@ out:
     if (g->http)
         evhttp_free(g->http);
     gw_link_free(g->link);
+    tlsc_free(g->tls);
     event_free(g->pump_timer);
     if (g->sig_term)
         event_free(g->sig_term);

@@ -55,7 +55,7 @@ static void usage(void)
             "  --connect-timeout S (default 60)  --settle S (wait after the consoles logged in)\n"
             "  --run-id ID  --seed N\n"
             "  --report FILE       also write the figures as shell-sourceable KEY=VALUE lines\n"
-            "  --quiet             no progress lines on stderr\n",
+            "  --quiet             no progress lines on stderr\n" TLSC_USAGE,
             MAX_WINDOW);
     exit(2);
 }
@@ -253,7 +253,9 @@ static bool parse_args(Opts *o, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 #define ARG(name) (strcmp(a, name) == 0 && i + 1 < argc)
-        if (ARG("--host"))
+        if (tlsc_arg(&o->tls, argc, argv, &i))
+            continue;
+        else if (ARG("--host"))
             o->host = argv[++i];
         else if (ARG("--port"))
             o->port = atoi(argv[++i]);
@@ -367,6 +369,11 @@ int main(int argc, char **argv)
     if (inet_pton(AF_INET, o->host, &lg->addr.sin_addr) != 1 ||
         (ntohl(lg->addr.sin_addr.s_addr) >> 24) != 127) {
         fprintf(stderr, "loadgen: --host must be a 127.x.x.x address (loopback only)\n");
+        return 2;
+    }
+    char tls_err[512];
+    if (!tlsc_new(&o->tls, o->host, &lg->tls, tls_err, sizeof(tls_err))) {
+        fprintf(stderr, "loadgen: %s\n", tls_err);
         return 2;
     }
 
@@ -495,5 +502,6 @@ int main(int argc, char **argv)
     event_free(lg->sigint);
     event_free(sigterm);
     event_base_free(lg->base);
+    tlsc_free(lg->tls);
     return rc;
 }

@@ -38,19 +38,20 @@ static void on_signal(int sig)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: station-console [--host 127.0.0.1] [--port 7400]\n"
-            "                       (--token T | --tokens var/dev-tokens.txt --station ID)\n"
-            "                       [--json] [--auto-accept] [--complete-after MS]\n"
-            "                       [--reject-all full|staff|area|other] [--exit-after N]\n"
-            "                       [--caregivers N]\n"
-            "  --json             one JSON line per event (scripts); stdin commands still work\n"
-            "  --auto-accept      accept every offer at once\n"
-            "  --complete-after MS  accepted jobs go en route MS later, then are delivered/done\n"
-            "  --reject-all R     reject every offer with reason R (re-dispatch demos)\n"
-            "  --exit-after N     exit 0 once N jobs reached a final state\n"
-            "  --caregivers N     caregivers on duty, reported with open/close/capacity\n"
-            "Type `help` in the console for its commands.\n");
+    fprintf(
+        stderr,
+        "usage: station-console [--host 127.0.0.1] [--port 7400]\n"
+        "                       (--token T | --tokens var/dev-tokens.txt --station ID)\n"
+        "                       [--json] [--auto-accept] [--complete-after MS]\n"
+        "                       [--reject-all full|staff|area|other] [--exit-after N]\n"
+        "                       [--caregivers N]\n"
+        "  --json             one JSON line per event (scripts); stdin commands still work\n"
+        "  --auto-accept      accept every offer at once\n"
+        "  --complete-after MS  accepted jobs go en route MS later, then are delivered/done\n"
+        "  --reject-all R     reject every offer with reason R (re-dispatch demos)\n"
+        "  --exit-after N     exit 0 once N jobs reached a final state\n"
+        "  --caregivers N     caregivers on duty, reported with open/close/capacity\n" TLSC_USAGE
+        "Type `help` in the console for its commands.\n");
     exit(EXIT_USAGE);
 }
 
@@ -93,6 +94,8 @@ static void parse_args(int argc, char **argv, Opts *o)
             if (!con_parse_long(v, 0, 10000, &n))
                 usage();
             o->caregivers = (int)n;
+        } else if (tlsc_arg(&o->tls, argc, argv, &i)) {
+            continue;
         } else {
             usage();
         }
@@ -152,7 +155,14 @@ int main(int argc, char **argv)
     c->staff = c->opt.caregivers;
     c->interactive_tty = !c->opt.json && isatty(STDIN_FILENO);
     c->stdin_open = true;
-    c->link = clink_new();
+    TlsClient *tls;
+    char err[512];
+    if (!tlsc_new(&c->opt.tls, c->opt.host, &tls, err, sizeof(err))) {
+        fprintf(stderr, "station-console: %s\n", err);
+        free(c->token);
+        return EXIT_USAGE;
+    }
+    c->link = clink_new(tls);
     c->backoff_ms = BACKOFF_MIN_MS;
     c->next_seq = 1;
     if (c->opt.json)
@@ -210,6 +220,7 @@ int main(int argc, char **argv)
     free(c->jobs);
     free(c->pend);
     clink_free(c->link);
+    tlsc_free(tls);
     free(c->token);
     return c->exit_code;
 }

@@ -14,6 +14,7 @@ PKGS=(
     clang-format cppcheck                            # make format-check / lint
     procps iproute2 coreutils util-linux             # ps/kill, ss, timeout, runuser
     curl jq                                          # webhook tests and README examples
+    openssl                                          # TLS certificates (deploy/make-tls.sh)
     # make fuzz / fuzz-smoke: Debian's clang and its libFuzzer + sanitizer runtimes
     clang libclang-rt-14-dev llvm-14
 )

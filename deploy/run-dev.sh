@@ -46,6 +46,10 @@ step() {
 step deploy/migrate.sh "$CARELINE_PG_ADMIN"
 step deploy/load-yuyao.sh "$CARELINE_PG_ADMIN"
 step deploy/make-tokens.sh "$CARELINE_PG_ADMIN" "$TOKENS" # keeps an existing file's tokens
+# TLS: a development CA (var/tls/ca.pem, what the clients trust by default) and a server
+# certificate for 127.0.0.1, ::1 and localhost; made once, re-made only when expiring
+TLS=$VAR/tls
+step deploy/make-tls.sh dev "$TLS"
 
 # Written anew on every run, so it always matches the stack's ports.
 tmp="$CONF.tmp.$$"
@@ -62,6 +66,9 @@ redis_user = $CARELINE_REDIS_USER
 redis_password_file = $ROOT/$VAR/redis.password
 log_level = info
 phone_hash_key_file = $CARELINE_PHONE_HASH_KEY_FILE
+tls_cert_file = $ROOT/$TLS/server.pem
+tls_key_file = $ROOT/$TLS/server.key
+tls_ca_file = $ROOT/$TLS/ca.pem
 EOF
 mv -f "$tmp" "$CONF"
 
@@ -70,8 +77,10 @@ cat <<EOF
   Careline development stack (data in $ROOT/$VAR)
     PostgreSQL   127.0.0.1:$CARELINE_PG_PORT  db careline   psql -h 127.0.0.1 -p $CARELINE_PG_PORT -U postgres careline
     Redis        127.0.0.1:$CARELINE_REDIS_PORT              REDISCLI_AUTH=\$(cat $VAR/redis.password) redis-cli --user $CARELINE_REDIS_USER -p $CARELINE_REDIS_PORT
-    dispatchd    protocol 127.0.0.1:$LISTEN_PORT
-                 HTTP     http://127.0.0.1:$HTTP_PORT/healthz
+    dispatchd    protocol 127.0.0.1:$LISTEN_PORT (TLS)
+                 HTTPS    https://127.0.0.1:$HTTP_PORT/healthz   (curl --cacert $TLS/ca.pem ...)
+    TLS          $ROOT/$TLS: ca.pem (clients trust it; their default --ca), server.pem,
+                 station.pem (a client certificate for station-console --cert)
     config       $ROOT/$CONF
     dev tokens   $ROOT/$TOKENS   (lines: ROLE STATION_ID TOKEN)
     logs         $ROOT/$VAR/pg.log, $ROOT/$VAR/redis.log

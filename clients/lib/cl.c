@@ -1,6 +1,6 @@
 /*
- * cl: poll()-bounded blocking I/O over one TCP socket. Frames are cut and built by
- * common/frame's flat-buffer functions, the daemon's own codec.
+ * cl: poll()-bounded blocking I/O over one TCP socket, in TLS (tls_client.h) or plaintext.
+ * Frames are cut and built by common/frame's flat-buffer functions, the daemon's own codec.
  */
 #include "cl.h"
 
@@ -17,10 +17,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #include "common/frame.h"
 
 struct ClConn {
     int fd;
+    SSL *ssl;       /* NULL = plaintext */
+    TlsClient *own; /* cl_open_opts' context, freed with the connection */
     uint64_t next_seq;
     uint8_t *buf; /* received bytes not yet returned */
     size_t len, cap;
@@ -65,8 +69,50 @@ int cl_dial(const char *host, int port, bool *in_progress, char *err, size_t err
     return fd;
 }
 
-ClConn *cl_connect(const char *host, int port, int timeout_ms, char *err, size_t errlen)
+/* Waits up to the deadline for events on fd; false on timeout. */
+static bool wait_fd(int fd, short events, int64_t deadline)
 {
+    for (;;) {
+        int left = (int)(deadline - now_ms());
+        if (left <= 0)
+            return false;
+        struct pollfd p = {fd, events, 0};
+        int rc = poll(&p, 1, left);
+        if (rc > 0)
+            return true;
+        if (rc < 0 && errno != EINTR)
+            return false;
+    }
+}
+
+static bool tls_handshake(ClConn *c, TlsClient *tls, const char *host, int port, int64_t deadline,
+                          char *err, size_t errlen)
+{
+    c->ssl = tlsc_ssl(tls, host, err, errlen);
+    if (!c->ssl)
+        return false;
+    SSL_set_fd(c->ssl, c->fd);
+    for (;;) {
+        ERR_clear_error();
+        int r = SSL_connect(c->ssl);
+        if (r == 1)
+            return true;
+        int e = SSL_get_error(c->ssl, r);
+        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+            tlsc_explain(tls, c->ssl, host, err, errlen);
+            return false;
+        }
+        if (!wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline)) {
+            snprintf(err, errlen, "TLS handshake with %s:%d timed out", host, port);
+            return false;
+        }
+    }
+}
+
+ClConn *cl_open(const char *host, int port, TlsClient *tls, int timeout_ms, char *err,
+                size_t errlen)
+{
+    int64_t deadline = now_ms() + timeout_ms;
     bool in_progress;
     int fd = cl_dial(host, port, &in_progress, err, errlen);
     if (fd < 0)
@@ -93,13 +139,41 @@ ClConn *cl_connect(const char *host, int port, int timeout_ms, char *err, size_t
     }
     c->fd = fd;
     c->next_seq = 1;
+    if (tls && !tls_handshake(c, tls, host, port, deadline, err, errlen)) {
+        cl_close(c);
+        return NULL;
+    }
     return c;
+}
+
+ClConn *cl_open_opts(const char *host, int port, const TlsClientOpts *o, int timeout_ms, char *err,
+                     size_t errlen)
+{
+    TlsClient *tls;
+    if (!tlsc_new(o, host, &tls, err, errlen))
+        return NULL;
+    ClConn *c = cl_open(host, port, tls, timeout_ms, err, errlen);
+    if (!c)
+        tlsc_free(tls);
+    else
+        c->own = tls;
+    return c;
+}
+
+ClConn *cl_connect(const char *host, int port, int timeout_ms, char *err, size_t errlen)
+{
+    return cl_open(host, port, NULL, timeout_ms, err, errlen);
 }
 
 void cl_close(ClConn *c)
 {
     if (!c)
         return;
+    if (c->ssl) {
+        SSL_shutdown(c->ssl); /* best effort close_notify; the socket is nonblocking */
+        SSL_free(c->ssl);
+    }
+    tlsc_free(c->own);
     close(c->fd);
     free(c->buf);
     free(c);
@@ -115,20 +189,34 @@ bool cl_send_raw(ClConn *c, const void *buf, size_t len)
     const uint8_t *p = buf;
     int64_t deadline = now_ms() + 10000;
     while (len > 0) {
-        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
-        if (n > 0) {
+        size_t n = 0;
+        short want;
+        TlscIo r = tlsc_io(c->ssl, c->fd, true, (void *)p, len, &n, &want);
+        if (r == TLSC_IO_DONE) {
             p += n;
-            len -= (size_t)n;
+            len -= n;
             continue;
         }
-        if (n < 0 && errno != EAGAIN && errno != EINTR)
-            return false;
-        int left = (int)(deadline - now_ms());
-        struct pollfd pf = {c->fd, POLLOUT, 0};
-        if (left <= 0 || poll(&pf, 1, left) <= 0)
+        if (r != TLSC_IO_WAIT || !wait_fd(c->fd, want, deadline))
             return false;
     }
     return true;
+}
+
+long cl_recv_raw(ClConn *c, void *buf, size_t len, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        size_t n = 0;
+        short ev;
+        TlscIo r = tlsc_io(c->ssl, c->fd, false, buf, len, &n, &ev);
+        if (r == TLSC_IO_DONE)
+            return (long)n;
+        if (r == TLSC_IO_EOF)
+            return 0;
+        if (r == TLSC_IO_ERROR || !wait_fd(c->fd, ev, deadline))
+            return -1;
+    }
 }
 
 bool cl_send(ClConn *c, const ClEnvelope *env)
@@ -153,22 +241,22 @@ static bool fill(ClConn *c, size_t want, int64_t deadline, char *err, size_t err
             c->buf = nb;
             c->cap = cap;
         }
-        ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
-        if (n > 0) {
-            c->len += (size_t)n;
+        size_t n = 0;
+        short ev;
+        TlscIo r = tlsc_io(c->ssl, c->fd, false, c->buf + c->len, c->cap - c->len, &n, &ev);
+        if (r == TLSC_IO_DONE) {
+            c->len += n;
             continue;
         }
-        if (n == 0) {
+        if (r == TLSC_IO_EOF) {
             snprintf(err, errlen, "closed");
             return false;
         }
-        if (errno != EAGAIN && errno != EINTR) {
+        if (r == TLSC_IO_ERROR) {
             snprintf(err, errlen, "recv: %s", strerror(errno));
             return false;
         }
-        int left = (int)(deadline - now_ms());
-        struct pollfd pf = {c->fd, POLLIN, 0};
-        if (left <= 0 || poll(&pf, 1, left) == 0) {
+        if (!wait_fd(c->fd, ev, deadline)) {
             snprintf(err, errlen, "timeout");
             return false;
         }

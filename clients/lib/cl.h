@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "careline.pb-c.h"
+#include "tls_client.h"
 
 typedef Careline__V1__Envelope ClEnvelope;
 typedef struct ClConn ClConn;
@@ -22,15 +23,30 @@ typedef struct ClConn ClConn;
  */
 int cl_dial(const char *host, int port, bool *in_progress, char *err, size_t errlen);
 
-/* Connects to host:port (numeric IP or a name resolved here); NULL with err on failure. */
+/* Connects to host:port (numeric IP or a name resolved here) and, with tls, completes the
+ * TLS handshake within the same timeout (the certificate checked as tls_client.h says);
+ * tls NULL = plaintext. NULL with err on failure (a refused certificate says why). tls is
+ * borrowed and must outlive the connection. */
+ClConn *cl_open(const char *host, int port, TlsClient *tls, int timeout_ms, char *err,
+                size_t errlen);
+/* cl_open with a TLS context built from o for this one connection (tlsc_new: --plaintext
+ * only to a loopback host); the context is freed with the connection. */
+ClConn *cl_open_opts(const char *host, int port, const TlsClientOpts *o, int timeout_ms, char *err,
+                     size_t errlen);
+/* cl_open without TLS (tests against a loopback daemon that allows plaintext). */
 ClConn *cl_connect(const char *host, int port, int timeout_ms, char *err, size_t errlen);
 void cl_close(ClConn *c);
+/* The socket (raw reads and writes on it bypass TLS). */
 int cl_fd(const ClConn *c);
 
 /* Sends one frame (length prefix + packed env). */
 bool cl_send(ClConn *c, const ClEnvelope *env);
 /* Sends bytes as they are (tests of bad framing). */
 bool cl_send_raw(ClConn *c, const void *buf, size_t len);
+
+/* Up to len bytes as they come (through TLS when the connection has it): > 0 bytes read,
+ * 0 when the peer closed, -1 on timeout or error (tests speaking HTTP over cl_open). */
+long cl_recv_raw(ClConn *c, void *buf, size_t len, int timeout_ms);
 
 /* Next frame, or NULL on timeout (err "timeout"), EOF (err "closed") or a bad frame.
  * Free with cl_free(). */

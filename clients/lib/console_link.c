@@ -1,7 +1,7 @@
 /*
- * console_link: a non-blocking TCP link with an input buffer cut into frames and an output
- * queue flushed on POLLOUT. The owner's poll loop drives it; nothing here waits, so a
- * console stays responsive to its operator while dispatchd is slow or unreachable.
+ * console_link: a non-blocking TCP (and TLS) link with an input buffer cut into frames and
+ * an output queue flushed on POLLOUT. The owner's poll loop drives it; nothing here waits,
+ * so a console stays responsive to its operator while dispatchd is slow or unreachable.
  */
 #include "console_link.h"
 
@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
 
 #include "common/frame.h"
 
@@ -24,7 +26,12 @@ typedef struct {
 
 struct ClinkConn {
     int fd;           /* -1 while down */
-    bool established; /* connect() finished */
+    bool tcp_up;      /* connect() finished */
+    bool established; /* connect() finished and, with TLS, the handshake too */
+    TlsClient *tls;   /* borrowed; NULL = plaintext */
+    SSL *ssl;         /* this connection's, while fd >= 0 and tls */
+    short hs_want;    /* the handshake waits for these poll events */
+    char host[256];   /* dialled, for the certificate check and messages */
     Buf in;           /* received bytes not yet returned as frames */
     Buf out;          /* queued frames not yet written */
     char broken[128]; /* a send failed outside clink_io: reported by the next clink_io */
@@ -47,18 +54,23 @@ static void buf_consume(Buf *b, size_t n)
     b->len -= n;
 }
 
-ClinkConn *clink_new(void)
+ClinkConn *clink_new(TlsClient *tls)
 {
     ClinkConn *l = xcalloc(1, sizeof(*l));
     l->fd = -1;
+    l->tls = tls;
     return l;
 }
 
 void clink_close(ClinkConn *l)
 {
+    if (l->ssl)
+        SSL_free(l->ssl);
+    l->ssl = NULL;
     if (l->fd >= 0)
         close(l->fd);
     l->fd = -1;
+    l->tcp_up = false;
     l->established = false;
     l->in.len = 0;
     l->out.len = 0;
@@ -83,7 +95,18 @@ bool clink_connect(ClinkConn *l, const char *host, int port, char *err, size_t e
     if (fd < 0)
         return false;
     l->fd = fd;
-    l->established = !in_progress;
+    snprintf(l->host, sizeof(l->host), "%s", host);
+    if (l->tls) {
+        l->ssl = tlsc_ssl(l->tls, host, err, errlen);
+        if (!l->ssl) {
+            clink_close(l);
+            return false;
+        }
+        SSL_set_fd(l->ssl, fd);
+        l->hs_want = POLLOUT; /* the first step writes the ClientHello */
+    }
+    l->tcp_up = !in_progress;
+    l->established = l->tcp_up && !l->tls;
     return true;
 }
 
@@ -101,25 +124,47 @@ short clink_events(const ClinkConn *l)
 {
     if (l->fd < 0)
         return 0;
-    if (!l->established || l->broken[0])
+    if (!l->tcp_up || l->broken[0])
         return POLLOUT;
+    if (!l->established)
+        return l->hs_want;
     return (short)(POLLIN | (l->out.len ? POLLOUT : 0));
 }
 
 static bool flush_out(ClinkConn *l, char *err, size_t errlen)
 {
     while (l->out.len) {
-        ssize_t n = send(l->fd, l->out.b, l->out.len, MSG_NOSIGNAL);
-        if (n > 0) {
-            buf_consume(&l->out, (size_t)n);
+        size_t n = 0;
+        short want;
+        TlscIo r = tlsc_io(l->ssl, l->fd, true, l->out.b, l->out.len, &n, &want);
+        if (r == TLSC_IO_DONE) {
+            buf_consume(&l->out, n);
             continue;
         }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        if (r == TLSC_IO_WAIT)
             return true; /* POLLOUT tells us when to go on */
         snprintf(err, errlen, "send: %s", strerror(errno));
         return false;
     }
     return true;
+}
+
+/* One step of the TLS handshake; true while it goes on or is done. */
+static bool handshake(ClinkConn *l, char *err, size_t errlen)
+{
+    ERR_clear_error();
+    int r = SSL_connect(l->ssl);
+    if (r == 1) {
+        l->established = true;
+        return flush_out(l, err, errlen);
+    }
+    int e = SSL_get_error(l->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        l->hs_want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+        return true;
+    }
+    tlsc_explain(l->tls, l->ssl, l->host, err, errlen);
+    return false;
 }
 
 bool clink_io(ClinkConn *l, short revents, char *err, size_t errlen)
@@ -132,7 +177,7 @@ bool clink_io(ClinkConn *l, short revents, char *err, size_t errlen)
         snprintf(err, errlen, "%s", l->broken);
         return false;
     }
-    if (!l->established) {
+    if (!l->tcp_up) {
         if (!(revents & (POLLOUT | POLLERR | POLLHUP)))
             return true;
         int soerr = 0;
@@ -143,25 +188,32 @@ bool clink_io(ClinkConn *l, short revents, char *err, size_t errlen)
             snprintf(err, errlen, "%s", strerror(soerr));
             return false;
         }
-        l->established = true;
-        return flush_out(l, err, errlen);
+        l->tcp_up = true;
+        if (!l->tls) {
+            l->established = true;
+            return flush_out(l, err, errlen);
+        }
+        return handshake(l, err, errlen);
     }
+    if (!l->established)
+        return !(revents & (POLLIN | POLLOUT | POLLERR | POLLHUP)) || handshake(l, err, errlen);
     if (revents & (POLLIN | POLLHUP | POLLERR)) {
         for (;;) {
             buf_reserve(&l->in, 16384);
-            size_t room = l->in.cap - l->in.len;
-            ssize_t n = recv(l->fd, l->in.b + l->in.len, room, 0);
-            if (n > 0) {
-                l->in.len += (size_t)n;
-                if ((size_t)n < room)
-                    break; /* drained what the kernel had */
+            size_t room = l->in.cap - l->in.len, n = 0;
+            short want;
+            TlscIo r = tlsc_io(l->ssl, l->fd, false, l->in.b + l->in.len, room, &n, &want);
+            if (r == TLSC_IO_DONE) {
+                l->in.len += n;
+                if (n < room && !(l->ssl && SSL_pending(l->ssl)))
+                    break; /* drained what the kernel (and OpenSSL) had */
                 continue;
             }
-            if (n == 0) {
+            if (r == TLSC_IO_EOF) {
                 snprintf(err, errlen, "dispatchd closed the connection");
                 return false;
             }
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            if (r == TLSC_IO_WAIT)
                 break;
             snprintf(err, errlen, "recv: %s", strerror(errno));
             return false;

@@ -4,7 +4,8 @@
  * finished from the poll loop, sends are queued and flushed when the socket is writable,
  * and received bytes are cut into frames (4-byte big-endian length + one Envelope) as they
  * arrive. A link is either down (fd -1) or open; any failure is reported once with a reason
- * and the caller closes it (and schedules its own reconnect).
+ * and the caller closes it (and schedules its own reconnect). With TLS the handshake runs
+ * from the same poll loop after the TCP connect; the link is "established" once it is done.
  */
 #ifndef CARELINE_CONSOLE_LINK_H
 #define CARELINE_CONSOLE_LINK_H
@@ -17,7 +18,9 @@
 
 typedef struct ClinkConn ClinkConn;
 
-ClinkConn *clink_new(void);
+/* tls: borrowed context for every connection of the link (it must outlive the link);
+ * NULL = plaintext. */
+ClinkConn *clink_new(TlsClient *tls);
 /* Closes the link if open and frees it; clink_free(NULL) is a no-op. */
 void clink_free(ClinkConn *l);
 
@@ -33,12 +36,13 @@ void clink_close(ClinkConn *l);
 int clink_fd(const ClinkConn *l);
 /* poll() events wanted now: POLLIN, plus POLLOUT while connecting or output is queued. */
 short clink_events(const ClinkConn *l);
-/* true once the TCP connection is established. */
+/* true once the TCP connection is established and, with TLS, its handshake done. */
 bool clink_established(const ClinkConn *l);
 
 /* Does the I/O poll() reported (revents). Returns false with a reason in err when the
  * connection failed or the peer closed it; the caller then calls clink_close(). Received
- * frames are taken out with clink_next(). */
+ * frames are taken out with clink_next(). A refused server certificate fails here, with
+ * tls_client.h's sentence. */
 bool clink_io(ClinkConn *l, short revents, char *err, size_t errlen) MUSTCHECK;
 
 /* The next complete frame already received, or NULL. *bad is set (with err) when the bytes

@@ -40,6 +40,7 @@ typedef struct {
     int reject_all;         /* ReasonCode; 0: off */
     long exit_after;        /* 0: off */
     int caregivers;         /* -1: not given */
+    TlsClientOpts tls;      /* --ca, --cert, --key, --plaintext */
 } Opts;
 
 typedef struct {

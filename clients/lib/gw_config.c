@@ -51,6 +51,11 @@ static const CfgKey keys[] = {
     KM(9, "cancel"),
     KS(menu_prompt, "", "said for an unknown digit (empty = built-in)"),
     KS(care_prompt, "", "said when the care subtype digit is missing (empty = built-in)"),
+    /* TLS to dispatchd (tls_client.h) */
+    KS(tls_ca_file, "", "CA file dispatchd's certificate must chain to (empty = var/tls/ca.pem)"),
+    KS(tls_cert_file, "", "client certificate (PEM) for dispatchd, when it asks for one"),
+    KS(tls_key_file, "", "its private key (empty = in tls_cert_file)"),
+    KI(daemon_plaintext, "0", 0, 1, "1 = no TLS to dispatchd (only for a loopback daemon_host)"),
 };
 
 const CfgTable gw_config_table = {

@@ -38,6 +38,11 @@ typedef struct {
     char menu[10][128];     /* menu_0 .. menu_9: gw_menu_set specs */
     char menu_prompt[1024]; /* empty = built-in */
     char care_prompt[1024]; /* empty = built-in */
+    /* TLS to dispatchd (tls_client.h) */
+    char tls_ca_file[GW_STR_MAX];   /* CA dispatchd's certificate chains to ("" = var/tls/ca.pem) */
+    char tls_cert_file[GW_STR_MAX]; /* client certificate, when the daemon asks for one */
+    char tls_key_file[GW_STR_MAX];  /* its key ("" = in tls_cert_file) */
+    int daemon_plaintext;           /* 1 = no TLS (only to a loopback daemon_host) */
 } GwConfig;
 
 extern const CfgTable gw_config_table;

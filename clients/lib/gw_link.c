@@ -8,6 +8,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/util.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@ struct GwLink {
     char host[64];
     int port;
     char *token;
+    TlsClient *tls; /* borrowed; NULL = plaintext */
     int backoff_max_ms;
     GwLinkUpCb up_cb;
     void *arg;
@@ -191,7 +193,6 @@ static void read_cb(struct bufferevent *bev, void *arg)
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
-    (void)bev;
     GwLink *l = arg;
     if (what & BEV_EVENT_CONNECTED) {
         l->state = LINK_HELLO;
@@ -208,12 +209,15 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         send_env(l, &env);
         return;
     }
-    char why[200];
+    char why[300];
     int e = EVUTIL_SOCKET_ERROR();
-    snprintf(why, sizeof(why), "%s",
-             (what & BEV_EVENT_EOF) ? "connection closed by the daemon"
-             : e                    ? evutil_socket_error_to_string(e)
-                                    : "connection error");
+    if (l->tls && l->state == LINK_CONNECTING)
+        tlsc_explain(l->tls, bufferevent_openssl_get_ssl(bev), l->host, why, sizeof(why));
+    else
+        snprintf(why, sizeof(why), "%s",
+                 (what & BEV_EVENT_EOF) ? "connection closed by the daemon"
+                 : e                    ? evutil_socket_error_to_string(e)
+                                        : "connection error");
     link_fail(l, why);
 }
 
@@ -266,7 +270,21 @@ static void link_connect(GwLink *l)
         link_fail(l, "daemon_host is not a numeric address");
         return;
     }
-    l->bev = bufferevent_socket_new(l->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (l->tls) {
+        char err[200];
+        SSL *ssl = tlsc_ssl(l->tls, l->host, err, sizeof(err));
+        if (!ssl) {
+            link_fail(l, err);
+            return;
+        }
+        /* CONNECTED comes once the handshake is done */
+        l->bev = bufferevent_openssl_socket_new(l->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                BEV_OPT_CLOSE_ON_FREE);
+        if (l->bev)
+            bufferevent_openssl_set_allow_dirty_shutdown(l->bev, 1);
+    } else {
+        l->bev = bufferevent_socket_new(l->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
     ASSERT(l->bev);
     bufferevent_setcb(l->bev, read_cb, NULL, event_cb, l);
     bufferevent_enable(l->bev, EV_READ | EV_WRITE);
@@ -279,11 +297,12 @@ static void link_connect(GwLink *l)
     }
 }
 
-GwLink *gw_link_new(struct event_base *base, const char *host, int port, const char *token,
-                    int backoff_max_ms, GwLinkUpCb up_cb, void *arg)
+GwLink *gw_link_new(struct event_base *base, const char *host, int port, TlsClient *tls,
+                    const char *token, int backoff_max_ms, GwLinkUpCb up_cb, void *arg)
 {
     GwLink *l = xcalloc(1, sizeof(*l));
     l->base = base;
+    l->tls = tls;
     snprintf(l->host, sizeof(l->host), "%s", host);
     l->port = port;
     l->token = xstrdup(token);

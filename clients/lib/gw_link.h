@@ -15,6 +15,7 @@
 
 #include "common/frame.h"
 #include "common/util.h"
+#include "tls_client.h"
 
 typedef struct GwLink GwLink;
 
@@ -25,9 +26,12 @@ typedef void (*GwLinkReplyCb)(const Envelope *reply, const char *err, void *arg)
 /* Fired (from the loop) each time the link comes up after a (re)connect. */
 typedef void (*GwLinkUpCb)(void *arg);
 
-/* host must be a numeric IPv4/IPv6 address (no DNS on the loop). token is copied. */
-GwLink *gw_link_new(struct event_base *base, const char *host, int port, const char *token,
-                    int backoff_max_ms, GwLinkUpCb up_cb, void *arg);
+/* host must be a numeric IPv4/IPv6 address (no DNS on the loop). token is copied. tls
+ * (borrowed, outlives the link; NULL = plaintext) secures every connection: the handshake
+ * runs in libevent's OpenSSL bufferevent within the connect deadline, and a refused
+ * certificate is a link failure whose logged reason names it. */
+GwLink *gw_link_new(struct event_base *base, const char *host, int port, TlsClient *tls,
+                    const char *token, int backoff_max_ms, GwLinkUpCb up_cb, void *arg);
 /* Starts connecting (asynchronously). */
 void gw_link_start(GwLink *l);
 /* Closes the connection and frees; an in-flight request's callback is NOT called. */

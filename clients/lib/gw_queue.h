@@ -90,6 +90,7 @@ struct Gw {
     GwMenu menu;
     struct event_base *base;
     GwLink *link;
+    TlsClient *tls; /* the link's TLS context; NULL = plaintext (daemon_plaintext) */
     GwSpool *spool;
     GwReplay *replay;
     char *secret;

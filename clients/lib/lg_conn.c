@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -357,9 +358,13 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-        char why[128];
-        snprintf(why, sizeof(why), "%s",
-                 (what & BEV_EVENT_EOF) ? "closed by server" : strerror(EVUTIL_SOCKET_ERROR()));
+        char why[300];
+        SSL *ssl = c->lg->tls ? bufferevent_openssl_get_ssl(bev) : NULL;
+        if (ssl && !SSL_is_init_finished(ssl))
+            tlsc_explain(c->lg->tls, ssl, c->lg->o.host, why, sizeof(why));
+        else
+            snprintf(why, sizeof(why), "%s",
+                     (what & BEV_EVENT_EOF) ? "closed by server" : strerror(EVUTIL_SOCKET_ERROR()));
         if (!c->ready)
             c->lg->connecting--;
         conn_close(c, why);
@@ -391,7 +396,18 @@ static void conn_close(LgConn *c, const char *why)
 
 static bool conn_open(Lg *lg, LgConn *c)
 {
-    c->bev = bufferevent_socket_new(lg->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (lg->tls) {
+        char err[200];
+        SSL *ssl = tlsc_ssl(lg->tls, lg->o.host, err, sizeof(err));
+        /* the Hello below waits in the output buffer until the handshake is done */
+        c->bev = ssl ? bufferevent_openssl_socket_new(lg->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                      BEV_OPT_CLOSE_ON_FREE)
+                     : NULL;
+        if (c->bev)
+            bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    } else {
+        c->bev = bufferevent_socket_new(lg->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!c->bev)
         return false;
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);

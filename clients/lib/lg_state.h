@@ -68,6 +68,7 @@ typedef struct {
     double rate, duration, warmup, drain, connect_timeout, settle;
     bool closed, accept, quiet;
     uint64_t max_requests, seed;
+    TlsClientOpts tls; /* --ca, --cert, --key, --plaintext */
 } Opts;
 
 struct Lg {
@@ -75,6 +76,7 @@ struct Lg {
     struct event_base *base;
     struct event *tick, *sigint;
     struct sockaddr_in addr;
+    TlsClient *tls; /* NULL = plaintext (--plaintext) */
     Phase phase;
     LgConn *conn;
     int nconn, ngw;

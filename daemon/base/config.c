@@ -27,6 +27,13 @@
 #define DBL_KEY(n, d, lo, hi, rl, h) CFG_DBL_KEY(Config, n, d, lo, hi, rl, h)
 #define STR_KEY(n, d, rl, h)         CFG_STR_KEY(Config, n, d, rl, h)
 
+static const char *check_client_certs(const char *v)
+{
+    return strcmp(v, "off") == 0 || strcmp(v, "optional") == 0 || strcmp(v, "required") == 0
+               ? NULL
+               : "off, optional or required";
+}
+
 static const CfgKey keys[] = {
     STR_KEY(listen_addr, "127.0.0.1", false, "protocol listener address (IPv4 or IPv6 literal)"),
     INT_KEY(listen_port, "7400", 0, 65535, false, "protocol listener port; 0 = any free port"),
@@ -137,11 +144,32 @@ static const CfgKey keys[] = {
     INT_KEY(orphan_grace_ms, "60000", 1000, 3600000, true,
             "a reservation whose request was never recorded is given back when this old "
             "(> 2 x pg_query_timeout_ms + 2000)"),
+    /* TLS and the HTTP listener's limits (net/tls.h, net/http.c) */
+    STR_KEY(tls_cert_file, "", false,
+            "server certificate chain (PEM) for both listeners; empty = no TLS, which only "
+            "allow_plaintext_loopback permits"),
+    STR_KEY(tls_key_file, "", false, "private key of tls_cert_file (PEM); empty = in that file"),
+    STR_KEY(tls_ca_file, "", false,
+            "CA certificate(s) that sign client certificates (needed by tls_client_certs)"),
+    CFG_CHECKED_STR_KEY(Config, tls_client_certs, "off", false,
+                        "off | optional | required: client certificates on the protocol port "
+                        "(verified against tls_ca_file when given; required = a station's "
+                        "Hello is refused without one)",
+                        check_client_certs),
+    INT_KEY(allow_plaintext_loopback, "0", 0, 1, false,
+            "1 = without tls_cert_file serve plaintext, only if listen_addr and http_addr are "
+            "loopback addresses (development, tests)"),
+    INT_KEY(http_max_conns, "256", 1, 100000, true,
+            "open HTTP connections; further ones are closed at once"),
+    INT_KEY(http_max_conns_per_addr, "32", 1, 100000, true,
+            "open HTTP connections from one IP address; further ones are closed at once"),
+    INT_KEY(http_request_deadline_ms, "10000", 100, 600000, true,
+            "an HTTP request must arrive whole (TLS handshake, headers, body) within this"),
     /* ---- personal data (issue 12) ---- */
     STR_KEY(phone_hash_key_file, "", false,
             "file holding the HMAC-SHA256 key of caller-phone hashes (>= 32 bytes, mode 600; "
             "deploy/run-dev.sh makes one); required. Changing it orphans earlier hashes"),
-    /* ---- end personal data ---- */
+/* ---- end personal data ---- */
 #ifdef CARELINE_TESTING /* CONFIG_TEST_ONLY_KEYS: last in the table */
     STR_KEY(fault_point, "", false,
             "TESTS ONLY: crash at this point (after_begin, before_enqueue, "

@@ -88,6 +88,15 @@ typedef struct Config {
     char redis_password_file[CONFIG_STR_MAX]; /* its password's file; empty = no AUTH */
     /* personal data (issue 12): the phone-hash key */
     char phone_hash_key_file[256]; /* HMAC-SHA256 key for caller-phone hashes (file, >= 32 B) */
+    /* TLS and the HTTP listener's limits (net/tls.h, net/http.c) */
+    char tls_cert_file[256];      /* server certificate chain (PEM); empty = no TLS */
+    char tls_key_file[256];       /* its private key (PEM); empty = in tls_cert_file */
+    char tls_ca_file[256];        /* CA that signs client certificates (tls_client_certs) */
+    char tls_client_certs[16];    /* off | optional | required (stations need one) */
+    int allow_plaintext_loopback; /* 1: no certificate is fine while both listeners are loopback */
+    int http_max_conns;           /* open HTTP connections; more are closed at once */
+    int http_max_conns_per_addr;  /* open HTTP connections from one IP address */
+    int http_request_deadline_ms; /* a request must arrive whole within this of connecting */
 } Config;
 
 /* Keys at the end of config_table that only the test build has (never in the example

@@ -78,6 +78,24 @@ void metrics_render(const Metrics *m, struct evbuffer *out, int pg_up, int redis
           (int64_t)m->loop_lag_max_ms);
     gauge(out, "careline_postgres_up", "PostgreSQL reachable (1) or not (0).", pg_up);
     gauge(out, "careline_redis_up", "Redis reachable (1) or not (0).", redis_up);
+    /* TLS and the HTTP listener's limits */
+    counter(out, "careline_tls_handshakes_total", "TLS handshakes completed.", m->tls_handshakes);
+    evbuffer_add_printf(out, "# HELP careline_tls_refused_total Connections closed during the TLS "
+                             "handshake, by reason.\n# TYPE careline_tls_refused_total counter\n");
+    const char *tls_reason[] = {"plaintext", "handshake", "timeout", "no_client_cert"};
+    uint64_t tls_n[] = {m->tls_plaintext_refused, m->tls_handshake_failed,
+                        m->tls_handshake_timeouts, m->tls_cert_refused};
+    for (int i = 0; i < 4; i++)
+        evbuffer_add_printf(out, "careline_tls_refused_total{reason=\"%s\"} %llu\n", tls_reason[i],
+                            (unsigned long long)tls_n[i]);
+    gauge(out, "careline_http_connections", "Open HTTP connections.", m->http_conns_current);
+    evbuffer_add_printf(out, "# HELP careline_http_refused_total HTTP connections closed by a "
+                             "limit, by limit.\n# TYPE careline_http_refused_total counter\n");
+    const char *http_reason[] = {"max_conns", "per_addr", "deadline"};
+    uint64_t http_n[] = {m->http_conns_refused, m->http_addr_refused, m->http_deadline_closes};
+    for (int i = 0; i < 3; i++)
+        evbuffer_add_printf(out, "careline_http_refused_total{limit=\"%s\"} %llu\n", http_reason[i],
+                            (unsigned long long)http_n[i]);
     evbuffer_add_printf(out, "# HELP careline_errors_total Error frames sent, by code.\n"
                              "# TYPE careline_errors_total counter\n");
     for (unsigned i = 1; i < careline__v1__error_code__descriptor.n_values; i++) {

@@ -41,6 +41,16 @@ typedef struct Metrics {
     int64_t auth_waiting;        /* lookups waiting for a slot of the budget (gauge) */
     /* ---- issue 12: Redis pub/sub ---- */
     uint64_t wake_rejected; /* wake-up messages dropped by validation (station_wake.c) */
+    /* TLS and the HTTP listener's limits (net/tls.c, net/http.c) */
+    uint64_t tls_handshakes;         /* TLS handshakes completed (both listeners) */
+    uint64_t tls_plaintext_refused;  /* connections that sent something other than TLS */
+    uint64_t tls_handshake_failed;   /* other failed handshakes (bad client certificate, ...) */
+    uint64_t tls_handshake_timeouts; /* no completed handshake within hello_timeout_ms */
+    uint64_t tls_cert_refused;       /* station Hello without a client certificate (required) */
+    int64_t http_conns_current;      /* open HTTP connections */
+    uint64_t http_conns_refused;     /* closed at once: over http_max_conns */
+    uint64_t http_addr_refused;      /* closed at once: over http_max_conns_per_addr */
+    uint64_t http_deadline_closes;   /* request not complete within http_request_deadline_ms */
 } Metrics;
 
 /* Appends the whole exposition of m to out; pg_up/redis_up are the backends' current states. */

@@ -7,12 +7,16 @@
  * owner's on_closed (which lets sessions drop their last references) and the free run from
  * the reaper at the next turn of the loop. So a caller that sent a frame — and by that hit
  * the output limit — still holds valid session and conn pointers until it returns.
+ * With TLS the bufferevent is libevent's OpenSSL one: the handshake runs inside it, its
+ * end (BEV_EVENT_CONNECTED or an error) arrives in event_cb, and the janitor's hello
+ * timeout bounds it.
  */
 #include "net/conn.h"
 
 #include <arpa/inet.h>
 #include <event2/event.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -166,10 +170,29 @@ static void write_cb(struct bufferevent *bev, void *arg)
     maybe_finish(c);
 }
 
+/* The TLS handshake ended: CONNECTED, or it failed (counted, logged at a bounded rate). */
+static void handshake_end(Conn *c, struct bufferevent *bev, short events)
+{
+    c->handshaking = false;
+    if (events & BEV_EVENT_CONNECTED) {
+        c->peer_cert_ok = tls_peer_cert_verified(bufferevent_openssl_get_ssl(bev));
+        tls_handshake_done(c->set->tls);
+        clog_debug(c, "TLS handshake done (%s, client certificate %s)",
+                   SSL_get_version(bufferevent_openssl_get_ssl(bev)),
+                   c->peer_cert_ok ? "verified" : "none");
+        return;
+    }
+    tls_handshake_failed(c->set->tls, c->peer, tls_bev_error(bev));
+    conn_close_now(c, "TLS handshake failed");
+}
+
 static void event_cb(struct bufferevent *bev, short events, void *arg)
 {
-    (void)bev;
     Conn *c = arg;
+    if (c->handshaking) {
+        handshake_end(c, bev, events);
+        return;
+    }
     if (events & BEV_EVENT_EOF) {
         c->eof = true;
         /* complete frames still buffered are served; end_of_input() decides the rest */
@@ -199,9 +222,20 @@ Conn *conn_new(ConnSet *set, int fd, const struct sockaddr *sa, int salen)
         port = ntohs(in6->sin6_port);
     }
     snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
-    c->bev = bufferevent_socket_new(set->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (set->tls) {
+        SSL *ssl = tls_ssl_new(set->tls, TLS_PORT_PROTO);
+        /* on failure libevent frees ssl (BEV_OPT_CLOSE_ON_FREE); only memory can be short */
+        c->bev = ssl ? bufferevent_openssl_socket_new(set->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                      BEV_OPT_CLOSE_ON_FREE)
+                     : NULL;
+        if (c->bev)
+            bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1); /* EOF without close_notify */
+        c->handshaking = true;
+    } else {
+        c->bev = bufferevent_socket_new(set->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!c->bev) {
-        log_error("bufferevent_socket_new failed for %s", c->peer);
+        log_error("cannot make a bufferevent for %s", c->peer);
         free(c);
         return NULL;
     }
@@ -358,6 +392,16 @@ void conn_inflight_end(Conn *c)
         maybe_finish(c);
 }
 
+const char *conn_role_refused(Conn *c, Role role)
+{
+    if (role != CARELINE__V1__ROLE__ROLE_STATION || c->peer_cert_ok ||
+        strcmp(c->set->cfg->tls_client_certs, "required") != 0)
+        return NULL;
+    c->set->metrics->tls_cert_refused++;
+    return "a station console must present a client certificate signed by the county's CA "
+           "(tls_client_certs = required); give station-console --cert FILE --key FILE";
+}
+
 void conn_ref(Conn *c)
 {
     c->refs++;
@@ -390,6 +434,12 @@ static void conn_tick(Conn *c, int64_t now)
         log_limited(LOG_WARN, "C-%llu %s: closing: output over the soft limit for %d s",
                     (unsigned long long)c->id, c->peer, cfg->obuf_soft_seconds);
         conn_close_now(c, "output buffer soft limit held too long");
+        return;
+    }
+    if (c->handshaking && now - c->created_ms > cfg->hello_timeout_ms) {
+        /* nothing can be sent before the handshake: just close */
+        c->set->metrics->tls_handshake_timeouts++;
+        conn_close_now(c, "no TLS handshake within hello_timeout_ms");
         return;
     }
     if (c->role == CARELINE__V1__ROLE__ROLE_UNSPECIFIED && !c->hello_pending &&

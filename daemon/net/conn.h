@@ -24,6 +24,7 @@
 #include "base/config.h"
 #include "base/metrics.h"
 #include "common/frame.h"
+#include "net/tls.h"
 
 struct Conn;
 /* A well-formed frame arrived; the callee takes ownership of env. */
@@ -46,6 +47,7 @@ typedef struct ConnSet {
     struct event *reaper; /* tells the owner of closes, frees CONN_CLOSED conns, refs == 0 */
     struct Conn *closed;  /* closed conns whose owner has not been told yet (via next) */
     struct Conn *dead;    /* closed conns with no refs left, waiting to be freed (via next) */
+    Tls *tls;             /* borrowed, set by the owner after connset_init; NULL = plaintext */
 } ConnSet;
 
 /* Sets up an empty set; returns false if libevent cannot make the reaper event. */
@@ -86,11 +88,15 @@ typedef struct Conn {
     int64_t closing_deadline_ms; /* CONN_CLOSING: force-close after this */
     bool read_paused_obuf;       /* reading paused by the soft output limit */
     bool eof;                    /* the peer half-closed; no more input will come */
+    bool handshaking;            /* TLS handshake not finished yet (hello_timeout_ms bounds it) */
+    bool peer_cert_ok;           /* TLS: the peer presented a client certificate that verified */
     void *station;               /* station console session (station.c), or NULL */
     struct Conn *prev, *next;    /* ConnSet.conns list */
 } Conn;
 
-/* Wraps an accepted socket; takes ownership of fd only on success (NULL: the caller closes). */
+/* Wraps an accepted socket, in TLS when set->tls (the handshake runs on the loop; a failure
+ * is counted and closes the conn); takes ownership of fd only on success (NULL: the caller
+ * closes). */
 Conn *conn_new(ConnSet *set, int fd, const struct sockaddr *sa, int salen);
 
 /* Queues one frame. Applies the output-buffer limits (may close the connection).
@@ -121,6 +127,10 @@ void conn_inflight_end(Conn *c);
 
 void conn_ref(Conn *c);
 void conn_unref(Conn *c);
+
+/* NULL when a principal of this role may use c; else the reason it may not (a station
+ * without a verified client certificate while tls_client_certs = required), counted. */
+const char *conn_role_refused(Conn *c, Role role);
 
 /* true while replies can still be delivered (OPEN or DRAINING). */
 bool conn_alive(const Conn *c);

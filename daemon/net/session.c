@@ -119,6 +119,11 @@ static void hello_done(void *arg, const AuthAnswer *a)
         hello_fail(ss, c, op->seq, error_code_of(a->verdict), a->message);
         goto out;
     }
+    const char *refused = conn_role_refused(c, a->role); /* TLS client certificate rule */
+    if (refused) {
+        hello_fail(ss, c, op->seq, CARELINE__V1__ERROR_CODE__AUTH_FAILED, refused);
+        goto out;
+    }
     c->role = a->role;
     c->station_id = a->station_id;
     snprintf(c->principal, sizeof(c->principal), "%s", a->name);

@@ -45,9 +45,8 @@ char *bureau_req_str(Req *r, const char *s)
     return d;
 }
 
-static void http_conn_closed_cb(struct evhttp_connection *evcon, void *arg)
+static void http_conn_closed_cb(void *arg)
 {
-    (void)evcon;
     Req *r = arg;
     r->hreq = NULL; /* evhttp frees the request with its connection */
 }
@@ -55,19 +54,14 @@ static void http_conn_closed_cb(struct evhttp_connection *evcon, void *arg)
 void bureau_req_watch_http(Req *r, struct evhttp_request *hreq)
 {
     r->hreq = hreq;
-    struct evhttp_connection *evcon = evhttp_request_get_connection(hreq);
-    if (evcon)
-        evhttp_connection_set_closecb(evcon, http_conn_closed_cb, r);
+    http_watch_close(r->b->env->http, hreq, http_conn_closed_cb, r);
 }
 
 struct evhttp_request *bureau_req_take_http(Req *r)
 {
     struct evhttp_request *h = r->hreq;
-    if (h) {
-        struct evhttp_connection *evcon = evhttp_request_get_connection(h);
-        if (evcon)
-            evhttp_connection_set_closecb(evcon, NULL, NULL);
-    }
+    if (h)
+        http_watch_close(r->b->env->http, h, NULL, NULL);
     r->hreq = NULL;
     return h;
 }

@@ -321,9 +321,14 @@ bool server_init(Server *s, const Config *cfg, const char *config_path)
     }
     s->schema = schema_check_new(s->base, s->pg, addr.pg_conninfo, schema_refused_cb, s);
     s->sessions = sessions_new(s->pg, &s->cfg, s->id, &s->metrics);
-    if (!connset_init(&s->conns, s->base, &s->cfg, &s->metrics, conn_frame, conn_closed, s) ||
-        !(s->http = http_new(s->base, &s->cfg, &s->metrics)))
+    if (!tls_new(&s->cfg, &s->metrics, &s->tls, err, sizeof(err))) {
+        log_error("%s", err);
         return false;
+    }
+    if (!connset_init(&s->conns, s->base, &s->cfg, &s->metrics, conn_frame, conn_closed, s) ||
+        !(s->http = http_new(s->base, &s->cfg, &s->metrics, s->tls)))
+        return false;
+    s->conns.tls = s->tls;
     modules_new(s);
     if (!listen_proto(s))
         return false;
@@ -333,8 +338,9 @@ bool server_init(Server *s, const Config *cfg, const char *config_path)
     s->janitor_due_ms = util_now_ms() + 1000 / JANITOR_HZ;
     if (!write_port_file(s))
         return false;
-    log_info("dispatchd %s listening: protocol %s:%d, HTTP %s:%d (/healthz /readyz /metrics)",
-             s->id, cfg->listen_addr, s->proto_port, cfg->http_addr, http_port(s->http));
+    log_info("dispatchd %s listening: protocol %s:%d, HTTP%s %s:%d (/healthz /readyz /metrics)%s",
+             s->id, cfg->listen_addr, s->proto_port, s->tls ? "S" : "", cfg->http_addr,
+             http_port(s->http), s->tls ? ", TLS" : ", plaintext (loopback)");
     return true;
 }
 
@@ -372,6 +378,7 @@ void server_free(Server *s)
     s->pg = NULL;
     connset_free(&s->conns);
     sessions_free(s->sessions);
+    tls_free(s->tls); /* SSLs still waiting for libevent's finalizers hold their own ref */
     struct event *evs[] = {s->janitor, s->sig_term, s->sig_int, s->sig_hup, s->sig_pipe};
     for (size_t i = 0; i < ARRAY_LEN(evs); i++)
         if (evs[i])

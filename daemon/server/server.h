@@ -19,6 +19,7 @@
 #include "net/conn.h"
 #include "net/http.h"
 #include "net/session.h"
+#include "net/tls.h"
 #include "store/pg.h"
 #include "store/rds.h"
 
@@ -37,6 +38,7 @@ typedef struct Server {
     ConnSet conns;          /* protocol connections */
     Sessions *sessions;     /* what frames mean: auth, roles, routes */
     Http *http;             /* HTTP listener and routes */
+    Tls *tls;               /* both listeners' TLS; NULL = plaintext (loopback only) */
     Env env;                /* what the core and report modules borrow */
     bool listener_paused;   /* at max_clients */
     struct event *janitor;  /* EV_PERSIST, JANITOR_HZ */

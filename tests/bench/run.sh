@@ -143,11 +143,14 @@ if ((NOFILE < MAXCLIENTS + 100)); then
 fi
 
 PROTO='' HTTP=''
+# TLS: plaintext on loopback unless start_daemon_tls (the TLS row); loadgen follows
+LG_TLS=(--plaintext) CURL_TLS=() SCHEME=http
 start_daemon() {
     rm -f "$TMP/ports"
     "$BINDIR/dispatchd" --listen_port=0 --http_port=0 --port_file="$TMP/ports" \
         --pg_conninfo="$APP" --redis_host=127.0.0.1 --redis_port="$CARELINE_REDIS_PORT" \
         --redis_user="$CARELINE_REDIS_USER" --redis_password_file="$CARELINE_REDIS_PASSWORD_FILE" \
+        --phone_hash_key_file="$CARELINE_PHONE_HASH_KEY_FILE" --allow_plaintext_loopback=1 \
         --log_level=warn --max_clients="$MAXCLIENTS" "$@" >>"$TMP/dispatchd.log" 2>&1 &
     DPID=$!
     local i
@@ -162,7 +165,7 @@ start_daemon() {
     done
     [[ -n $PROTO ]] || die "dispatchd wrote no port file"
     for ((i = 0; i < 150; i++)); do
-        [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP/readyz") == 200 ]] && return 0
+        [[ $(curl -s "${CURL_TLS[@]}" -o /dev/null -w '%{http_code}' "$SCHEME://127.0.0.1:$HTTP/readyz") == 200 ]] && return 0
         sleep 0.1
     done
     die "dispatchd never became ready"
@@ -173,7 +176,7 @@ rss_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null; }
 loadgen() {
     local name=$1
     shift
-    timeout -k 5 600 "$BINDIR/loadgen" --port "$PROTO" --tokens "$TMP/lgtokens.txt" \
+    timeout -k 5 600 "$BINDIR/loadgen" --port "$PROTO" --tokens "$TMP/lgtokens.txt" "${LG_TLS[@]}" \
         --pg "$ADMIN" --run-id "$name-$$" --report "$TMP/$name.kv" "$@" \
         >"$TMP/$name.out" 2>"$TMP/$name.err" || { cat "$TMP/$name.err" "$TMP/$name.out" >&2; die "loadgen $name failed"; }
     sed 's/^/    /' "$TMP/$name.out" >&2
@@ -285,6 +288,18 @@ loadgen fast --closed --conns 32 --window 32 --duration 10 --warmup 2
 psql_q -c "ALTER SYSTEM RESET synchronous_commit" -c "SELECT pg_reload_conf()" >/dev/null
 reset_jobs
 
+# ---- 5b. the closed loop maximum with TLS on both ends -----------------------------------
+say "closed loop maximum (durable) with TLS, ${WARM}+${DUR} s"
+"$ROOT/deploy/make-tls.sh" dev "$TMP/tls" >/dev/null || die "make-tls.sh failed"
+stop_daemon
+LG_TLS=(--ca "$TMP/tls/ca.pem") CURL_TLS=(--cacert "$TMP/tls/ca.pem") SCHEME=https
+start_daemon --tls_cert_file="$TMP/tls/server.pem" --tls_key_file="$TMP/tls/server.key"
+loadgen_cpu closed_tls --closed --conns 32 --window 32 --duration "$DUR" --warmup "$WARM"
+reset_jobs
+stop_daemon
+LG_TLS=(--plaintext) CURL_TLS=() SCHEME=http
+start_daemon
+
 # ---- 6. 10,000 consoles ------------------------------------------------------------------
 CON_DONE=0
 if ((!SKIP_CONSOLES)); then
@@ -346,6 +361,7 @@ echo
 echo "| figure | measured | reference (same run) | target | |"
 echo "|---|---|---|---|---|"
 echo "| durable dispatch throughput (closed loop max, submit -> reply; 32 conns x 32) | $(fmt "$C_TPUT") req/s (p50 $(kv closed submit_p50_ms) ms, p99 $(kv closed submit_p99_ms) ms; $(kv closed errors) errors) | raw Redis XADD $(fmt "$XADD") req/s (redis-benchmark -c 50 -P 1); ratio ${RATIO} x | >= 30,000 req/s and >= 0.35 x XADD | $(met "$C_TPUT >= 30000 && $RATIO >= 0.35") |"
+echo "| same with TLS on both ends (TLS 1.3; loadgen verifies the daemon's certificate) | $(fmt "$(kv closed_tls throughput)") req/s (p50 $(kv closed_tls submit_p50_ms) ms, p99 $(kv closed_tls submit_p99_ms) ms; $(kv closed_tls errors) errors) | plaintext above: ratio $(awk -v a="$(kv closed_tls throughput)" -v b="$C_TPUT" 'BEGIN {printf "%.2f", a / b}') x; CPU per request $(cat "$TMP/closed_tls.cpu") | — | |"
 echo "| same, synchronous_commit=off (NOT durable, for comparison) | $(fmt "$F_TPUT") req/s | | — | |"
 echo "| where the time goes: CPU per request in the closed loop (/proc, 2 cores) | $(cat "$TMP/closed.cpu") | | — | |"
 echo "| submit latency $RATE_NOTE | p50 $O_P50, p99 $O_P99, p99.9 $O_P999, max $(kv open submit_max_ms) ms; achieved $(fmt "$O_TPUT") req/s$( ((O_LAG)) && echo ", generator fell behind") | | p99 <= 5 ms, p99.9 <= 20 ms$( ((RATE != 10000)) && echo " (at 10,000 req/s)") | $(met "$O_P99 <= 5 && $O_P999 <= 20 && $RATE == 10000") |"

@@ -179,7 +179,8 @@ static void hand_town(void)
 
     /* bin/bureau prints the same */
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s/bureau --port %d --token %s coverage --town " IBUR_TOWN,
+    snprintf(cmd, sizeof(cmd),
+             "%s/bureau --plaintext --port %d --token %s coverage --town " IBUR_TOWN,
              t_env("CARELINE_BIN"), rig.d.proto_port, rig.bureau_tok);
     FILE *f = popen(cmd, "r");
     char out[8192];
@@ -190,15 +191,15 @@ static void hand_town(void)
     T_ASSERT(strstr(out, "3 / 6 = 50.0%"));
     T_ASSERT(strstr(out, "190 / 240"));
     snprintf(cmd, sizeof(cmd),
-             "%s/bureau --port %d --token %s --format csv villages --uncovered --town " IBUR_TOWN
-             " | wc -l",
+             "%s/bureau --plaintext --port %d --token %s --format csv villages --uncovered "
+             "--town " IBUR_TOWN " | wc -l",
              t_env("CARELINE_BIN"), rig.d.proto_port, rig.bureau_tok);
     f = popen(cmd, "r");
     n = fread(out, 1, sizeof(out) - 1, f);
     out[n] = '\0';
     pclose(f);
     T_EQ_INT(atoi(out), 4);
-    snprintf(cmd, sizeof(cmd), "%s/bureau --port %d --token %s plan --target 1.5 2>&1",
+    snprintf(cmd, sizeof(cmd), "%s/bureau --plaintext --port %d --token %s plan --target 1.5 2>&1",
              t_env("CARELINE_BIN"), rig.d.proto_port, rig.bureau_tok);
     f = popen(cmd, "r");
     n = fread(out, 1, sizeof(out) - 1, f);

@@ -75,6 +75,7 @@ static void gw_start(Gwp *g, int daemon_port, const char *token, const char *spo
                           a[4],
                           "--log_level=debug",
                           "--reconnect_max_ms=500",
+                          "--daemon_plaintext=1", /* the test daemon is plaintext on loopback */
                           NULL};
     g->pid = iproc_spawn(argv, IPROC_INHERIT, IPROC_ERRFILE, g->log, true);
     if (iproc_scan_file(g->pid, g->port_file, 10000, 1, "http %d", &g->port))
@@ -617,10 +618,11 @@ static void stdio_mode(void)
     fprintf(f, "%s\n", call_body("stdio-menu", phone, "5"));
     fclose(f);
     snprintf(out, sizeof(out), "%s/out.jsonl", t_tmpdir());
-    snprintf(cmd, sizeof(cmd),
-             "timeout 30 %s/hotline-gw --stdio --daemon_port=%d --token_file=%s "
-             "--spool_dir=%s/stdio-spool < %s > %s 2>%s/stdio.log",
-             t_env("CARELINE_BIN"), d.proto_port, tokfile, t_tmpdir(), in, out, t_tmpdir());
+    snprintf(
+        cmd, sizeof(cmd),
+        "timeout 30 %s/hotline-gw --stdio --daemon_plaintext=1 --daemon_port=%d --token_file=%s "
+        "--spool_dir=%s/stdio-spool < %s > %s 2>%s/stdio.log",
+        t_env("CARELINE_BIN"), d.proto_port, tokfile, t_tmpdir(), in, out, t_tmpdir());
     T_EQ_INT(system(cmd), 0);
     f = fopen(out, "r");
     T_ASSERT(f);

@@ -33,8 +33,8 @@ void icon_start(IconProc *k, const Daemon *d, bool with_stdin, const char *const
     T_ASSERT(!with_stdin || pipe2(pin, O_CLOEXEC) == 0);
     char bin[512];
     snprintf(bin, sizeof(bin), "%s/station-console", t_env("CARELINE_BIN"));
-    const char *argv[40] = {bin};
-    int argc = 1;
+    const char *argv[40] = {bin, "--plaintext"}; /* the test daemon is plaintext on loopback */
+    int argc = 2;
     for (int i = 0; args[i] && argc < 38; i++)
         argv[argc++] = args[i];
     argv[argc] = NULL;

@@ -42,9 +42,17 @@ void itest_daemon_spawn(Daemon *d, const char *const *extra)
     snprintf(pg, sizeof(pg), "--pg_conninfo=%s", t_env("CARELINE_APP_CONNINFO"));
     snprintf(rh, sizeof(rh), "--redis_host=%s", t_env("CARELINE_REDIS_HOST"));
     snprintf(rp, sizeof(rp), "--redis_port=%s", t_env("CARELINE_REDIS_PORT"));
-    const char *argv[64] = {bin, "--listen_port=0",  "--http_port=0", pf, pg, rh,
-                            rp,  "--log_level=debug"};
-    int argc = 8;
+    /* plaintext on loopback (test_tls starts its daemons with certificates) */
+    const char *argv[64] = {bin,
+                            "--listen_port=0",
+                            "--http_port=0",
+                            pf,
+                            pg,
+                            rh,
+                            rp,
+                            "--log_level=debug",
+                            "--allow_plaintext_loopback=1"};
+    int argc = 9;
     for (int i = 0; extra && extra[i] && argc < 62; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
@@ -213,6 +221,40 @@ int itest_http_get(int port, const char *path, char *body, size_t bodylen)
     snprintf(body, bodylen, "%s", b ? b + 4 : "");
     free(buf);
     return status;
+}
+
+int itest_https_get(int port, TlsClient *tls, const char *path, char *body, size_t bodylen,
+                    char *err, size_t errlen)
+{
+    ClConn *c = cl_open("127.0.0.1", port, tls, 5000, err, errlen);
+    if (!c)
+        return -1;
+    char req[1024];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
+    T_ASSERT(cl_send_raw(c, req, (size_t)n));
+    size_t cap = 1 << 20, len = 0;
+    char *buf = malloc(cap);
+    long r;
+    while (len + 1 < cap && (r = cl_recv_raw(c, buf + len, cap - len - 1, 5000)) > 0)
+        len += (size_t)r;
+    buf[len] = '\0';
+    cl_close(c);
+    int status = -1;
+    sscanf(buf, "HTTP/1.%*d %d", &status);
+    const char *b = strstr(buf, "\r\n\r\n");
+    snprintf(body, bodylen, "%s", b ? b + 4 : "");
+    snprintf(err, errlen, "%s", status < 0 ? "no HTTP answer" : "");
+    free(buf);
+    return status;
+}
+
+long long itest_metric_tls(int http_port, TlsClient *tls, const char *name)
+{
+    static char body[1 << 18];
+    char err[256];
+    if (itest_https_get(http_port, tls, "/metrics", body, sizeof(body), err, sizeof(err)) != 200)
+        return -1;
+    return itest_metric_in(body, name);
 }
 
 bool itest_wait_closed(ClConn *c, int timeout_ms)

@@ -70,6 +70,13 @@ ClConn *itest_login(const Daemon *d, const char *token);
 /* GET path over HTTP/1.0; returns the status, body copied into body (NUL-terminated). */
 int itest_http_get(int port, const char *path, char *body, size_t bodylen);
 
+/* GET path over HTTPS (tls, e.g. from tlsc_new) or plaintext (tls NULL) on 127.0.0.1:port;
+ * the status (-1 when the connection failed: err says why), the body copied into body. */
+int itest_https_get(int port, TlsClient *tls, const char *path, char *body, size_t bodylen,
+                    char *err, size_t errlen);
+/* Metric value from /metrics over HTTPS (itest_metric's lookup); -1 if absent. */
+long long itest_metric_tls(int http_port, TlsClient *tls, const char *name);
+
 /* Waits up to timeout_ms for the file descriptor to be closed by the peer. */
 bool itest_wait_closed(ClConn *c, int timeout_ms);
 
