@@ -19,6 +19,15 @@ static const char *write_file(const char *name, const char *text)
     return path;
 }
 
+/* Defaults plus a usable phone-hash key file (the one key without a usable default). */
+static void defaults_with_key(Config *c)
+{
+    config_defaults(c);
+    const char *key = write_file("phone.key", "0123456789abcdef0123456789abcdef\n");
+    T_ASSERT(chmod(key, 0600) == 0);
+    snprintf(c->phone_hash_key_file, sizeof(c->phone_hash_key_file), "%s", key);
+}
+
 static void defaults_valid(void)
 {
     Config c;
@@ -182,9 +191,9 @@ static void reload_in_force(void)
 {
     Config cur, fresh, next;
     ConfigReload r;
-    config_defaults(&cur);
+    defaults_with_key(&cur);
     /* the running pool has the default 5000 ms query timeout: 12000 is the least grace */
-    config_defaults(&fresh);
+    defaults_with_key(&fresh);
     fresh.orphan_grace_ms = 11000;
     T_ASSERT(!config_reload(&cur, &fresh, &next, &r));
     T_ASSERT(strstr(r.err, "orphan_grace_ms (11000)") && strstr(r.err, "(12000)"));
@@ -202,12 +211,12 @@ static void reload_in_force(void)
     T_EQ_STR(r.restart, "pg_query_timeout_ms");
     T_EQ_STR(r.changed, "log_level, idle_timeout_ms, orphan_grace_ms");
     /* the other cross-field rules too: on the values in force */
-    config_defaults(&fresh);
+    defaults_with_key(&fresh);
     fresh.obuf_soft_bytes = fresh.obuf_hard_bytes;
     T_ASSERT(!config_reload(&cur, &fresh, &next, &r));
     T_ASSERT(strstr(r.err, "obuf_soft_bytes") != NULL);
     /* nothing changed: nothing listed */
-    config_defaults(&fresh);
+    defaults_with_key(&fresh);
     T_ASSERT(config_reload(&cur, &fresh, &next, &r));
     T_EQ_STR(r.changed, "");
     T_EQ_STR(r.restart, "");
