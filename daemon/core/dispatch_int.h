@@ -42,7 +42,8 @@
 typedef enum { BATCH_RESOLVE, BATCH_FINISH, BATCH_RECORD, BATCH_N } BatchKind;
 
 struct Dispatch {
-    const Env *env; /* borrowed from the server */
+    PgCols resolve_pc, finish_pc; /* the batch results' columns, bound once per result */
+    const Env *env;               /* borrowed from the server */
     DispatchHooks hooks;
     Directory *dir;
     TravelModel model;

@@ -308,25 +308,25 @@ static void record_lost(Sub *s, const PgCols *pc, int row)
 /* One row of careline_submit_finish_set or (fresh) _record_set. */
 static void finish_row(Sub *s, PGresult *res, int row)
 {
-    PgCols pc = {0}; /* bound per row: the next result may reuse this one's address */
-    if (!dispatch_bind(&pc, res, finish_cols, s->fresh ? RC_N : FN_N,
+    PgCols *pc = &s->d->finish_pc; /* bound once per result: later rows only confirm it */
+    if (!dispatch_bind(pc, res, finish_cols, s->fresh ? RC_N : FN_N,
                        s->fresh ? "careline_submit_record_set" : "careline_submit_finish_set")) {
         finish_failed(s, "the database's answer lacks a column");
         return;
     }
-    bool changed = pgcols_bool(&pc, row, FN_CHANGED);
+    bool changed = pgcols_bool(pc, row, FN_CHANGED);
     if (!changed && s->fresh) {
-        record_lost(s, &pc, row);
+        record_lost(s, pc, row);
     } else if (!changed) {
         /* someone else moved it (another daemon's sweep, or a cancel): report what is true */
         int now_state =
-            dispatch_enum_col(&pc, row, FN_STATE, &careline__v1__request_state__descriptor);
+            dispatch_enum_col(pc, row, FN_STATE, &careline__v1__request_state__descriptor);
         if (s->reserved && now_state != S(REQUEST_STATE__QUEUED) &&
             s->state == S(REQUEST_STATE__QUEUED))
             dispatch_release(s->d, s->request_id, s->attempt, "cancelled");
         if (now_state != s->state) {
             s->state = now_state;
-            s->station_id = pgcols_ll(&pc, row, FN_STATION);
+            s->station_id = pgcols_ll(pc, row, FN_STATION);
             dispatch_station_name(s->d, s->station_id, s->station_name, sizeof(s->station_name));
         }
         s->duplicate = true;
@@ -413,15 +413,15 @@ static void resolve_failed(Sub *s, const char *err)
 /* One row of careline_submit_resolve_set. */
 static void resolve_row(Sub *s, PGresult *res, int row)
 {
-    PgCols pc = {0}; /* bound per row: the next result may reuse this one's address */
-    if (!dispatch_bind(&pc, res, resolve_cols, RS_N, "careline_submit_resolve_set")) {
+    PgCols *pc = &s->d->resolve_pc; /* bound once per result: later rows only confirm it */
+    if (!dispatch_bind(pc, res, resolve_cols, RS_N, "careline_submit_resolve_set")) {
         resolve_failed(s, "the database's answer lacks a column");
         return;
     }
-    const char *outcome = pgcols_str(&pc, row, RS_OUTCOME);
+    const char *outcome = pgcols_str(pc, row, RS_OUTCOME);
     s->fresh = strcmp(outcome, "new") == 0;
-    s->resident_id = pgcols_ll(&pc, row, RS_RESIDENT);
-    s->request_id = pgcols_ll(&pc, row, RS_REQUEST);
+    s->resident_id = pgcols_ll(pc, row, RS_RESIDENT);
+    s->request_id = pgcols_ll(pc, row, RS_REQUEST);
     if (strcmp(outcome, "conflict") == 0) {
         sub_reply_error(s, S(ERROR_CODE__CONFLICT), "idempotency_key",
                         "idempotency key '%s' was already used for a different request (id "
@@ -437,19 +437,19 @@ static void resolve_row(Sub *s, PGresult *res, int row)
         return;
     }
     s->duplicate = strcmp(outcome, "duplicate") == 0;
-    s->state = dispatch_enum_col(&pc, row, RS_STATE, &careline__v1__request_state__descriptor);
-    snprintf(s->village, sizeof(s->village), "%s", pgcols_str(&pc, row, RS_VILLAGE));
-    s->lat = pgcols_double(&pc, row, RS_LAT);
-    s->lon = pgcols_double(&pc, row, RS_LON);
-    s->prio = sub_priority_from_db(pgcols_str(&pc, row, RS_PRIORITY));
-    s->station_id = pgcols_ll(&pc, row, RS_STATION);
-    s->job_id = pgcols_ll(&pc, row, RS_JOB);
-    s->minutes = (double)pgcols_ll(&pc, row, RS_TRAVEL);
-    s->ws_ms = pgcols_ll(&pc, row, RS_WS);
-    s->we_ms = pgcols_ll(&pc, row, RS_WE);
-    snprintf(s->resident_name, sizeof(s->resident_name), "%s", pgcols_str(&pc, row, RS_NAME));
-    snprintf(s->address, sizeof(s->address), "%s", pgcols_str(&pc, row, RS_ADDRESS));
-    s->reason = dispatch_enum_col(&pc, row, RS_REASON, &careline__v1__reason_code__descriptor);
+    s->state = dispatch_enum_col(pc, row, RS_STATE, &careline__v1__request_state__descriptor);
+    snprintf(s->village, sizeof(s->village), "%s", pgcols_str(pc, row, RS_VILLAGE));
+    s->lat = pgcols_double(pc, row, RS_LAT);
+    s->lon = pgcols_double(pc, row, RS_LON);
+    s->prio = sub_priority_from_db(pgcols_str(pc, row, RS_PRIORITY));
+    s->station_id = pgcols_ll(pc, row, RS_STATION);
+    s->job_id = pgcols_ll(pc, row, RS_JOB);
+    s->minutes = (double)pgcols_ll(pc, row, RS_TRAVEL);
+    s->ws_ms = pgcols_ll(pc, row, RS_WS);
+    s->we_ms = pgcols_ll(pc, row, RS_WE);
+    snprintf(s->resident_name, sizeof(s->resident_name), "%s", pgcols_str(pc, row, RS_NAME));
+    snprintf(s->address, sizeof(s->address), "%s", pgcols_str(pc, row, RS_ADDRESS));
+    s->reason = dispatch_enum_col(pc, row, RS_REASON, &careline__v1__reason_code__descriptor);
     if (s->state == S(REQUEST_STATE__RECEIVED)) {
         sub_fault(s, "after_begin");
         sub_place(s);
