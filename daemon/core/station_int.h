@@ -53,6 +53,13 @@ typedef struct StSession {
     struct StSession *next; /* bucket chain */
 } StSession;
 
+/* An offer this daemon published and has not heard back yet (see station_wake.c). */
+typedef struct OwnWake {
+    int64_t station_id, job_id; /* job_id 0: heard back (a hole in the ring) */
+    int64_t at_ms;              /* when published (monotonic) */
+} OwnWake;
+#define OWN_WAKES 1024
+
 struct Stations {
     const Env *env;     /* borrowed from the server */
     Dispatch *dispatch; /* borrowed: directory, key prefix, re-dispatch */
@@ -74,6 +81,8 @@ struct Stations {
     /* wake-ups that failed validation (station_wake.c): log rate limit */
     int64_t wake_rejects_logged_ms; /* when the last one was logged; 0 = never */
     uint64_t wake_rejects_quiet;    /* dropped since then without a log line */
+    OwnWake own[OWN_WAKES];         /* offers published here, oldest at own_head */
+    size_t own_head, own_n;         /* ring of the last OWN_WAKES at most */
 };
 
 /* ---- station.c --------------------------------------------------------------------------- */

@@ -28,6 +28,42 @@ static void publish_done(redisReply *r, const char *err, void *arg)
         log_debug("wake-up not published: %s", r ? r->str : err);
 }
 
+/* Pub/sub delivers every message to every subscriber, the publisher too, and this daemon's
+ * consoles were served when it published: without this it would re-read from PostgreSQL,
+ * for each of its own offers, every console that has since finished the job (one statement
+ * per job at full load). Own offers wait here until they come back; what never does (a
+ * publish lost with a Redis restart) ages out after OWN_WAKE_TTL_MS. */
+#define OWN_WAKE_TTL_MS 10000
+
+static void own_add(Stations *st, int64_t station_id, int64_t job_id)
+{
+    if (st->own_n == OWN_WAKES) { /* full: forget the oldest (at worst one extra re-read) */
+        st->own_head = (st->own_head + 1) % OWN_WAKES;
+        st->own_n--;
+    }
+    st->own[(st->own_head + st->own_n++) % OWN_WAKES] =
+        (OwnWake){station_id, job_id, util_now_ms()};
+}
+
+/* true (and forgotten) when (station, job) is one of ours coming back. */
+static bool own_take(Stations *st, int64_t station_id, int64_t job_id)
+{
+    int64_t old = util_now_ms() - OWN_WAKE_TTL_MS;
+    while (st->own_n > 0 &&
+           (st->own[st->own_head].job_id == 0 || st->own[st->own_head].at_ms < old)) {
+        st->own_head = (st->own_head + 1) % OWN_WAKES;
+        st->own_n--;
+    }
+    for (size_t i = 0; i < st->own_n; i++) { /* in flight: a few dozen at most */
+        OwnWake *w = &st->own[(st->own_head + i) % OWN_WAKES];
+        if (w->job_id == job_id && w->station_id == station_id) {
+            w->job_id = 0;
+            return true;
+        }
+    }
+    return false;
+}
+
 void station_offer(Stations *st, int64_t station_id, const Careline__V1__JobOffer *o)
 {
     if (!st || st->stopped)
@@ -38,7 +74,9 @@ void station_offer(Stations *st, int64_t station_id, const Careline__V1__JobOffe
     int n = snprintf(msg, sizeof(msg), "%lld %lld", (long long)station_id, (long long)o->job_id);
     const char *argv[] = {"PUBLISH", st->channel, msg};
     size_t lens[] = {7, strlen(st->channel), (size_t)n};
-    if (!rds_command(st->env->rds, publish_done, NULL, 3, argv, lens))
+    if (rds_command(st->env->rds, publish_done, NULL, 3, argv, lens))
+        own_add(st, station_id, o->job_id);
+    else
         log_debug("offer for station %lld not published (Redis unavailable); the periodic "
                   "re-read will deliver it",
                   (long long)station_id);
@@ -107,8 +145,9 @@ static void wake_cb(const char *channel, const char *msg, size_t len, void *arg)
         push_refresh_station(st, station_id);
         return;
     }
-    /* a new job: consoles that have not shown it re-read the station's jobs (none do when
-     * this daemon took the request and pushed it already) */
+    if (own_take(st, station_id, job_id))
+        return; /* ours: its consoles here were served when it was published */
+    /* a new job: consoles that have not shown it re-read the station's jobs */
     for (StSession *ss = console_chain(st, station_id); ss; ss = ss->next)
         if (ss->station_id == station_id && !push_has_seen(ss, job_id))
             push_refresh(st, ss);
