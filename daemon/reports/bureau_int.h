@@ -173,4 +173,9 @@ char *bureau_snapshot_rows(const Req *r, const DirSnap *snap, const char *county
 /* Creates b->timer and arms it for the next BUREAU_SNAPSHOT_MINUTE. */
 void bureau_snapshot_schedule(Bureau *b);
 
+/* The protocol door: a CoverageQuery copied into a Req (env freed) and checked against
+ * snap as of now. Returns the Req, ready for bureau_req_start, or NULL when it was answered
+ * (an Error). The fuzz harness calls it with its own directory. */
+Req *bureau_proto_accept(Bureau *b, Conn *c, Envelope *env, const DirSnap *snap, CalDay now);
+
 #endif

@@ -10,9 +10,8 @@
 
 #include "net/session.h"
 
-static void handle_query(void *arg, Conn *c, Envelope *env)
+Req *bureau_proto_accept(Bureau *b, Conn *c, Envelope *env, const DirSnap *snap, CalDay now)
 {
-    Bureau *b = arg;
     const Careline__V1__CoverageQuery *q = env->coverage_query;
     Req *r = bureau_req_new(b, OUT_PROTO);
     r->c = c;
@@ -27,7 +26,7 @@ static void handle_query(void *arg, Conn *c, Envelope *env)
         frame_free(env);
         bureau_req_fail(r, ERRC(INVALID_ARGUMENT), "covered_only",
                         "uncovered_only and covered_only exclude each other");
-        return;
+        return NULL;
     }
     r->covered = q->uncovered_only ? 0 : q->covered_only ? 1 : -1;
     char from[16], to[16], day[16];
@@ -37,9 +36,17 @@ static void handle_query(void *arg, Conn *c, Envelope *env)
     frame_free(env);
     if (bad_town) {
         bureau_req_fail(r, ERRC(INVALID_ARGUMENT), "town_code", "town code is not a 12-digit code");
-        return;
+        return NULL;
     }
-    if (bureau_req_check(r, from, to, day))
+    return bureau_req_check_at(r, snap, now, from, to, day) ? r : NULL;
+}
+
+static void handle_query(void *arg, Conn *c, Envelope *env)
+{
+    Bureau *b = arg;
+    Req *r =
+        bureau_proto_accept(b, c, env, dir_snap(dispatch_directory(b->dispatch)), bureau_today());
+    if (r)
         bureau_req_start(r);
 }
 

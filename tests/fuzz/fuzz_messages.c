@@ -119,42 +119,12 @@ static void submit(Fuzz *f, Msg *m, Envelope *env)
 
 /* ---- CoverageQuery ---------------------------------------------------------------------- */
 
-/* The protocol door (bureau_proto.c handle_query) up to its check, against the fuzz
- * county's directory: the same copying of the message into a Req. */
+/* The protocol door itself (bureau_proto_accept), against the fuzz county's directory. */
 static void coverage(Fuzz *f, Msg *m, Envelope *env)
 {
-    const Careline__V1__CoverageQuery *q = env->coverage_query;
-    Req *r = bureau_req_new(&m->b, OUT_PROTO);
-    r->c = m->c;
-    r->seq = env->seq;
-    conn_ref(m->c);
-    conn_inflight_begin(m->c);
-    r->scope = q->scope;
-    snprintf(r->town, sizeof(r->town), "%s", q->town_code ? q->town_code : "");
-    bool bad_town = q->town_code && strlen(q->town_code) >= sizeof(r->town);
-    r->target = q->target;
     Replies rep = {env->seq, 0, 0, 0};
-    if (q->uncovered_only && q->covered_only) {
-        bureau_req_fail(r, ERRC(INVALID_ARGUMENT), "covered_only",
-                        "uncovered_only and covered_only exclude each other");
-        frame_free(env);
-        fuzz_replies(m->c, on_reply, &rep);
-        one_error(&rep, "a CoverageQuery");
-        return;
-    }
-    r->covered = q->uncovered_only ? 0 : q->covered_only ? 1 : -1;
-    char from[16], to[16], day[16];
-    snprintf(from, sizeof(from), "%s", q->from_date ? q->from_date : "");
-    snprintf(to, sizeof(to), "%s", q->to_date ? q->to_date : "");
-    snprintf(day, sizeof(day), "%s", q->day ? q->day : "");
-    frame_free(env);
-    if (bad_town) {
-        bureau_req_fail(r, ERRC(INVALID_ARGUMENT), "town_code", "town code is not a 12-digit code");
-        fuzz_replies(m->c, on_reply, &rep);
-        one_error(&rep, "a CoverageQuery");
-        return;
-    }
-    if (!bureau_req_check_at(r, f->snap, f->today, from, to, day)) {
+    Req *r = bureau_proto_accept(&m->b, m->c, env, f->snap, f->today); /* takes env */
+    if (!r) {
         fuzz_replies(m->c, on_reply, &rep);
         one_error(&rep, "a refused CoverageQuery");
         FUZZ_ASSERT(rep.code == ERR(INVALID_ARGUMENT), "a refused CoverageQuery got %d", rep.code);
