@@ -308,18 +308,6 @@ static void plaintext_closed(int port, const char *bytes, size_t n)
     cl_close(c);
 }
 
-static int count_lines(const char *file, const char *needle)
-{
-    FILE *f = fopen(file, "r");
-    T_ASSERT(f);
-    char line[4096];
-    int n = 0;
-    while (fgets(line, sizeof(line), f))
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
 static void plaintext_to_tls_port(void)
 {
     certs("IP:127.0.0.1", 30);
@@ -338,7 +326,7 @@ static void plaintext_to_tls_port(void)
         plaintext_closed(d.proto_port, "\0\0\0\5hello", 9);
     T_EQ_INT(itest_metric_tls(d.http_port, tls, "careline_tls_refused_total{reason=\"plaintext\"}"),
              42);
-    int logged = count_lines(d.log_path, "plaintext sent to a TLS port");
+    int logged = itest_log_count(&d, "plaintext sent to a TLS port");
     if (logged > 6)
         t_fail(__FILE__, __LINE__, "%d log lines for 42 plaintext connections", logged);
     /* and the daemon still serves */

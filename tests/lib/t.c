@@ -49,7 +49,7 @@ long t_count_lines(const char *path, const char *needle)
     FILE *f = fopen(path, "r");
     if (!f)
         t_fail(__FILE__, __LINE__, "cannot read %s", path);
-    char line[4096];
+    char line[8192];
     long n = 0;
     while (fgets(line, sizeof(line), f))
         n += !needle || strstr(line, needle);
