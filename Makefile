@@ -10,6 +10,7 @@ SHELL := /bin/bash
 .SUFFIXES:
 .DELETE_ON_ERROR:
 .SECONDARY:
+.DEFAULT_GOAL := all
 
 SAN ?= 0
 ifeq ($(SAN),1)

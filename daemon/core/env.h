@@ -12,6 +12,7 @@
 
 #include "base/config.h"
 #include "base/metrics.h"
+#include "base/ready.h"
 #include "net/http.h"
 #include "net/session.h"
 #include "store/pg.h"
@@ -26,6 +27,7 @@ typedef struct Env {
     Rds *rds;
     Keys keys; /* the county's Redis key layout */
     Metrics *metrics;
+    Ready *ready;       /* raise and clear your own not-ready reasons (base/ready.h) */
     Sessions *sessions; /* protocol routes and session hooks */
     Http *http;         /* HTTP routes */
     bool stopping;      /* set by the server when a graceful stop begins */

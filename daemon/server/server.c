@@ -114,6 +114,7 @@ static void janitor_cb(evutil_socket_t fd, short what, void *arg)
     connset_tick(&s->conns, now);
     log_limit_flush(now, false); /* counts of rate-limited lines, even once a flood stops */
     listener_resume(s);
+    probes_poll(s);
     if (s->shutting_down)
         shutdown_progress(s, now);
 }
@@ -275,6 +276,7 @@ static void modules_new(Server *s)
                    .pg = s->pg,
                    .rds = s->rds,
                    .metrics = &s->metrics,
+                   .ready = &s->ready,
                    .sessions = s->sessions,
                    .http = s->http};
     keys_init(&s->env.keys, s->cfg.county_code);

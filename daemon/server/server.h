@@ -15,6 +15,7 @@
 
 #include "base/config.h"
 #include "base/metrics.h"
+#include "base/ready.h"
 #include "core/env.h"
 #include "net/conn.h"
 #include "net/http.h"
@@ -33,6 +34,7 @@ typedef struct Server {
     struct evconnlistener *lis; /* protocol listener */
     int proto_port;             /* bound port (after ephemeral resolution) */
     Metrics metrics;            /* this server's counters (lent to every module) */
+    Ready ready; /* why not ready (lent to every module; polled ones by the janitor) */
     PgPool *pg;
     Rds *rds;
     ConnSet conns;          /* protocol connections */
@@ -76,5 +78,7 @@ void server_shutdown(Server *s, const char *why);
 
 /* /healthz, /readyz and /metrics on the server's Http (server/probes.c). */
 void probes_install(Server *s);
+/* Raises or clears the not-ready reasons the server polls (once per janitor tick). */
+void probes_poll(Server *s);
 
 #endif
