@@ -71,6 +71,9 @@ bool auth_allowed(Role role, Careline__V1__Envelope__BodyCase body)
     case CARELINE__V1__ENVELOPE__BODY_COVERAGE_QUERY:
         allowed = R(BUREAU) | R(ADMIN);
         break;
+    case CARELINE__V1__ENVELOPE__BODY_ADMIN_REQUEST:
+        allowed = R(ADMIN);
+        break;
     default: /* replies and pushes are server-to-client only */
         allowed = 0;
         break;
