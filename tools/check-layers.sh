@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 rank() {
     case $1 in
     common) echo 0 ;; base) echo 1 ;; store) echo 2 ;; net) echo 3 ;;
-    core) echo 4 ;; reports) echo 5 ;; server) echo 6 ;; *) echo 99 ;;
+    core) echo 4 ;; reports) echo 5 ;; admin) echo 5 ;; server) echo 6 ;; *) echo 99 ;;
     esac
 }
 bad=0

@@ -25,14 +25,15 @@ void auth_token_hash_hex(const char *token, char out[2 * AUTH_HASH_LEN + 1]);
 /* 1..AUTH_TOKEN_MAX printable ASCII characters: anything else is refused unhashed. */
 bool auth_token_well_formed(const char *token);
 
-/* The one query that maps a token's hash (hex, $1) to (role, station id, name); read its
+/* The one query that maps a token's hash (hex, $1) to (role, station id, name, id); read its
  * columns by these names (store/pgcols.h). station_id is 0 for a principal of no station. */
 #define AUTH_LOOKUP_SQL                                                                            \
-    "SELECT role, coalesce(station_id, 0) AS station_id, name FROM principals "                    \
+    "SELECT role, coalesce(station_id, 0) AS station_id, name, id FROM principals "                \
     "WHERE token_hash = decode($1, 'hex') AND revoked_at IS NULL"
 #define AUTH_COL_ROLE    "role"
 #define AUTH_COL_STATION "station_id"
 #define AUTH_COL_NAME    "name"
+#define AUTH_COL_ID      "id"
 
 /* Maps the principals.role column ("gateway", ...) to a Role; ROLE_UNSPECIFIED if unknown. */
 Role auth_role_parse(const char *s);

@@ -30,6 +30,7 @@ typedef struct Env {
     Ready *ready;       /* raise and clear your own not-ready reasons (base/ready.h) */
     Sessions *sessions; /* protocol routes and session hooks */
     Http *http;         /* HTTP routes */
+    ConnSet *conns;     /* the protocol listener's connections (admin: revoked sessions) */
     bool stopping;      /* set by the server when a graceful stop begins */
 } Env;
 

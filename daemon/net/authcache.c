@@ -26,6 +26,7 @@ typedef struct {
     /* positive cache */
     Role role;
     int64_t station_id;
+    int64_t principal_id;
     char name[AUTH_NAME_MAX];
     /* address table */
     int fails;               /* failures counted since window_start_ms */
@@ -230,8 +231,9 @@ static void answer_all(AuthCache *ac, Lookup *lk, const AuthAnswer *a)
 
 /* ---- lookups --------------------------------------------------------------------------------- */
 
-enum { COL_ROLE, COL_STATION, COL_NAME, COL_N };
-static const char *const auth_cols[COL_N] = {AUTH_COL_ROLE, AUTH_COL_STATION, AUTH_COL_NAME};
+enum { COL_ROLE, COL_STATION, COL_NAME, COL_ID, COL_N };
+static const char *const auth_cols[COL_N] = {AUTH_COL_ROLE, AUTH_COL_STATION, AUTH_COL_NAME,
+                                             AUTH_COL_ID};
 
 static void running_remove(AuthCache *ac, Lookup *lk)
 {
@@ -273,13 +275,17 @@ static AuthAnswer lookup_result(AuthCache *ac, const Lookup *lk, PGresult *res, 
                        PQntuples(res) == 1 ? "the token's role is not known to this server"
                                            : "unknown or revoked token");
     }
-    AuthAnswer a = {.verdict = AUTH_OK, .role = role, .station_id = pgcols_ll(&pc, 0, COL_STATION)};
+    AuthAnswer a = {.verdict = AUTH_OK,
+                    .role = role,
+                    .station_id = pgcols_ll(&pc, 0, COL_STATION),
+                    .principal_id = pgcols_ll(&pc, 0, COL_ID)};
     snprintf(a.name, sizeof(a.name), "%s", pgcols_str(&pc, 0, COL_NAME));
     if (cfg->auth_cache_ttl_ms > 0) {
         Slot *s = ring_put(&ac->pos, lk->key);
         s->expires_ms = now + cfg->auth_cache_ttl_ms;
         s->role = a.role;
         s->station_id = a.station_id;
+        s->principal_id = a.principal_id;
         memcpy(s->name, a.name, sizeof(s->name));
     }
     return a;
@@ -378,7 +384,10 @@ void authcache_check(AuthCache *ac, const char *ip, const char *token, AuthCb cb
     const Slot *s = cfg->auth_cache_ttl_ms > 0 ? ring_find(&ac->pos, lk->key) : NULL;
     if (s && s->expires_ms > now) {
         ac->m->auth_cache_hits++;
-        AuthAnswer a = {.verdict = AUTH_OK, .role = s->role, .station_id = s->station_id};
+        AuthAnswer a = {.verdict = AUTH_OK,
+                        .role = s->role,
+                        .station_id = s->station_id,
+                        .principal_id = s->principal_id};
         memcpy(a.name, s->name, sizeof(a.name));
         free(lk);
         answer(ac, w, &a);
@@ -449,6 +458,15 @@ void authcache_free(AuthCache *ac)
     ring_free(&ac->neg);
     ring_free(&ac->addr);
     free(ac);
+}
+
+void authcache_forget_principal(AuthCache *ac, int64_t principal_id)
+{
+    for (uint32_t i = 0; i < ac->pos.n; i++) {
+        Slot *s = &ac->pos.slot[i];
+        if (s->used && s->principal_id == principal_id)
+            s->expires_ms = 0; /* dead: the next check of its token asks PostgreSQL */
+    }
 }
 
 unsigned authcache_inflight(const AuthCache *ac)

@@ -42,6 +42,7 @@ typedef struct {
     AuthVerdict verdict;
     Role role;                /* AUTH_OK */
     int64_t station_id;       /* AUTH_OK: 0 for a principal of no station */
+    int64_t principal_id;     /* AUTH_OK: principals.id (audit rows, revocation) */
     char name[AUTH_NAME_MAX]; /* AUTH_OK: the principal's label */
     int retry_after_s;        /* AUTH_LOCKED, AUTH_BUSY, AUTH_UNAVAILABLE: when to retry */
     char message[160];        /* one human sentence for the client (never backend text) */
@@ -62,6 +63,10 @@ void authcache_free(AuthCache *ac);
  * no query is needed (a cache hit, a lockout, a malformed token, the budget full), else from
  * the lookup's completion. token is borrowed for the call. */
 void authcache_check(AuthCache *ac, const char *ip, const char *token, AuthCb cb, void *arg);
+
+/* A principal was revoked: its tokens leave the positive cache, so the next check asks
+ * PostgreSQL (which refuses it). */
+void authcache_forget_principal(AuthCache *ac, int64_t principal_id);
 
 /* For tests and the metrics: lookups running, and waiting for the budget. */
 unsigned authcache_inflight(const AuthCache *ac);

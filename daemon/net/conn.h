@@ -79,6 +79,7 @@ typedef struct Conn {
     Role role;                   /* ROLE_UNSPECIFIED until Hello succeeds */
     int64_t station_id;          /* for ROLE_STATION: its one station, else 0 */
     char principal[64];          /* principal name (not personal data) */
+    int64_t principal_id;        /* principals.id once Hello succeeded, else 0 */
     bool hello_pending;          /* auth lookup in flight; reading paused meanwhile */
     unsigned inflight;           /* requests awaiting a backend; <= max_inflight_per_conn */
     unsigned refs;               /* holders that may touch this struct later (>= 1 while open) */

@@ -126,6 +126,7 @@ static void hello_done(void *arg, const AuthAnswer *a)
     }
     c->role = a->role;
     c->station_id = a->station_id;
+    c->principal_id = a->principal_id;
     snprintf(c->principal, sizeof(c->principal), "%s", a->name);
     ss->metrics->auth_ok++;
     log_limited(LOG_INFO, "C-%llu %s: authenticated as %s '%s'%s", (unsigned long long)c->id,

@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "core/dispatch.h"
 #include "core/station.h"
+#include "admin/admin.h"
 #include "reports/bureau.h"
 #include "store/schema.h"
 
@@ -278,11 +279,13 @@ static void modules_new(Server *s)
                    .metrics = &s->metrics,
                    .ready = &s->ready,
                    .sessions = s->sessions,
-                   .http = s->http};
+                   .http = s->http,
+                   .conns = &s->conns};
     keys_init(&s->env.keys, s->cfg.county_code);
     s->dispatch = dispatch_new(&s->env);
     s->station = station_new(&s->env, s->dispatch);
     s->bureau = bureau_new(&s->env, s->dispatch);
+    s->admin = admin_new(&s->env, s->dispatch, s->station);
     probes_install(s);
 }
 
@@ -375,6 +378,7 @@ void server_free(Server *s)
     pg_pool_free(s->pg);
     station_free(s->station);
     bureau_free(s->bureau);
+    admin_free(s->admin);
     dispatch_free(s->dispatch);
     s->rds = NULL;
     s->pg = NULL;

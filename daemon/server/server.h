@@ -50,6 +50,7 @@ typedef struct Server {
     int64_t shutdown_deadline_ms;
     struct Dispatch *dispatch; /* requests, matching, the sweep */
     struct Bureau *bureau;     /* coverage queries, snapshots */
+    struct Admin *admin;       /* the admin API (residents, stations, tokens, settings) */
     struct Stations *station;  /* station consoles, job updates, offer expiry */
 
     struct SchemaCheck *schema; /* the database's schema version check (store/schema.h) */
