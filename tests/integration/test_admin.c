@@ -577,6 +577,72 @@ static void admin_stations(void)
     PQfinish(pg);
 }
 
+/* ---- bin/carelinectl --------------------------------------------------------------------- */
+
+static int ctl(const char *tok, const char *args, char *out, size_t n)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s/carelinectl --plaintext --port %d --token %s %s 2>&1",
+             t_env("CARELINE_BIN"), d.proto_port, tok, args);
+    return itest_sh(cmd, out, n);
+}
+
+static void admin_ctl_import(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 75, &f);
+    itest_daemon_up(&d, NULL);
+    char tok[64], p1[16], p2[16], path[512], args[768], out[8192];
+    itest_make_token(pg, "admin", 0, tok);
+    phone_for(p1, 51);
+    phone_for(p2, 52);
+    const char *pp[] = {f.village};
+    const char *cnt = "SELECT count(*) FROM residents WHERE village_code = $1";
+
+    /* a bad row (line 3) and a good one: exit 2, the line named, nothing written */
+    snprintf(path, sizeof(path), "%s/bad.csv", t_tmpdir());
+    FILE *fp = fopen(path, "w");
+    T_ASSERT(fp);
+    fprintf(fp, "phone,name,village_code,birth_year,address\n%s,\"甲, 一\",%s,1940,\"1 号\"\n"
+                "%s,乙,%s,nineteen,\n", p1, f.village, p2, f.village);
+    fclose(fp);
+    snprintf(args, sizeof(args), "--reason 'bulk' import residents %s", path);
+    T_EQ_INT(ctl(tok, args, out, sizeof(out)), 2);
+    T_ASSERT(strstr(out, "bad.csv:3 (record 2): birth_year") != NULL);
+    T_EQ_INT(itest_sql_ll(pg, cnt, 1, pp), 0);
+
+    /* the good file: a dry run writes nothing, then the import writes both */
+    snprintf(path, sizeof(path), "%s/good.csv", t_tmpdir());
+    fp = fopen(path, "w");
+    T_ASSERT(fp);
+    fprintf(fp, "phone,name,village_code,birth_year\n%s,甲,%s,1940\n%s,乙,%s,1950\n", p1,
+            f.village, p2, f.village);
+    fclose(fp);
+    snprintf(args, sizeof(args), "--reason 'bulk' --dry-run import residents %s", path);
+    T_EQ_INT(ctl(tok, args, out, sizeof(out)), 0);
+    T_EQ_INT(itest_sql_ll(pg, cnt, 1, pp), 0);
+    snprintf(args, sizeof(args), "--reason 'bulk' import residents %s", path);
+    T_EQ_INT(ctl(tok, args, out, sizeof(out)), 0);
+    T_EQ_INT(itest_sql_ll(pg, cnt, 1, pp), 2);
+
+    /* find, as CSV and JSON: masked */
+    snprintf(args, sizeof(args), "--format csv resident find village_code=%s", f.village);
+    T_EQ_INT(ctl(tok, args, out, sizeof(out)), 0);
+    T_ASSERT(strncmp(out, "id,phone,name,", 14) == 0);
+    T_ASSERT(strstr(out, p1) == NULL && strstr(out, "甲*") != NULL);
+    snprintf(args, sizeof(args), "--format json resident find phone=%s", p2);
+    T_EQ_INT(ctl(tok, args, out, sizeof(out)), 0);
+    json_t *j = json_loads(out, 0, NULL);
+    T_EQ_INT(json_array_size(json_object_get(j, "rows")), 1);
+    json_decref(j);
+    /* a change without a reason is refused */
+    T_EQ_INT(ctl(tok, "setting set key=booking_days value=7", out, sizeof(out)), 2);
+    T_ASSERT(strstr(out, "reason") != NULL);
+    itest_daemon_down(&d);
+    PQfinish(pg);
+}
+
 static const TCase cases[] = {
     {"admin_roles", admin_roles, 120},
     {"admin_residents", admin_residents, 120},
@@ -585,6 +651,7 @@ static const TCase cases[] = {
     {"admin_settings", admin_settings, 120},
     {"admin_register_then_queued", admin_register_then_queued, 120},
     {"admin_stations", admin_stations, 180},
+    {"admin_ctl_import", admin_ctl_import, 120},
     {NULL, NULL, 0},
 };
 
