@@ -34,15 +34,17 @@ typedef struct {
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: carelinectl [--host H] [--port P] [--token T | --tokens FILE]\n"
-            "                   [--format table|json|csv] [--reason TEXT] OBJECT VERB [name=value ...]\n"
-            "       carelinectl ... --reason TEXT [--dry-run] import residents|stations FILE.csv\n"
-            "  resident register|update|deactivate|find|get    station create|update|retire|list|get\n"
-            "  token issue|list|revoke    setting set|list    audit query\n"
-            "Arguments are the API's (README \"Administration\"), e.g. resident find phone=139...\n"
-            "Every change needs --reason; it is audited with your token's principal.\n" TLSC_USAGE
-            "The token defaults to the admin line of var/dev-tokens.txt (from `make run`).\n");
+    fprintf(
+        stderr,
+        "usage: carelinectl [--host H] [--port P] [--token T | --tokens FILE]\n"
+        "                   [--format table|json|csv] [--reason TEXT] OBJECT VERB [name=value "
+        "...]\n"
+        "       carelinectl ... --reason TEXT [--dry-run] import residents|stations FILE.csv\n"
+        "  resident register|update|deactivate|find|get    station create|update|retire|list|get\n"
+        "  token issue|list|revoke    setting set|list    audit query\n"
+        "Arguments are the API's (README \"Administration\"), e.g. resident find phone=139...\n"
+        "Every change needs --reason; it is audited with your token's principal.\n" TLSC_USAGE
+        "The token defaults to the admin line of var/dev-tokens.txt (from `make run`).\n");
     exit(2);
 }
 
@@ -83,9 +85,9 @@ static void print_table(const Result *m)
                 w[j] = width(m->rows[i]->values[j]);
     for (size_t i = 0; i <= m->n_rows; i++) {
         for (size_t j = 0; j < nc; j++) {
-            const char *v = i == 0                           ? m->columns[j]
+            const char *v = i == 0                         ? m->columns[j]
                             : j < m->rows[i - 1]->n_values ? m->rows[i - 1]->values[j]
-                                                             : "";
+                                                           : "";
             printf("%s%s%*s", j ? "  " : "", v, j + 1 < nc ? (int)(w[j] - width(v)) : 0, "");
         }
         printf("\n");
@@ -122,9 +124,9 @@ static void print_csv(const Result *m)
         for (size_t j = 0; j < m->n_columns; j++) {
             if (j)
                 fputc(',', stdout);
-            ctl_csv_field(stdout, i == 0                           ? m->columns[j]
+            ctl_csv_field(stdout, i == 0                         ? m->columns[j]
                                   : j < m->rows[i - 1]->n_values ? m->rows[i - 1]->values[j]
-                                                                   : "");
+                                                                 : "");
         }
         fputc('\n', stdout);
     }
@@ -184,8 +186,8 @@ static ClConn *login(const Opts *o)
     if (!r || r->body_case != CARELINE__V1__ENVELOPE__BODY_HELLO_OK) {
         fprintf(stderr, "carelinectl: %s\n",
                 r && r->body_case == CARELINE__V1__ENVELOPE__BODY_ERROR ? r->error->message
-                : r                                                     ? "unexpected reply to Hello"
-                                                                        : err);
+                : r ? "unexpected reply to Hello"
+                    : err);
         exit(1);
     }
     cl_free(r);
@@ -223,8 +225,8 @@ int main(int argc, char **argv)
             usage();
 #undef OPT
     }
-    if (npos < 2 || (strcmp(o.format, "table") && strcmp(o.format, "json") &&
-                     strcmp(o.format, "csv")))
+    if (npos < 2 ||
+        (strcmp(o.format, "table") && strcmp(o.format, "json") && strcmp(o.format, "csv")))
         usage();
 
     Careline__V1__AdminRequest q = CARELINE__V1__ADMIN_REQUEST__INIT;

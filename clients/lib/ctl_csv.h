@@ -11,11 +11,11 @@
 #include <stdio.h>
 
 typedef struct {
-    char **names;     /* header fields */
+    char **names; /* header fields */
     size_t ncols;
-    char ***rows;     /* rows[i][j]: record i, field j ("" when the line was short) */
+    char ***rows; /* rows[i][j]: record i, field j ("" when the line was short) */
     size_t nrows;
-    size_t *lines;    /* the file line each record starts on, for error reports */
+    size_t *lines; /* the file line each record starts on, for error reports */
 } CtlCsv;
 
 /* Reads path; false with a sentence in err (file, line and why) on a malformed file (a

@@ -78,8 +78,8 @@ static bool take_body(AdminReq *r)
         return false;
     }
     json_error_t jerr;
-    json_t *body = n ? json_loadb((const char *)evbuffer_pullup(in, -1), n, 0, &jerr)
-                     : json_object();
+    json_t *body =
+        n ? json_loadb((const char *)evbuffer_pullup(in, -1), n, 0, &jerr) : json_object();
     if (!json_is_object(body)) {
         json_decref(body);
         admin_req_fail(r, ERRC(INVALID_ARGUMENT), "body",

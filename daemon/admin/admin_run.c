@@ -104,10 +104,9 @@ static const char *code_name(int code)
 
 static int code_of(const char *name)
 {
-    const ProtobufCEnumValue *v =
-        name ? protobuf_c_enum_descriptor_get_value_by_name(&careline__v1__error_code__descriptor,
-                                                            name)
-             : NULL;
+    const ProtobufCEnumValue *v = name ? protobuf_c_enum_descriptor_get_value_by_name(
+                                             &careline__v1__error_code__descriptor, name)
+                                       : NULL;
     return v ? v->value : ERRC(INTERNAL);
 }
 
@@ -239,8 +238,7 @@ static void reply_http(AdminReq *r, json_t *res, int code)
                             json_array_get(row, j));
         json_array_append_new(out, obj);
     }
-    o = json_pack("{s:s,s:O,s:o}", "op", r->op, "columns", cols ? cols : json_array(), "rows",
-                  out);
+    o = json_pack("{s:s,s:O,s:o}", "op", r->op, "columns", cols ? cols : json_array(), "rows", out);
     for (const char *const *k = (const char *const[]){"message", "id", "audit_id", NULL}; *k; k++)
         if (json_object_get(res, *k))
             json_object_set(o, *k, json_object_get(res, *k));
@@ -257,8 +255,8 @@ static void redispatch(AdminReq *r, const json_t *res)
     for (size_t i = 0; i < json_array_size(moved); i++) {
         const json_t *m = json_array_get(moved, i);
         int64_t req = json_integer_value(json_object_get(m, "request_id"));
-        dispatch_release(r->a->dispatch, req, (int)json_integer_value(json_object_get(m, "attempt")),
-                         "rejected");
+        dispatch_release(r->a->dispatch, req,
+                         (int)json_integer_value(json_object_get(m, "attempt")), "rejected");
         dispatch_redispatch(r->a->dispatch, req);
     }
     if (json_array_size(moved) > 0)

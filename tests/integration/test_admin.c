@@ -86,8 +86,8 @@ static int http(const char *method, const char *path, const char *token, const c
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token ? token : "");
     const char *hdrs[] = {auth, "Content-Type: application/json", NULL};
     IhttpResp r;
-    ihttp_request(d.http_port, method, path, token ? hdrs : hdrs + 1, body,
-                  body ? strlen(body) : 0, 15000, &r);
+    ihttp_request(d.http_port, method, path, token ? hdrs : hdrs + 1, body, body ? strlen(body) : 0,
+                  15000, &r);
     if (out)
         *out = r.body ? json_loads(r.body, 0, NULL) : NULL;
     int st = r.status;
@@ -105,10 +105,11 @@ static long long audit_rows(PGconn *pg, const char *kind, long long id, const ch
     char ids[24];
     snprintf(ids, sizeof(ids), "%lld", id);
     const char *p[] = {kind, ids, action};
-    return itest_sql_ll(pg,
-                        "SELECT count(*) FROM admin_audit WHERE object_kind = $1 AND object_id = $2 "
-                        "AND action = $3 AND principal_id IS NOT NULL AND reason <> ''",
-                        3, p);
+    return itest_sql_ll(
+        pg,
+        "SELECT count(*) FROM admin_audit WHERE object_kind = $1 AND object_id = $2 "
+        "AND action = $3 AND principal_id IS NOT NULL AND reason <> ''",
+        3, p);
 }
 
 /* ---- roles ---------------------------------------------------------------------------------- */
@@ -141,7 +142,8 @@ static void admin_roles(void)
     PQfinish(pg);
 }
 
-/* ---- residents -------------------------------------------------------------------------------- */
+/* ---- residents --------------------------------------------------------------------------------
+ */
 
 static void admin_residents(void)
 {
@@ -160,7 +162,7 @@ static void admin_residents(void)
                         "colour", "red", NULL);
     const Result *m = res_of(r);
     T_EQ_INT(m->code, ERRC(INVALID_ARGUMENT));
-    const char *bad[] = {"reason", "phone",       "name",        "village_code",
+    const char *bad[] = {"reason", "phone",      "name",        "village_code",
                          "lat",    "birth_year", "lives_alone", "colour"};
     for (size_t i = 0; i < ARRAY_LEN(bad); i++)
         if (!has_error(m, bad[i], 0))
@@ -206,12 +208,13 @@ static void admin_residents(void)
     /* update over HTTP, then a bad update names its fields (400) and changes nothing */
     char body[512];
     json_t *j;
-    snprintf(body, sizeof(body),
-             "{\"id\": %lld, \"reason\": \"moved\", \"address\": \"新地址 1 号\", \"disabled\": true}",
-             rid);
+    snprintf(
+        body, sizeof(body),
+        "{\"id\": %lld, \"reason\": \"moved\", \"address\": \"新地址 1 号\", \"disabled\": true}",
+        rid);
     T_EQ_INT(http("POST", "/v1/admin/residents/update", tok, body, &j), 200);
-    T_EQ_STR(json_string_value(json_object_get(json_array_get(json_object_get(j, "rows"), 0),
-                                               "disabled")),
+    T_EQ_STR(json_string_value(
+                 json_object_get(json_array_get(json_object_get(j, "rows"), 0), "disabled")),
              "true");
     json_decref(j);
     T_EQ_INT(audit_rows(pg, "resident", rid, "resident.update"), 1);
@@ -351,8 +354,8 @@ static void admin_tokens(void)
     itest_make_token(pg, "admin", 0, tok);
     ClConn *c = itest_login(&d, tok);
 
-    ClEnvelope *r = adm(c, "token.issue", "new analyst", "role", "bureau", "name", "analyst-2",
-                        NULL);
+    ClEnvelope *r =
+        adm(c, "token.issue", "new analyst", "role", "bureau", "name", "analyst-2", NULL);
     const Result *m = res_of(r);
     T_EQ_INT(m->code, 0);
     T_EQ_INT(strlen(m->secret), 48);
@@ -367,8 +370,9 @@ static void admin_tokens(void)
                           2, p),
              1);
     T_EQ_INT(audit_rows(pg, "token", m ? atoll(ids) : 0, "token.issue"), 1);
-    T_EQ_INT(itest_sql_ll(pg, "SELECT count(*) FROM admin_audit WHERE after::text LIKE '%' || $2 "
-                              "|| '%' AND $1 <> ''",
+    T_EQ_INT(itest_sql_ll(pg,
+                          "SELECT count(*) FROM admin_audit WHERE after::text LIKE '%' || $2 "
+                          "|| '%' AND $1 <> ''",
                           2, p),
              0); /* the secret is stored nowhere */
 
@@ -429,9 +433,9 @@ static void admin_settings(void)
              400);
     T_EQ_STR(json_string_value(json_object_get(json_object_get(j, "error"), "field")), "value");
     json_decref(j);
-    T_EQ_INT(http("POST", "/v1/admin/settings/set", tok, "{\"key\": \"nope\", \"value\": \"1\"}",
-                  &j),
-             400);
+    T_EQ_INT(
+        http("POST", "/v1/admin/settings/set", tok, "{\"key\": \"nope\", \"value\": \"1\"}", &j),
+        400);
     T_EQ_INT(json_array_size(json_object_get(json_object_get(j, "error"), "fields")), 2);
     json_decref(j);
     T_EQ_INT(http("POST", "/v1/admin/settings/set", tok,
@@ -491,8 +495,8 @@ static void admin_stations(void)
     PGconn *pg = itest_pg();
     Fixture f;
     fix_area(pg, 74, &f);
-    int64_t other = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10,
-                                                      .dlat = 0.02, .dlon = 0.02});
+    int64_t other = fix_station(
+        pg, &f, &(FixStation){.meal = true, .cap_lunch = 10, .dlat = 0.02, .dlon = 0.02});
     Daemon d2;
     itest_daemon_up(&d, NULL);
     itest_daemon_up(&d2, NULL);
@@ -506,11 +510,11 @@ static void admin_stations(void)
 
     /* bad fields first: each named */
     ClEnvelope *r = adm(c, "station.create", "new", "code", "bad code!", "kind", "hut", "town_code",
-                        f.town, "caregivers", "1", "caregivers_certified", "2", "opens_at",
-                        "9am", "care_subtypes", "cooking", NULL);
+                        f.town, "caregivers", "1", "caregivers_certified", "2", "opens_at", "9am",
+                        "care_subtypes", "cooking", NULL);
     const Result *m = res_of(r);
-    const char *bad[] = {"code", "name", "kind", "caregivers_certified", "opens_at",
-                         "care_subtypes"};
+    const char *bad[] = {"code",     "name",         "kind", "caregivers_certified",
+                         "opens_at", "care_subtypes"};
     for (size_t i = 0; i < ARRAY_LEN(bad); i++)
         if (!has_error(m, bad[i], 0))
             t_fail(__FILE__, __LINE__, "no error for %s", bad[i]);
@@ -548,7 +552,8 @@ static void admin_stations(void)
 
     /* update over HTTP, then retire: the offer goes to the other station */
     char body[256];
-    snprintf(body, sizeof(body), "{\"id\": %lld, \"reason\": \"more cooks\", \"meal_capacity_lunch\": 8}",
+    snprintf(body, sizeof(body),
+             "{\"id\": %lld, \"reason\": \"more cooks\", \"meal_capacity_lunch\": 8}",
              (long long)sid);
     T_EQ_INT(http("POST", "/v1/admin/stations/update", tok, body, NULL), 200);
     snprintf(body, sizeof(body), "{\"id\": %lld, \"reason\": \"closed for good\"}", (long long)sid);
@@ -604,8 +609,10 @@ static void admin_ctl_import(void)
     snprintf(path, sizeof(path), "%s/bad.csv", t_tmpdir());
     FILE *fp = fopen(path, "w");
     T_ASSERT(fp);
-    fprintf(fp, "phone,name,village_code,birth_year,address\n%s,\"甲, 一\",%s,1940,\"1 号\"\n"
-                "%s,乙,%s,nineteen,\n", p1, f.village, p2, f.village);
+    fprintf(fp,
+            "phone,name,village_code,birth_year,address\n%s,\"甲, 一\",%s,1940,\"1 号\"\n"
+            "%s,乙,%s,nineteen,\n",
+            p1, f.village, p2, f.village);
     fclose(fp);
     snprintf(args, sizeof(args), "--reason 'bulk' import residents %s", path);
     T_EQ_INT(ctl(tok, args, out, sizeof(out)), 2);
@@ -616,8 +623,8 @@ static void admin_ctl_import(void)
     snprintf(path, sizeof(path), "%s/good.csv", t_tmpdir());
     fp = fopen(path, "w");
     T_ASSERT(fp);
-    fprintf(fp, "phone,name,village_code,birth_year\n%s,甲,%s,1940\n%s,乙,%s,1950\n", p1,
-            f.village, p2, f.village);
+    fprintf(fp, "phone,name,village_code,birth_year\n%s,甲,%s,1940\n%s,乙,%s,1950\n", p1, f.village,
+            p2, f.village);
     fclose(fp);
     snprintf(args, sizeof(args), "--reason 'bulk' --dry-run import residents %s", path);
     T_EQ_INT(ctl(tok, args, out, sizeof(out)), 0);
