@@ -80,7 +80,8 @@ BEGIN
               SELECT * FROM residents y
                WHERE y.id = CASE WHEN l.qid IS NOT NULL THEN l.qres
                                  ELSE coalesce(l.res, (SELECT z.id FROM residents z
-                                                        WHERE z.phone = l.ph)) END
+                                                        WHERE z.phone = l.ph
+                                                          AND z.active)) END
                LIMIT 1
           ) x ON true)
     SELECT w.i,

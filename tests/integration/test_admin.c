@@ -483,6 +483,17 @@ static void admin_register_then_queued(void)
     r = isess_submit(&d, g, &m, 15000);
     T_EQ_INT(isess_result(r)->state, RST(QUEUED));
     cl_free(r);
+
+    /* deactivated: their calls count as not registered again */
+    const char *pp[] = {phone};
+    long long rid = itest_sql_ll(pg, "SELECT id FROM residents WHERE phone = $1", 1, pp);
+    snprintf(body, sizeof(body), "{\"id\": %lld, \"reason\": \"moved away\"}", rid);
+    T_EQ_INT(http("POST", "/v1/admin/residents/deactivate", tok, body, NULL), 200);
+    snprintf(key, sizeof(key), "adm-reg-3-%d", (int)getpid());
+    isess_meal(&m, key, phone);
+    r = isess_submit(&d, g, &m, 15000);
+    T_EQ_INT(isess_result(r)->state, RST(NOT_REGISTERED));
+    cl_free(r);
     cl_close(g);
     itest_daemon_down(&d);
     PQfinish(pg);
