@@ -1,9 +1,9 @@
 /*
  * admin_http: the HTTP door. Each /v1/admin/... path is one operation: the changing ones
  * take POST with a JSON object body (the arguments, "reason", and for imports "records" and
- * "dry_run"), the reading ones GET with query parameters. The bearer token goes to the
- * server's one token checker (net/authcache.h: caches, lockout, lookup budget), as the
- * bureau's HTTP door does; only the admin role passes (others: 403).
+ * "dry_run"), the reading ones GET with query parameters. The bearer token is checked by
+ * net/http_bearer.h with the same rules as the bureau's HTTP door (the server's one token
+ * checker: caches, lockout, lookup budget); only the admin role passes (others: 403).
  */
 #include "admin/admin_int.h"
 
@@ -12,9 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "net/http.h"
+#include "net/http_bearer.h"
 #include "net/session.h"
 
 #define ERRC(x)       CARELINE__V1__ERROR_CODE__##x
@@ -108,33 +108,20 @@ static bool take_body(AdminReq *r)
 static void auth_decided(void *arg, const AuthAnswer *a)
 {
     AdminReq *r = arg;
-    if (!r->hreq) { /* the client went away */
-        admin_req_fail(r, ERRC(INTERNAL), NULL, "gone");
-        return;
-    }
-    json_t *o;
-    switch (a->verdict) {
-    case AUTH_OK:
-        break;
-    case AUTH_DENIED:
-    case AUTH_MALFORMED:
+    HttpBearerVerdict v = http_bearer_verdict(a);
+    if (v.failed_auth)
         r->a->env->metrics->auth_failed++;
-        admin_req_fail(r, ERRC(AUTH_FAILED), NULL, a->message);
-        return;
-    case AUTH_LOCKED:
-        r->a->env->metrics->auth_failed++;
-        o = json_pack("{s:{s:s,s:s}}", "error", "code", "AUTH_FAILED", "message", a->message);
-        evhttp_add_header(evhttp_request_get_output_headers(r->hreq), "Retry-After", "60");
-        admin_req_send_json(r, 429, o);
+    if (v.status != 0 && v.retry && r->hreq) {
+        char after[16];
+        snprintf(after, sizeof(after), "%d", a->retry_after_s > 0 ? a->retry_after_s : 1);
+        evhttp_add_header(evhttp_request_get_output_headers(r->hreq), "Retry-After", after);
+        json_t *o = json_pack("{s:{s:s,s:s}}", "error", "code", v.code_name, "message", a->message);
+        admin_req_send_json(r, v.status, o);
         json_decref(o);
         return;
-    case AUTH_BUSY:
-    case AUTH_UNAVAILABLE:
-        admin_req_fail(r, a->verdict == AUTH_BUSY ? ERRC(OVERLOADED) : ERRC(UNAVAILABLE), NULL,
-                       a->message);
-        return;
-    default:
-        admin_req_fail(r, ERRC(INTERNAL), NULL, a->message);
+    }
+    if (v.status != 0 || !r->hreq) {
+        admin_req_fail(r, v.code, NULL, a->message);
         return;
     }
     if (a->role != CARELINE__V1__ROLE__ROLE_ADMIN) {
@@ -168,21 +155,9 @@ static void http_entry(void *arg, struct evhttp_request *h)
         return;
     }
     AdminReq *r = admin_req_new(a, rt->op, NULL, 0, h);
-    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(h), "Authorization");
-    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) {
+    if (!http_bearer_check(sessions_authcache(a->env->sessions), h, auth_decided, r))
         admin_req_fail(r, ERRC(NOT_AUTHENTICATED), NULL,
                        "missing bearer token: send Authorization: Bearer TOKEN (an admin token)");
-        return;
-    }
-    const char *tok = auth + 7;
-    while (*tok == ' ')
-        tok++;
-    char *ip = NULL;
-    ev_uint16_t port = 0;
-    struct evhttp_connection *evcon = evhttp_request_get_connection(h);
-    if (evcon)
-        evhttp_connection_get_peer(evcon, &ip, &port);
-    authcache_check(sessions_authcache(a->env->sessions), ip, tok, auth_decided, r);
 }
 
 void admin_http_install(Admin *a)

@@ -1,9 +1,9 @@
 /*
  * bureau_auth: the HTTP door's bearer token. It goes to the same checker as the protocol's
- * Hello (net/authcache.h: positive and negative caches, the per-address lockout, the lookup
- * budget), so a dashboard polling every few seconds costs no query and a flood of wrong
- * tokens cannot crowd submissions out of the pool. Only the bureau and admin roles may read
- * coverage.
+ * Hello (net/http_bearer.h over net/authcache.h: positive and negative caches, the per-address
+ * lockout, the lookup budget), so a dashboard polling every few seconds costs no query and a flood
+ * of wrong tokens cannot crowd submissions out of the pool. Only the bureau and admin roles may
+ * read coverage.
  */
 #include "reports/bureau_int.h"
 
@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "common/log.h"
+#include "net/http_bearer.h"
 
 typedef struct {
     Req *r;
@@ -43,55 +44,33 @@ static void auth_decided(void *arg, const AuthAnswer *a)
 {
     AuthOp *op = arg;
     Req *r = op->r;
-    switch (a->verdict) {
-    case AUTH_OK:
+    HttpBearerVerdict v = http_bearer_verdict(a);
+    if (v.failed_auth)
+        r->b->env->metrics->auth_failed++;
+    if (v.status == 0) {
         if (role_may_read(a->role))
             op->then(r, op->arg);
         else
             bureau_req_fail(r, ERRC(FORBIDDEN), NULL, "the %s role may not read coverage figures",
                             auth_role_name(a->role));
-        break;
-    case AUTH_DENIED:
-    case AUTH_MALFORMED:
-        r->b->env->metrics->auth_failed++;
-        bureau_req_fail(r, ERRC(AUTH_FAILED), NULL, "%s", a->message);
-        break;
-    case AUTH_LOCKED:
-        r->b->env->metrics->auth_failed++;
-        fail_retry(r, 429, "AUTH_FAILED", a);
-        break;
-    case AUTH_BUSY:
-        fail_retry(r, 503, "OVERLOADED", a);
-        break;
-    case AUTH_UNAVAILABLE:
-        fail_retry(r, 503, "UNAVAILABLE", a);
-        break;
-    default:
-        bureau_req_fail(r, ERRC(INTERNAL), NULL, "%s", a->message);
-        break;
+    } else if (v.retry) {
+        fail_retry(r, v.status, v.code_name, a);
+    } else {
+        bureau_req_fail(r, v.code, NULL, "%s", a->message);
     }
     free(op);
 }
 
-void bureau_auth_check(Req *r, const char *auth, void (*then)(Req *r, const void *arg),
-                       const void *arg)
+void bureau_auth_check(Req *r, void (*then)(Req *r, const void *arg), const void *arg)
 {
-    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) {
-        bureau_req_fail(r, ERRC(NOT_AUTHENTICATED), NULL,
-                        "missing bearer token: send Authorization: Bearer TOKEN (a bureau token)");
-        return;
-    }
-    const char *tok = auth + 7;
-    while (*tok == ' ')
-        tok++;
-    char *ip = NULL;
-    ev_uint16_t port = 0;
-    struct evhttp_connection *evcon = r->hreq ? evhttp_request_get_connection(r->hreq) : NULL;
-    if (evcon)
-        evhttp_connection_get_peer(evcon, &ip, &port);
     AuthOp *op = xcalloc(1, sizeof(*op));
     op->r = r;
     op->then = then;
     op->arg = arg;
-    authcache_check(sessions_authcache(r->b->env->sessions), ip, tok, auth_decided, op);
+    if (!r->hreq ||
+        !http_bearer_check(sessions_authcache(r->b->env->sessions), r->hreq, auth_decided, op)) {
+        free(op);
+        bureau_req_fail(r, ERRC(NOT_AUTHENTICATED), NULL,
+                        "missing bearer token: send Authorization: Bearer TOKEN (a bureau token)");
+    }
 }

@@ -175,8 +175,7 @@ static void http_entry(void *arg, struct evhttp_request *h)
     Req *r = bureau_req_new(b, OUT_JSON);
     r->scope = rt->scope;
     bureau_req_watch_http(r, h);
-    bureau_auth_check(r, evhttp_find_header(evhttp_request_get_input_headers(h), "Authorization"),
-                      http_continue, rt);
+    bureau_auth_check(r, http_continue, rt);
 }
 
 void bureau_http_install(Bureau *b)

@@ -128,12 +128,11 @@ bool bureau_http_parse_query(Req *r, const char *qs, BureauDates *d) MUSTCHECK;
 /* Install the CoverageQuery route / the HTTP routes, with b as their arg. */
 void bureau_proto_install(Bureau *b);
 void bureau_http_install(Bureau *b);
-/* Checks an Authorization header value (NULL if absent) with the server's token checker
- * (net/authcache.h: caches, per-address lockout, lookup budget). If the principal may read
- * coverage, calls then(r, arg) — at once on a cache hit, else from the lookup's callback;
- * otherwise answers r (401, 403, 429 or 503, with Retry-After when retrying helps). */
-void bureau_auth_check(Req *r, const char *authorization, void (*then)(Req *r, const void *arg),
-                       const void *arg);
+/* Checks r's bearer token (net/http_bearer.h: the server's token checker with its caches,
+ * per-address lockout and lookup budget). If the principal may read coverage, calls
+ * then(r, arg) — at once on a cache hit, else from the lookup's callback; otherwise answers
+ * r (401, 403, 429 or 503, with Retry-After when retrying helps). */
+void bureau_auth_check(Req *r, void (*then)(Req *r, const void *arg), const void *arg);
 
 /* ---- SQL (bureau_sql.c) ------------------------------------------------------------------ */
 

@@ -54,6 +54,70 @@ static ClEnvelope *adm(ClConn *c, const char *op, const char *reason, ...)
     return isess_call(&d, c, &e, 15000, op, NULL, NULL);
 }
 
+/* The same request as adm(), from a JSON object (string, number or boolean values; a
+ * "records" array of such objects becomes the import's records). */
+static ClEnvelope *adm_json(ClConn *c, const char *op, const char *reason, const char *json)
+{
+    json_t *o = json_loads(json, 0, NULL);
+    T_ASSERT(json_is_object(o));
+    Careline__V1__AdminRequest q = CARELINE__V1__ADMIN_REQUEST__INIT;
+    Careline__V1__AdminRequest__ArgsEntry ents[32], *ptr[32];
+    Careline__V1__AdminRecord rec[8], *rp[8];
+    Careline__V1__AdminRecord__FieldsEntry fe[8][16], *fp[8][16];
+    char vals[9][16][64];
+    const char *k;
+    json_t *v;
+    size_t n = 0;
+    json_object_foreach(o, k, v)
+    {
+        if (strcmp(k, "records") == 0) {
+            size_t i;
+            json_t *r;
+            json_array_foreach(v, i, r)
+            {
+                careline__v1__admin_record__init(&rec[i]);
+                const char *fk;
+                json_t *fv;
+                json_object_foreach(r, fk, fv)
+                {
+                    size_t j = rec[i].n_fields++;
+                    careline__v1__admin_record__fields_entry__init(&fe[i][j]);
+                    fe[i][j].key = (char *)fk;
+                    snprintf(vals[i + 1][j], 64, "%s", json_string_value(fv));
+                    fe[i][j].value = vals[i + 1][j];
+                    fp[i][j] = &fe[i][j];
+                }
+                rec[i].fields = fp[i];
+                rp[i] = &rec[i];
+                q.n_records = i + 1;
+            }
+            q.records = rp;
+            continue;
+        }
+        careline__v1__admin_request__args_entry__init(&ents[n]);
+        ents[n].key = (char *)k;
+        if (json_is_string(v))
+            snprintf(vals[0][n], 64, "%s", json_string_value(v));
+        else if (json_is_integer(v))
+            snprintf(vals[0][n], 64, "%lld", (long long)json_integer_value(v));
+        else
+            snprintf(vals[0][n], 64, "%s", json_is_true(v) ? "true" : "false");
+        ents[n].value = vals[0][n];
+        ptr[n] = &ents[n];
+        n++;
+    }
+    q.op = (char *)op;
+    q.reason = (char *)(reason ? reason : "");
+    q.n_args = n;
+    q.args = ptr;
+    ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
+    e.body_case = BODY(ADMIN_REQUEST);
+    e.admin_request = &q;
+    ClEnvelope *r = isess_call(&d, c, &e, 15000, op, NULL, NULL);
+    json_decref(o);
+    return r;
+}
+
 static const Result *res_of(const ClEnvelope *r)
 {
     if (r->body_case == BODY(ERROR))
@@ -77,6 +141,11 @@ static bool has_error(const Result *m, const char *field, unsigned record)
         if (strcmp(m->errors[i]->field, field) == 0 && m->errors[i]->record == record)
             return true;
     return false;
+}
+
+static bool admin_op_is_read(const char *op)
+{
+    return strstr(op, ".find") || strstr(op, ".get") || strstr(op, ".list") || strstr(op, ".query");
 }
 
 static int http(const char *method, const char *path, const char *token, const char *body,
@@ -382,13 +451,20 @@ static void admin_tokens(void)
     T_ASSERT(has_error(m, "role", 0) && has_error(m, "name", 0));
     cl_free(r);
 
-    /* the new token works; revoked over HTTP, its open session is closed within seconds */
+    /* the new token works on both daemons; revoked over HTTP on one, its open sessions on
+     * both are closed within seconds */
+    Daemon d2;
+    itest_daemon_up(&d2, NULL);
     ClConn *b = itest_login(&d, secret);
+    ClConn *b_other = itest_login(&d2, secret);
     char body[128];
     snprintf(body, sizeof(body), "{\"id\": %s, \"reason\": \"left the bureau\"}", ids);
     T_EQ_INT(http("POST", "/v1/admin/tokens/revoke", tok, body, NULL), 200);
     T_ASSERT(itest_wait_closed(b, 10000));
+    T_ASSERT(itest_wait_closed(b_other, 10000));
     cl_close(b);
+    cl_close(b_other);
+    itest_daemon_down(&d2);
     ClConn *b2 = itest_connect(&d);
     char err[256];
     ClEnvelope *h = cl_hello(b2, secret, "t", 5000, err, sizeof(err));
@@ -593,6 +669,154 @@ static void admin_stations(void)
     PQfinish(pg);
 }
 
+/* ---- every operation, both doors ---------------------------------------------------------- */
+
+typedef struct {
+    const char *op, *path, *bad, *field;
+    unsigned record;
+} OpCase;
+
+/* path + "?" + the JSON object's members as name=value (values are plain in the table). */
+static void query_path(char *out, size_t n, const char *path, const char *json)
+{
+    json_t *o = json_loads(json, 0, NULL);
+    size_t len = (size_t)snprintf(out, n, "%s", path);
+    const char *k;
+    json_t *v;
+    char sep = '?';
+    json_object_foreach(o, k, v)
+    {
+        len += (size_t)snprintf(out + len, n - len, "%c%s=%s", sep, k, json_string_value(v));
+        sep = '&';
+    }
+    json_decref(o);
+}
+
+static bool json_has_field(json_t *j, const char *field, unsigned record)
+{
+    json_t *fields = json_object_get(json_object_get(j, "error"), "fields");
+    for (size_t i = 0; i < json_array_size(fields); i++) {
+        json_t *e = json_array_get(fields, i);
+        if (strcmp(json_string_value(json_object_get(e, "field")), field) == 0 &&
+            json_integer_value(json_object_get(e, "record")) == (json_int_t)record)
+            return true;
+    }
+    return false;
+}
+
+static void admin_every_op(void)
+{
+    static const OpCase ops[] = {
+        {"resident.register", "/v1/admin/residents/register", "{\"phone\": \"x\"}", "phone", 0},
+        {"resident.update", "/v1/admin/residents/update", "{\"id\": \"abc\"}", "id", 0},
+        {"resident.deactivate", "/v1/admin/residents/deactivate", "{}", "id", 0},
+        {"resident.import", "/v1/admin/residents/import", "{\"records\": [{\"phone\": \"1\"}]}",
+         "phone", 1},
+        {"resident.find", "/v1/admin/residents/find", "{}", "phone", 0},
+        {"resident.get", "/v1/admin/residents/get", "{\"id\": \"-1\"}", "id", 0},
+        {"station.create", "/v1/admin/stations/create", "{\"code\": \"a b\"}", "code", 0},
+        {"station.update", "/v1/admin/stations/update", "{\"id\": \"x\"}", "id", 0},
+        {"station.retire", "/v1/admin/stations/retire", "{}", "id", 0},
+        {"station.import", "/v1/admin/stations/import", "{\"records\": [{\"code\": \"!\"}]}",
+         "code", 1},
+        {"station.list", "/v1/admin/stations/list", "{\"active\": \"maybe\"}", "active", 0},
+        {"station.get", "/v1/admin/stations/get", "{}", "id", 0},
+        {"token.issue", "/v1/admin/tokens/issue", "{\"role\": \"x\", \"name\": \"n\"}", "role", 0},
+        {"token.list", "/v1/admin/tokens/list", "{\"role\": \"x\"}", "role", 0},
+        {"token.revoke", "/v1/admin/tokens/revoke", "{\"id\": \"0\"}", "id", 0},
+        {"setting.set", "/v1/admin/settings/set", "{\"key\": \"k\", \"value\": \"1\"}", "key", 0},
+        {"setting.list", "/v1/admin/settings/list", "{\"x\": \"1\"}", "x", 0},
+        {"audit.query", "/v1/admin/audit", "{\"limit\": \"0\"}", "limit", 0},
+    };
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 76, &f);
+    int64_t sid = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 5});
+    itest_daemon_up(&d, NULL);
+    char tok[64];
+    itest_make_token(pg, "admin", 0, tok);
+    ClConn *c = itest_login(&d, tok);
+    long long audits = itest_sql_ll(pg, "SELECT count(*) FROM admin_audit", 0, NULL);
+    for (size_t i = 0; i < ARRAY_LEN(ops); i++) {
+        const OpCase *oc = &ops[i];
+        ClEnvelope *r = adm_json(c, oc->op, "checking", oc->bad);
+        const Result *m = res_of(r);
+        if (m->code != ERRC(INVALID_ARGUMENT) || !has_error(m, oc->field, oc->record))
+            t_fail(__FILE__, __LINE__, "%s over the protocol: code %d, no error for %s", oc->op,
+                   m->code, oc->field);
+        cl_free(r);
+        json_t *j = NULL;
+        int st;
+        if (admin_op_is_read(oc->op)) {
+            char path[256];
+            query_path(path, sizeof(path), oc->path, oc->bad);
+            st = http("GET", path, tok, NULL, &j);
+        } else {
+            json_t *o = json_loads(oc->bad, 0, NULL);
+            json_object_set_new(o, "reason", json_string("checking"));
+            char *body = json_dumps(o, JSON_COMPACT);
+            st = http("POST", oc->path, tok, body, &j);
+            free(body);
+            json_decref(o);
+        }
+        if (st != 400 || !json_has_field(j, oc->field, oc->record))
+            t_fail(__FILE__, __LINE__, "%s over HTTP: status %d, no error for %s", oc->op, st,
+                   oc->field);
+        json_decref(j);
+    }
+    /* nothing was written by any of them */
+    T_EQ_INT(itest_sql_ll(pg, "SELECT count(*) FROM admin_audit", 0, NULL), audits);
+
+    /* the reads answer over both doors */
+    char args[160], path[256];
+    snprintf(args, sizeof(args), "{\"town_code\": \"%s\"}", f.town);
+    ClEnvelope *r = adm_json(c, "station.list", NULL, args);
+    T_EQ_INT(res_of(r)->n_rows, 1);
+    cl_free(r);
+    snprintf(path, sizeof(path), "/v1/admin/stations/get?id=%lld", (long long)sid);
+    json_t *j;
+    T_EQ_INT(http("GET", path, tok, NULL, &j), 200);
+    T_EQ_STR(json_string_value(
+                 json_object_get(json_array_get(json_object_get(j, "rows"), 0), "town_code")),
+             f.town);
+    json_decref(j);
+
+    /* a station token issued over HTTP, a station import over HTTP (bad file: nothing) */
+    snprintf(args, sizeof(args),
+             "{\"role\": \"station\", \"station_id\": %lld, \"name\": \"console\", "
+             "\"reason\": \"new console\"}",
+             (long long)sid);
+    T_EQ_INT(http("POST", "/v1/admin/tokens/issue", tok, args, &j), 200);
+    const char *secret = json_string_value(json_object_get(j, "secret"));
+    T_ASSERT(secret && strlen(secret) == 48);
+    ClConn *sc = itest_login(&d, secret);
+    cl_close(sc);
+    json_decref(j);
+    char body[1024], code1[40], code2[40];
+    snprintf(code1, sizeof(code1), "ADM-I1-%d", (int)getpid());
+    snprintf(code2, sizeof(code2), "ADM-I2-%d", (int)getpid());
+    snprintf(body, sizeof(body),
+             "{\"reason\": \"import\", \"records\": ["
+             "{\"code\": \"%s\", \"name\": \"甲站\", \"kind\": \"canteen\", \"town_code\": \"%s\", "
+             "\"village_code\": \"%s\"},"
+             "{\"code\": \"%s\", \"name\": \"乙站\", \"kind\": \"canteen\", \"town_code\": \"%s\", "
+             "\"village_code\": \"%s\", \"open_days\": 200}]}",
+             code1, f.town, f.village, code2, f.town, f.village);
+    T_EQ_INT(http("POST", "/v1/admin/stations/import", tok, body, &j), 400);
+    T_ASSERT(json_has_field(j, "open_days", 2));
+    json_decref(j);
+    const char *pc[] = {code1};
+    T_EQ_INT(itest_sql_ll(pg, "SELECT count(*) FROM stations WHERE code = $1", 1, pc), 0);
+    char *fix = strstr(body, ", \"open_days\": 200");
+    memmove(fix, fix + strlen(", \"open_days\": 200"),
+            strlen(fix + strlen(", \"open_days\": 200")) + 1);
+    T_EQ_INT(http("POST", "/v1/admin/stations/import", tok, body, NULL), 200);
+    T_EQ_INT(itest_sql_ll(pg, "SELECT count(*) FROM stations WHERE code = $1", 1, pc), 1);
+    cl_close(c);
+    itest_daemon_down(&d);
+    PQfinish(pg);
+}
+
 /* ---- bin/carelinectl --------------------------------------------------------------------- */
 
 static int ctl(const char *tok, const char *args, char *out, size_t n)
@@ -670,6 +894,7 @@ static const TCase cases[] = {
     {"admin_register_then_queued", admin_register_then_queued, 120},
     {"admin_stations", admin_stations, 180},
     {"admin_ctl_import", admin_ctl_import, 120},
+    {"admin_every_op", admin_every_op, 180},
     {NULL, NULL, 0},
 };
 
