@@ -139,7 +139,7 @@ static int report(const Opts *o, const Result *m, const char *file, const size_t
         const ProtobufCEnumValue *ev =
             protobuf_c_enum_descriptor_get_value(&careline__v1__error_code__descriptor, m->code);
         fprintf(stderr, "carelinectl: %s: %s\n", ev ? ev->name : "error", m->message);
-        for (size_t i = 0; i < m->n_errors; i++) {
+        for (size_t i = 0; i < m->n_errors && (m->n_errors > 1 || file); i++) {
             const Careline__V1__AdminFieldError *e = m->errors[i];
             if (e->record && file)
                 fprintf(stderr, "  %s:%zu (record %u): %s %s\n", file,
