@@ -165,7 +165,8 @@ static int report(const Opts *o, const Result *m, const char *file, const size_t
 
 /* ---- main ------------------------------------------------------------------------------- */
 
-static ClConn *login(const Opts *o)
+/* Connects and says Hello; *max_frame is the server's frame limit. Exits on failure. */
+static ClConn *login(const Opts *o, uint32_t *max_frame)
 {
     char *tok = o->token ? strdup(o->token) : cl_token_from_file(o->tokens, "admin", 0);
     if (!tok) {
@@ -190,6 +191,7 @@ static ClConn *login(const Opts *o)
                     : err);
         exit(1);
     }
+    *max_frame = r->hello_ok->max_frame_bytes;
     cl_free(r);
     return c;
 }
@@ -293,14 +295,24 @@ int main(int argc, char **argv)
     q.n_records = csv.nrows;
     q.records = recp;
 
-    ClConn *c = login(&o);
+    uint32_t max_frame = 0;
+    ClConn *c = login(&o, &max_frame);
     ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
     e.body_case = CARELINE__V1__ENVELOPE__BODY_ADMIN_REQUEST;
     e.admin_request = &q;
     char err[256];
-    ClEnvelope *r = cl_call(c, &e, 60000, err, sizeof(err), NULL, NULL);
+    size_t size = careline__v1__envelope__get_packed_size(&e);
+    ClEnvelope *r = NULL;
     int rc;
-    if (!r) {
+    if (max_frame && size > max_frame) {
+        /* one file is one request (one transaction): too big for one frame, it is not sent */
+        fprintf(stderr,
+                "carelinectl: %s: %zu records make a %zu-byte request, over the server's "
+                "%u-byte frame limit (max_frame_bytes); nothing was sent: split the file (each "
+                "part is written whole or not at all) or raise max_frame_bytes\n",
+                imp ? pos[2] : "request", csv.nrows, size, max_frame);
+        rc = 2;
+    } else if (!(r = cl_call(c, &e, 60000, err, sizeof(err), NULL, NULL))) {
         fprintf(stderr, "carelinectl: %s\n", err);
         rc = 1;
     } else if (r->body_case == CARELINE__V1__ENVELOPE__BODY_ERROR) {

@@ -485,6 +485,35 @@ static void admin_tokens(void)
     PQfinish(pg);
 }
 
+/* A revocation whose NOTIFY the daemon missed (its LISTEN connection was down): when the
+ * LISTEN comes back, the open sessions of principals revoked meanwhile are closed. */
+static void admin_revoke_missed_notify(void)
+{
+    PGconn *pg = itest_pg();
+    itest_daemon_up(&d, NULL);
+    char tok[64];
+    itest_make_token(pg, "bureau", 0, tok);
+    ClConn *b = itest_login(&d, tok);
+    const char *p[] = {tok};
+    /* revoked with the notifying trigger off: no NOTIFY at all */
+    PQclear(itest_sql(pg, "ALTER TABLE principals DISABLE TRIGGER principals_notify", 0, NULL));
+    PQclear(itest_sql(pg,
+                      "UPDATE principals SET revoked_at = now() "
+                      "WHERE token_hash = sha256(convert_to($1, 'UTF8'))",
+                      1, p));
+    PQclear(itest_sql(pg, "ALTER TABLE principals ENABLE TRIGGER principals_notify", 0, NULL));
+    iproc_sleep_ms(300);
+    T_ASSERT(!itest_wait_closed(b, 200)); /* nothing told the daemon yet */
+    T_ASSERT(itest_sql_ll(pg,
+                          "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                          "WHERE usename = 'careline_app' AND query LIKE 'LISTEN%'",
+                          0, NULL) >= 1);
+    T_ASSERT(itest_wait_closed(b, 15000));
+    cl_close(b);
+    itest_daemon_down(&d);
+    PQfinish(pg);
+}
+
 /* ---- settings ----------------------------------------------------------------------------- */
 
 static void admin_settings(void)
@@ -868,6 +897,19 @@ static void admin_ctl_import(void)
     T_EQ_INT(ctl(tok, args, out, sizeof(out)), 0);
     T_EQ_INT(itest_sql_ll(pg, cnt, 1, pp), 2);
 
+    /* a file too big for one frame is refused before anything is sent */
+    snprintf(path, sizeof(path), "%s/big.csv", t_tmpdir());
+    fp = fopen(path, "w");
+    T_ASSERT(fp);
+    fprintf(fp, "phone,name,village_code,birth_year,address\n");
+    for (int i = 0; i < 2000; i++)
+        fprintf(fp, "1650000%04d,某人,%s,1940,余姚市某某街道某某社区某某号\n", i, f.village);
+    fclose(fp);
+    snprintf(args, sizeof(args), "--reason 'bulk' import residents %s", path);
+    T_EQ_INT(ctl(tok, args, out, sizeof(out)), 2);
+    T_ASSERT(strstr(out, "frame limit") != NULL);
+    T_EQ_INT(itest_sql_ll(pg, cnt, 1, pp), 2);
+
     /* find, as CSV and JSON: masked */
     snprintf(args, sizeof(args), "--format csv resident find village_code=%s", f.village);
     T_EQ_INT(ctl(tok, args, out, sizeof(out)), 0);
@@ -890,6 +932,7 @@ static const TCase cases[] = {
     {"admin_residents", admin_residents, 120},
     {"admin_import", admin_import, 120},
     {"admin_tokens", admin_tokens, 120},
+    {"admin_revoke_missed_notify", admin_revoke_missed_notify, 120},
     {"admin_settings", admin_settings, 120},
     {"admin_register_then_queued", admin_register_then_queued, 120},
     {"admin_stations", admin_stations, 180},
