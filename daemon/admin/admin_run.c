@@ -161,7 +161,7 @@ static void reply_proto(AdminReq *r, const json_t *res, int code)
 {
     Careline__V1__AdminResult m = CARELINE__V1__ADMIN_RESULT__INIT;
     m.op = r->op;
-    m.code = code == ERRC(INTERNAL) ? 0 : code;
+    m.code = code;
     m.message = (char *)jstr(res, "message");
     m.object_id = json_integer_value(json_object_get(res, "id"));
     m.audit_id = json_integer_value(json_object_get(res, "audit_id"));
@@ -283,13 +283,19 @@ static void run_done(PGresult *res, const char *err, void *arg)
     }
     const char *cname = jstr(out, "code");
     int code = strcmp(cname, "OK") == 0 ? 0 : code_of(cname);
+    if (code == ERRC(INTERNAL)) { /* not a code careline_admin answers */
+        json_decref(out);
+        log_error("admin: %s: careline_admin answered code '%s'", r->op, cname);
+        admin_req_fail(r, ERRC(INTERNAL), NULL, "server error (logged on the server)");
+        return;
+    }
     if (code == 0 && strcmp(r->op, "station.retire") == 0)
         redispatch(r, out);
     if (code != 0)
         explicit_bzero(r->secret, sizeof(r->secret)); /* no token was made */
     if (code == 0 && admin_op_changes(r->op) && !json_is_true(json_object_get(r->doc, "dry_run")))
-        log_info("admin: %s by '%s': %s %lld (audit %lld)", r->op,
-                 json_string_value(json_object_get(r->doc, "actor")), r->op,
+        log_info("admin: %s by '%s': object %lld (audit %lld)", r->op,
+                 json_string_value(json_object_get(r->doc, "actor")),
                  (long long)json_integer_value(json_object_get(out, "id")),
                  (long long)json_integer_value(json_object_get(out, "audit_id")));
     if (r->c && conn_alive(r->c))

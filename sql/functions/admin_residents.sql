@@ -3,6 +3,7 @@
 -- Masking: resident.find lists (any number of people) show the phone as 139****1234 and the
 -- name as 张**; resident.get (one person, by id, for the admin who edits the record) shows
 -- them in full. Audit rows keep the record in full; audit.query masks it again.
+-- A deactivated resident is reactivated by resident.update with active=true.
 
 -- The record as the API shows it and the audit keeps it (no bookkeeping columns).
 CREATE OR REPLACE FUNCTION careline_adm_resident_json(r residents) RETURNS jsonb
@@ -128,7 +129,8 @@ END $$;
 CREATE OR REPLACE FUNCTION careline_adm_resident_update(a jsonb, ctx jsonb) RETURNS jsonb
     LANGUAGE plpgsql AS $$
 DECLARE
-    errs jsonb := careline_adm_unknown(ctx -> 'errors', a, 'id'::text || careline_adm_resident_fields(),
+    errs jsonb := careline_adm_unknown(ctx -> 'errors', a,
+                                       '{id,active}'::text[] || careline_adm_resident_fields(),
                                        'resident.update');
     rid bigint;
     old residents%ROWTYPE;
@@ -153,9 +155,11 @@ BEGIN
         RETURN careline_adm_invalid(errs);
     END IF;
     UPDATE residents SET (phone, name, village_code, address, lat, lon, lives_alone, disabled,
-                          birth_year, subsidy_card, assistance_category) =
+                          birth_year, subsidy_card, assistance_category, active,
+                          deactivated_at) =
         (SELECT x.phone, btrim(x.name), x.village_code, x.address, x.lat, x.lon, x.lives_alone,
-                x.disabled, x.birth_year, x.subsidy_card, x.assistance_category
+                x.disabled, x.birth_year, x.subsidy_card, x.assistance_category, x.active,
+                CASE WHEN x.active THEN NULL ELSE coalesce(old.deactivated_at, now()) END
            FROM jsonb_populate_record(NULL::residents, m) x)
      WHERE id = old.id RETURNING * INTO r;
     RETURN careline_adm_changed(r.id,

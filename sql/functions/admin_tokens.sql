@@ -102,3 +102,15 @@ BEGIN
                            careline_adm_token_json(p)),
         careline_adm_token_json(p), '{id,role,station_id,name,created_at,revoked_at}');
 END $$;
+
+-- The helpers run inside careline_admin (SECURITY DEFINER, granted to careline_app in
+-- admin.sql); nobody calls them directly. This file is the last admin*.sql applied.
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+              WHERE p.proname LIKE 'careline\_adm\_%' AND p.pronamespace = 'public'::regnamespace LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END $$;

@@ -307,6 +307,14 @@ static void admin_residents(void)
     r = adm(c, "resident.deactivate", "moved away", "id", ids, NULL);
     T_EQ_INT(res_of(r)->code, ERRC(INVALID_ARGUMENT));
     cl_free(r);
+    r = adm(c, "resident.update", "moved back", "id", ids, "active", "true", NULL);
+    T_EQ_INT(res_of(r)->code, 0);
+    cl_free(r);
+    T_EQ_INT(itest_sql_ll(pg,
+                          "SELECT count(*) FROM residents WHERE id = $1 AND active AND "
+                          "deactivated_at IS NULL",
+                          1, p1),
+             1);
     r = adm(c, "resident.get", NULL, "id", "999999999", NULL);
     T_EQ_INT(res_of(r)->code, ERRC(NOT_FOUND));
     cl_free(r);
@@ -314,7 +322,7 @@ static void admin_residents(void)
     /* the audit log by object and period, over both doors */
     r = adm(c, "audit.query", NULL, "object_kind", "resident", "object_id", ids, NULL);
     m = res_of(r);
-    T_EQ_INT(m->n_rows, 3);
+    T_EQ_INT(m->n_rows, 4);
     T_EQ_STR(cell(m, 0, "action"), "resident.register");
     T_ASSERT(strstr(cell(m, 0, "after"), phone) == NULL); /* masked */
     cl_free(r);
@@ -322,7 +330,7 @@ static void admin_residents(void)
     snprintf(path, sizeof(path), "/v1/admin/audit?object_kind=resident&object_id=%s&from=%s", ids,
              "2020-01-01");
     T_EQ_INT(http("GET", path, tok, NULL, &j), 200);
-    T_EQ_INT(json_array_size(json_object_get(j, "rows")), 3);
+    T_EQ_INT(json_array_size(json_object_get(j, "rows")), 4);
     json_decref(j);
     T_EQ_INT(http("GET", "/v1/admin/audit?from=yesterday&limit=0", tok, NULL, &j), 400);
     T_EQ_INT(json_array_size(json_object_get(json_object_get(j, "error"), "fields")), 2);
