@@ -3,7 +3,7 @@
  * Hello (net/authcache.h: positive and negative caches, the per-address lockout, the lookup
  * budget), so a dashboard polling every few seconds costs no query and a flood of wrong
  * tokens cannot crowd submissions out of the pool. Only the bureau and admin roles may read
- * coverage.
+ * coverage; other modules' endpoints (bureau_http_authorize) name the roles they let in.
  */
 #include "reports/bureau_int.h"
 
@@ -16,14 +16,11 @@
 
 typedef struct {
     Req *r;
-    void (*then)(Req *r, const void *arg);
+    BureauThen then;
     const void *arg;
+    unsigned roles;   /* 1 << Role of each role let through */
+    const char *what; /* what the others may not do, e.g. "read coverage figures" */
 } AuthOp;
-
-static bool role_may_read(Role role)
-{
-    return role == CARELINE__V1__ROLE__ROLE_BUREAU || role == CARELINE__V1__ROLE__ROLE_ADMIN;
-}
 
 /* 429 (locked out) or 503 (busy, unavailable), saying when to come back. */
 static void fail_retry(Req *r, int status, const char *code, const AuthAnswer *a)
@@ -45,11 +42,11 @@ static void auth_decided(void *arg, const AuthAnswer *a)
     Req *r = op->r;
     switch (a->verdict) {
     case AUTH_OK:
-        if (role_may_read(a->role))
-            op->then(r, op->arg);
+        if (a->role && (op->roles & (1u << a->role)))
+            op->then(r, op->arg, a);
         else
-            bureau_req_fail(r, ERRC(FORBIDDEN), NULL, "the %s role may not read coverage figures",
-                            auth_role_name(a->role));
+            bureau_req_fail(r, ERRC(FORBIDDEN), NULL, "the %s role may not %s",
+                            auth_role_name(a->role), op->what);
         break;
     case AUTH_DENIED:
     case AUTH_MALFORMED:
@@ -73,8 +70,8 @@ static void auth_decided(void *arg, const AuthAnswer *a)
     free(op);
 }
 
-void bureau_auth_check(Req *r, const char *auth, void (*then)(Req *r, const void *arg),
-                       const void *arg)
+void bureau_auth_check(Req *r, const char *auth, unsigned roles, const char *what,
+                       BureauThen then, const void *arg)
 {
     if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) {
         bureau_req_fail(r, ERRC(NOT_AUTHENTICATED), NULL,
@@ -93,5 +90,30 @@ void bureau_auth_check(Req *r, const char *auth, void (*then)(Req *r, const void
     op->r = r;
     op->then = then;
     op->arg = arg;
+    op->roles = roles;
+    op->what = what;
     authcache_check(sessions_authcache(r->b->env->sessions), ip, tok, auth_decided, op);
+}
+
+/* ---- for other modules' endpoints (bureau.h) ---------------------------------------------- */
+
+static void pass_on(Req *r, const void *arg, const AuthAnswer *a)
+{
+    (void)arg;
+    BureauAuthThen then = r->pass_then;
+    void *targ = r->pass_arg;
+    struct evhttp_request *h = bureau_req_take_http(r);
+    bureau_req_free(r);
+    then(targ, h, h ? a : NULL);
+}
+
+void bureau_http_authorize(Bureau *b, struct evhttp_request *h, unsigned roles, const char *what,
+                           BureauAuthThen then, void *arg)
+{
+    Req *r = bureau_req_new(b, OUT_JSON);
+    r->pass_then = then;
+    r->pass_arg = arg;
+    bureau_req_watch_http(r, h);
+    bureau_auth_check(r, evhttp_find_header(evhttp_request_get_input_headers(h), "Authorization"),
+                      roles, what, pass_on, NULL);
 }

@@ -50,6 +50,7 @@ typedef struct Server {
     int64_t shutdown_deadline_ms;
     struct Dispatch *dispatch; /* requests, matching, the sweep */
     struct Bureau *bureau;     /* coverage queries, snapshots */
+    struct Followups *followups; /* the follow-up list of callers not registered */
     struct Stations *station;  /* station consoles, job updates, offer expiry */
 
     struct SchemaCheck *schema; /* the database's schema version check (store/schema.h) */
