@@ -10,6 +10,7 @@
  *   history [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--town CODE]
  *   plan [--target 0.95] [--town CODE]     fewest new stations to reach the target
  *   realized [--from D] [--to D] [--town CODE]
+ *   unmet [--from D] [--to D] [--town CODE] unmet demand: callers not registered, followed up
  *   snapshot [--day D]                     write the day's snapshot now
  */
 #include <stdio.h>
@@ -40,6 +41,7 @@ static void usage(void)
             "  history [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--town CODE]\n"
             "  plan [--target 0.95] [--town CODE]\n"
             "  realized [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--town CODE]\n"
+            "  unmet [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--town CODE]\n"
             "  snapshot [--day YYYY-MM-DD]\n"
             "" TLSC_USAGE
             "The token defaults to the bureau line of var/dev-tokens.txt (from `make run`).\n");
@@ -262,6 +264,31 @@ static void print_text(const Careline__V1__CoverageReport *r, Careline__V1__Cove
             else
                 printf(" %8s %7s\n", "-", "-");
         }
+    } else if (sc == SCOPE(UNMET)) {
+        printf("未登记来电跟进 %s  首次来电 %s .. %s\n", where, r->from_date, r->to_date);
+        unsigned w = 4;
+        for (size_t i = 0; i < r->n_unmet; i++)
+            w = max_u(w, display_width(r->unmet[i]->name));
+        pad("范围", 9);
+        pad("代码", 14);
+        pad("名称", w + 2);
+        const char *heads[] = {"来电人", "待跟进", "已联系", "已登记", "拒绝", "来电", "登记居民"};
+        for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++)
+            padr(heads[i], 9);
+        padr("跟进中位小时", 13);
+        putchar('\n');
+        for (size_t i = 0; i < r->n_unmet; i++) {
+            const Careline__V1__UnmetRow *x = r->unmet[i];
+            pad(x->scope, 9);
+            pad(x->key[0] ? x->key : (strcmp(x->scope, "town") == 0 ? "(未知)" : ""), 14);
+            pad(x->name, w + 2);
+            printf("%8u %8u %8u %8u %8u %8u %8u", x->followups, x->open, x->contacted,
+                   x->registered, x->declined, x->calls, x->registered_residents);
+            if (x->median_hours_to_contact >= 0)
+                printf(" %12.1f\n", x->median_hours_to_contact);
+            else
+                printf(" %12s\n", "-");
+        }
     }
 }
 
@@ -273,7 +300,7 @@ static int scope_of(const char *cmd)
     } cmds[] = {{"coverage", SCOPE(COUNTY)},   {"towns", SCOPE(TOWNS)},
                 {"villages", SCOPE(VILLAGES)}, {"history", SCOPE(HISTORY)},
                 {"plan", SCOPE(PLAN)},         {"realized", SCOPE(REALIZED)},
-                {"snapshot", SCOPE(SNAPSHOT)}};
+                {"snapshot", SCOPE(SNAPSHOT)}, {"unmet", SCOPE(UNMET)}};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         if (strcmp(cmd, cmds[i].name) == 0)
             return cmds[i].scope;

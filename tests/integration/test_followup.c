@@ -70,7 +70,7 @@ static void phone_of(char out[16], int i)
     static long long base;
     if (!base)
         base = (util_wall_ms() / 1000) % 1000000 * 100;
-    snprintf(out, 16, "197%08lld", base + i);
+    snprintf(out, 16, "197%08d", (int)((base + i) % 100000000));
 }
 
 /* Submits a lunch for tomorrow from phone at (lat, lon) (no location when lat is 0); returns
@@ -584,6 +584,22 @@ static void unmet_report(void)
     ibur_http_expect(&rig, "GET", "/v1/unmet", rig.gateway_tok, 403, NULL);
     ibur_http_expect(&rig, "GET", "/v1/unmet?town=33028190300", rig.bureau_tok, 400, "town");
     ibur_http_expect(&rig, "GET", "/v1/unmet?from=2026-13-01", rig.bureau_tok, 400, "from");
+    /* bin/bureau prints the same */
+    char cmd[1024], out[8192];
+    for (int csv = 0; csv < 2; csv++) {
+        snprintf(cmd, sizeof(cmd), "%s/bureau --plaintext --port %d --token %s%s unmet --town " RTOWN,
+                 t_env("CARELINE_BIN"), rig.d.proto_port, rig.bureau_tok,
+                 csv ? " --format csv" : "");
+        FILE *f = popen(cmd, "r");
+        T_ASSERT(f);
+        size_t n = fread(out, 1, sizeof(out) - 1, f);
+        out[n] = '\0';
+        T_EQ_INT(pclose(f), 0);
+        if (csv)
+            T_ASSERT(strstr(out, "\ntown," RTOWN ",报表镇,4,1,1,1,1,7,1,6.00\n"));
+        else
+            T_ASSERT(strstr(out, "报表镇") && strstr(out, "6.0\n") && strstr(out, "未登记来电跟进"));
+    }
     /* the bureau role sees no list */
     ibur_http_expect(&rig, "GET", "/v1/admin/followups?town=" RTOWN, rig.bureau_tok, 403, NULL);
     cl_close(bc);
