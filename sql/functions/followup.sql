@@ -2,10 +2,11 @@
 -- 009_followups.sql; created and counted by careline_submit_record_set in submit.sql).
 -- The daemon lists and marks through the two functions below, passing the caller's scope:
 -- p_station NULL for the admin (everything of the county), else a station id (only the
--- follow-ups of its villages: its own and its explicit service area). A follow-up whose
+-- follow-ups of its villages: careline_station_villages). A follow-up whose
 -- village is not known yet is the admin's alone.
 
--- The villages a station answers for.
+-- The villages a station answers for: its own, those its service area lists, and for a
+-- town centre (居家养老服务中心, which has no village) every village of its town.
 CREATE OR REPLACE FUNCTION careline_station_villages(p_station bigint)
     RETURNS TABLE (village_code text)
     LANGUAGE sql STABLE
@@ -14,6 +15,9 @@ AS $$
      WHERE s.id = p_station AND s.village_code IS NOT NULL
     UNION
     SELECT a.village_code::text FROM station_service_area a WHERE a.station_id = p_station
+    UNION
+    SELECT v.code::text FROM stations s JOIN villages v ON v.town_code = s.town_code
+     WHERE s.id = p_station AND s.kind = 'town_centre'
 $$;
 
 -- One follow-up as the daemon returns it (list and mark), with its latest note.

@@ -9,7 +9,8 @@
  * on a known data set.
  *
  * Town 330281902000 "随访镇" (far from Yuyao and from ibureau's town): villages A (42.0, 100)
- * and B (42.1, 100), 11 km apart; meal station FU-S1 in A, FU-S2 in B. Town 330281903000
+ * and B (42.1, 100), 11 km apart; meal station FU-S1 in A, FU-S2 in B, the town centre FU-C
+ * (no village; it answers for both). Town 330281903000
  * holds the report's data set, written in SQL.
  */
 #include <jansson.h>
@@ -60,7 +61,9 @@ static void fu_town(PGconn *pg)
         "('FU-S1', '甲村站', '" TOWN "', '" VA "', 'village_station', 42.0, 100.0, true, false, "
         "'{}', 50, 50, 2, 1, true, true),"
         "('FU-S2', '乙村站', '" TOWN "', '" VB "', 'village_station', 42.1, 100.0, true, false, "
-        "'{}', 50, 50, 2, 1, true, true) ON CONFLICT DO NOTHING",
+        "'{}', 50, 50, 2, 1, true, true),"
+        "('FU-C', '随访镇中心', '" TOWN "', NULL, 'town_centre', 42.05, 100.0, false, false, "
+        "'{}', 0, 0, 3, 1, false, true) ON CONFLICT DO NOTHING",
         0, NULL));
 }
 
@@ -284,6 +287,11 @@ static void list_and_mark(void)
     r = list(st2, "", TOWN, 0);
     T_ASSERT(!in_list(r, f1) && in_list(r, f2));
     cl_free(r);
+    ClConn *ctr = isess_login_as(&rig.d, pg, "station", ibur_station_id(pg, "FU-C"));
+    r = list(ctr, "", "", 0); /* a town centre: its town's villages */
+    T_ASSERT(in_list(r, f1) && in_list(r, f2) && !in_list(r, f3));
+    cl_free(r);
+    cl_close(ctr);
 
     /* marks: the village's station, the admin; refusals */
     r = mark(st1, f1, FUS(CONTACTED), "电话联系，约周三上门登记", "");
