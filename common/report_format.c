@@ -330,8 +330,8 @@ char *report_csv(const Careline__V1__CoverageReport *r, Careline__V1__CoverageSc
             report_csv_field(f, w->key);
             fputc(',', f);
             report_csv_field(f, w->name);
-            fprintf(f, ",%u,%u,%u,%u,%u,%u,%u", w->followups, w->open, w->contacted,
-                    w->registered, w->declined, w->calls, w->registered_residents);
+            fprintf(f, ",%u,%u,%u,%u,%u,%u,%u", w->followups, w->open, w->contacted, w->registered,
+                    w->declined, w->calls, w->registered_residents);
             csv_minutes(f, w->median_hours_to_contact);
             fputc('\n', f);
         }

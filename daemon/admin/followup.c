@@ -179,8 +179,8 @@ void followup_op_reply(FuOp *op, Careline__V1__Followup **fs, size_t n, bool mor
         size_t len;
         bool csv = op->csv && !op->mark;
         char *body = csv ? followup_csv(fs, n, &len) : followup_json(fs, n, more, op->mark, &len);
-        http_send(op->env->http, h, 200, csv ? "text/csv; charset=utf-8" : "application/json",
-                  body, len);
+        http_send(op->env->http, h, 200, csv ? "text/csv; charset=utf-8" : "application/json", body,
+                  len);
         free(body);
     }
     followup_op_free(op);

@@ -2,8 +2,9 @@
  * followup: the follow-up list of callers who are not registered residents (tables in
  * sql/migrations/009_followups.sql; the submit statement creates and counts them). The
  * admin sees and marks every follow-up of the county; a station only those of the villages
- * it serves (its own village, its service area, and for a town centre its town's villages). Gateway and bureau principals are
- * refused (FORBIDDEN / 403); the bureau reads the aggregate (/v1/unmet, SCOPE_UNMET).
+ * it serves (its own village, its service area, and for a town centre its town's villages). Gateway
+ * and bureau principals are refused (FORBIDDEN / 403); the bureau reads the aggregate (/v1/unmet,
+ * SCOPE_UNMET).
  *
  *   protocol: FollowupQuery -> FollowupList, FollowupMark -> FollowupMarkResult
  *   GET  /v1/admin/followups[?village=&town=&state=&after=&limit=&format=json|csv]

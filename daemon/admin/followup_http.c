@@ -123,8 +123,7 @@ static const char *take_param(FuOp *op, const char *name, const char *v)
 {
     char *end;
     if (strcmp(name, "village") == 0)
-        return take(op->village, sizeof(op->village), v) ? NULL
-                                                         : "must be a 12-digit village code";
+        return take(op->village, sizeof(op->village), v) ? NULL : "must be a 12-digit village code";
     if (strcmp(name, "town") == 0)
         return take(op->town, sizeof(op->town), v) ? NULL : "must be a 12-digit town code";
     if (strcmp(name, "state") == 0) {
@@ -312,8 +311,7 @@ static void http_entry(void *arg, struct evhttp_request *h)
         return;
     }
     bureau_http_authorize(f->bureau, h, fu_roles,
-                          want_post ? "mark follow-ups" : "read the follow-up list", authorized,
-                          f);
+                          want_post ? "mark follow-ups" : "read the follow-up list", authorized, f);
 }
 
 void followup_http_install(Followups *f)

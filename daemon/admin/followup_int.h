@@ -27,15 +27,15 @@ struct Followups {
 
 typedef struct FuOp {
     const Env *env;
-    bool mark;          /* FollowupMark, else FollowupQuery */
-    int64_t station;    /* the caller's scope: a station id, or 0 for the admin (the county) */
-    char actor[96];     /* followup_events.actor: "admin:<principal>" or "station:<id>" */
-    char village[16];   /* list filter ("" = any) */
-    char town[16];      /* list filter ("" = any) */
-    int state;          /* FollowupState: the list filter (0 = any) or the mark's */
-    int64_t after;      /* list: ids above this */
-    uint32_t limit;     /* list: rows (0 = FU_LIMIT_DEFAULT) */
-    int64_t id;         /* mark: the follow-up */
+    bool mark;        /* FollowupMark, else FollowupQuery */
+    int64_t station;  /* the caller's scope: a station id, or 0 for the admin (the county) */
+    char actor[96];   /* followup_events.actor: "admin:<principal>" or "station:<id>" */
+    char village[16]; /* list filter ("" = any) */
+    char town[16];    /* list filter ("" = any) */
+    int state;        /* FollowupState: the list filter (0 = any) or the mark's */
+    int64_t after;    /* list: ids above this */
+    uint32_t limit;   /* list: rows (0 = FU_LIMIT_DEFAULT) */
+    int64_t id;       /* mark: the follow-up */
     char note[FU_NOTE_MAX + 1];
     char set_village[16]; /* mark: the caller's village learnt on the call ("" = unchanged) */
     bool bad_text;        /* a string was too long to copy: reported by the check */

@@ -32,9 +32,10 @@ enum {
     F_N
 };
 static const char *const cols[F_N] = {
-    "id",            "phone_masked", "village_code", "village_name", "town_code",
-    "town_name",     "first_call_ms", "last_call_ms", "calls",       "state",
-    "first_contact_ms", "resident_id", "note",        "outcome"};
+    "id",        "phone_masked", "village_code",     "village_name",
+    "town_code", "town_name",    "first_call_ms",    "last_call_ms",
+    "calls",     "state",        "first_contact_ms", "resident_id",
+    "note",      "outcome"};
 
 /* The rows of res as Followups (one block, freed with free()). */
 static Careline__V1__Followup **rows_of(const PgCols *pc, int n, PGresult *res)
@@ -132,8 +133,7 @@ static void mark_done(PGresult *res, const char *err, void *arg)
                              (long long)op->station);
     } else if (strcmp(outcome, "unknown_village") == 0) {
         followup_op_fail(op, FUERR(INVALID_ARGUMENT), "village_code",
-                         "unknown village code %s (not a village of this county)",
-                         op->set_village);
+                         "unknown village code %s (not a village of this county)", op->set_village);
     } else if (strcmp(outcome, "registered") == 0) {
         followup_op_fail(op, FUERR(INVALID_TRANSITION), "state",
                          "follow-up %lld is registered already (final)", id);
@@ -152,13 +152,9 @@ void followup_op_run(FuOp *op)
     bool ok;
     if (op->mark) {
         snprintf(id, sizeof(id), "%lld", (long long)op->id);
-        const char *params[] = {id,
-                                env->cfg->county_code,
-                                st,
-                                followup_state_name(op->state),
-                                op->note,
-                                op->set_village,
-                                op->actor};
+        const char *params[] = {
+            id,       env->cfg->county_code, st,       followup_state_name(op->state),
+            op->note, op->set_village,       op->actor};
         ok = pg_query(env->pg,
                       "SELECT outcome, id, phone_masked, village_code, village_name, town_code, "
                       "town_name, first_call_ms, last_call_ms, calls, state, first_contact_ms, "
@@ -168,7 +164,7 @@ void followup_op_run(FuOp *op)
     } else {
         snprintf(after, sizeof(after), "%lld", (long long)op->after);
         snprintf(limit, sizeof(limit), "%u", op->limit + 1);
-        const char *params[] = {env->cfg->county_code, st,    op->village, op->town,
+        const char *params[] = {env->cfg->county_code,          st,    op->village, op->town,
                                 followup_state_name(op->state), after, limit};
         ok = pg_query(env->pg,
                       "SELECT id, phone_masked, village_code, village_name, town_code, "

@@ -70,8 +70,8 @@ static void auth_decided(void *arg, const AuthAnswer *a)
     free(op);
 }
 
-void bureau_auth_check(Req *r, const char *auth, unsigned roles, const char *what,
-                       BureauThen then, const void *arg)
+void bureau_auth_check(Req *r, const char *auth, unsigned roles, const char *what, BureauThen then,
+                       const void *arg)
 {
     if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) {
         bureau_req_fail(r, ERRC(NOT_AUTHENTICATED), NULL,

@@ -1,8 +1,9 @@
 /*
  * bureau_sql: every statement of the bureau, asynchronous on the pool — the targets from
  * settings with the terminal figures of careline_terminal_stations(), the stored snapshots
- * (history), careline_realized(), careline_unmet_demand(), and the snapshot upsert. Result columns are read by name
- * (store/pgcols.h): a column missing from a result is logged and answered as INTERNAL.
+ * (history), careline_realized(), careline_unmet_demand(), and the snapshot upsert. Result columns
+ * are read by name (store/pgcols.h): a column missing from a result is logged and answered as
+ * INTERNAL.
  */
 #include "reports/bureau_int.h"
 
@@ -222,10 +223,17 @@ enum {
     U_MEDIAN_HOURS,
     U_N
 };
-static const char *const unmet_cols[U_N] = {
-    "scope",    "key",   "name",  "followups",           "open",
-    "contacted", "registered", "declined", "calls", "registered_residents",
-    "median_hours_to_contact"};
+static const char *const unmet_cols[U_N] = {"scope",
+                                            "key",
+                                            "name",
+                                            "followups",
+                                            "open",
+                                            "contacted",
+                                            "registered",
+                                            "declined",
+                                            "calls",
+                                            "registered_residents",
+                                            "median_hours_to_contact"};
 
 static void unmet_done(PGresult *res, const char *err, void *arg)
 {

@@ -163,8 +163,8 @@ static int http_mark(const char *token, const char *body, char **out)
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
     const char *hs[] = {auth, "Content-Type: application/json", NULL};
     IhttpResp r;
-    int st = ihttp_request(rig.d.http_port, "POST", "/v1/admin/followups/mark",
-                           token ? hs : hs + 1, body, strlen(body), 60000, &r);
+    int st = ihttp_request(rig.d.http_port, "POST", "/v1/admin/followups/mark", token ? hs : hs + 1,
+                           body, strlen(body), 60000, &r);
     if (st < 0)
         t_fail(__FILE__, __LINE__, "POST mark: no valid response in time");
     *out = r.body;
@@ -348,12 +348,12 @@ static void list_and_mark(void)
         ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
         e.body_case = BODY(FOLLOWUP_QUERY);
         e.followup_query = &q;
-        EXPECT_ERR(isess_call(&rig.d, adm, &e, 20000, "query", NULL, NULL),
-                   ERR(INVALID_ARGUMENT), "limit");
+        EXPECT_ERR(isess_call(&rig.d, adm, &e, 20000, "query", NULL, NULL), ERR(INVALID_ARGUMENT),
+                   "limit");
         q.limit = 0;
         q.after_id = -1;
-        EXPECT_ERR(isess_call(&rig.d, adm, &e, 20000, "query", NULL, NULL),
-                   ERR(INVALID_ARGUMENT), "after_id");
+        EXPECT_ERR(isess_call(&rig.d, adm, &e, 20000, "query", NULL, NULL), ERR(INVALID_ARGUMENT),
+                   "after_id");
     }
 
     /* HTTP: the same rules */
@@ -372,8 +372,8 @@ static void list_and_mark(void)
     }
     T_ASSERT(saw2);
     json_decref(j);
-    T_EQ_INT(ibur_http(&rig, "GET", "/v1/admin/followups?village=" VA "&format=csv", tok_adm,
-                       NULL, &body),
+    T_EQ_INT(ibur_http(&rig, "GET", "/v1/admin/followups?village=" VA "&format=csv", tok_adm, NULL,
+                       &body),
              200);
     T_ASSERT(strncmp(body, "id,phone_masked,village_code,", 29) == 0);
     char line[160];
@@ -454,13 +454,14 @@ static void registration_links(void)
     snprintf(fid, sizeof(fid), "%ld", f);
     snprintf(rids, sizeof(rids), "%ld", rid);
     const char *pf[] = {fid, rids};
-    T_EQ_INT(itest_sql_ll(pg, "SELECT count(*) FROM followups WHERE id = $1::bigint AND "
-                              "state = 'open' AND resident_id IS NULL",
+    T_EQ_INT(itest_sql_ll(pg,
+                          "SELECT count(*) FROM followups WHERE id = $1::bigint AND "
+                          "state = 'open' AND resident_id IS NULL",
                           1, pf),
              1);
     /* the admin API's registration sets the phone's HMAC: the follow-up is linked */
-    PQclear(itest_sql(pg, "UPDATE residents SET phone_hash = decode($2, 'hex') WHERE phone = $1",
-                      2, pr));
+    PQclear(itest_sql(pg, "UPDATE residents SET phone_hash = decode($2, 'hex') WHERE phone = $1", 2,
+                      pr));
     T_EQ_INT(itest_sql_ll(pg,
                           "SELECT count(*) FROM followups WHERE id = $1::bigint AND state = "
                           "'registered' AND resident_id = $2::bigint AND first_contact_at IS "
@@ -502,8 +503,9 @@ static void registration_links(void)
                       2, pq));
     snprintf(fid, sizeof(fid), "%ld", fu_id(pg, q));
     const char *pf2[] = {fid};
-    T_EQ_INT(itest_sql_ll(pg, "SELECT count(*) FROM followups WHERE id = $1::bigint AND "
-                              "state = 'registered' AND resident_id IS NOT NULL",
+    T_EQ_INT(itest_sql_ll(pg,
+                          "SELECT count(*) FROM followups WHERE id = $1::bigint AND "
+                          "state = 'registered' AND resident_id IS NOT NULL",
                           1, pf2),
              1);
     cl_close(adm);
@@ -514,8 +516,8 @@ static void registration_links(void)
 
 /* A follow-up of town RTOWN written in SQL: first call hours_ago, contact after
  * contact_after hours (< 0: none), state, calls, village. */
-static void put(PGconn *pg, int n, const char *village, const char *state, int calls,
-                int hours_ago, int contact_after)
+static void put(PGconn *pg, int n, const char *village, const char *state, int calls, int hours_ago,
+                int contact_after)
 {
     char sn[16], sc[16], sh[16], sa[16];
     snprintf(sn, sizeof(sn), "%d", n);
@@ -540,8 +542,8 @@ static void unmet_report(void)
 {
     PGconn *pg = itest_pg();
     fu_town(pg);
-    if (itest_sql_ll(pg, "SELECT count(*) FROM followups WHERE town_code = '" RTOWN "'", 0,
-                     NULL) == 0) {
+    if (itest_sql_ll(pg, "SELECT count(*) FROM followups WHERE town_code = '" RTOWN "'", 0, NULL) ==
+        0) {
         put(pg, 1, "330281903001", "open", 3, 30, 2); /* registered below */
         put(pg, 2, "330281903001", "declined", 1, 30, 6);
         put(pg, 3, "330281903002", "contacted", 2, 30, 10);
@@ -579,9 +581,9 @@ static void unmet_report(void)
     cl_free(r);
     /* HTTP, CSV; the default period is the last 30 days */
     char *body;
-    T_EQ_INT(ibur_http(&rig, "GET", "/v1/unmet?town=" RTOWN "&format=csv", rig.bureau_tok, NULL,
-                       &body),
-             200);
+    T_EQ_INT(
+        ibur_http(&rig, "GET", "/v1/unmet?town=" RTOWN "&format=csv", rig.bureau_tok, NULL, &body),
+        200);
     T_ASSERT(strncmp(body, "scope,key,name,followups,open,contacted,registered,declined,calls,",
                      66) == 0);
     T_ASSERT(strstr(body, "\ntown," RTOWN ",报表镇,4,1,1,1,1,7,1,6.00\n"));
@@ -595,9 +597,9 @@ static void unmet_report(void)
     /* bin/bureau prints the same */
     char cmd[1024], out[8192];
     for (int csv = 0; csv < 2; csv++) {
-        snprintf(cmd, sizeof(cmd), "%s/bureau --plaintext --port %d --token %s%s unmet --town " RTOWN,
-                 t_env("CARELINE_BIN"), rig.d.proto_port, rig.bureau_tok,
-                 csv ? " --format csv" : "");
+        snprintf(
+            cmd, sizeof(cmd), "%s/bureau --plaintext --port %d --token %s%s unmet --town " RTOWN,
+            t_env("CARELINE_BIN"), rig.d.proto_port, rig.bureau_tok, csv ? " --format csv" : "");
         FILE *f = popen(cmd, "r");
         T_ASSERT(f);
         size_t n = fread(out, 1, sizeof(out) - 1, f);
@@ -606,7 +608,8 @@ static void unmet_report(void)
         if (csv)
             T_ASSERT(strstr(out, "\ntown," RTOWN ",报表镇,4,1,1,1,1,7,1,6.00\n"));
         else
-            T_ASSERT(strstr(out, "报表镇") && strstr(out, "6.0\n") && strstr(out, "未登记来电跟进"));
+            T_ASSERT(strstr(out, "报表镇") && strstr(out, "6.0\n") &&
+                     strstr(out, "未登记来电跟进"));
     }
     /* the bureau role sees no list */
     ibur_http_expect(&rig, "GET", "/v1/admin/followups?town=" RTOWN, rig.bureau_tok, 403, NULL);
