@@ -61,8 +61,10 @@ bool followup_op_check(FuOp *op)
         followup_op_fail(op, FUERR(INVALID_ARGUMENT), field, __VA_ARGS__);                         \
         return false;                                                                              \
     } while (0)
+    if (op->bad_text && strcmp(op->bad_field, "note") == 0)
+        BAD("note", "note is longer than %d bytes", FU_NOTE_MAX);
     if (op->bad_text)
-        BAD(op->bad_field, "%s is too long", op->bad_field);
+        BAD(op->bad_field, "%s must be a 12-digit division code", op->bad_field);
     if (!op->mark) {
         if (op->village[0] && !is_code(op->village))
             BAD("village_code", "village_code must be a 12-digit division code");
@@ -215,7 +217,7 @@ static FuOp *proto_op(Followups *f, Conn *c, const Envelope *env)
     return op;
 }
 
-static void handle_query(void *arg, Conn *c, Envelope *env)
+void followup_handle_query(void *arg, Conn *c, Envelope *env)
 {
     const Careline__V1__FollowupQuery *q = env->followup_query;
     FuOp *op = proto_op(arg, c, env);
@@ -229,7 +231,7 @@ static void handle_query(void *arg, Conn *c, Envelope *env)
         followup_op_run(op);
 }
 
-static void handle_mark(void *arg, Conn *c, Envelope *env)
+void followup_handle_mark(void *arg, Conn *c, Envelope *env)
 {
     const Careline__V1__FollowupMark *m = env->followup_mark;
     FuOp *op = proto_op(arg, c, env);
@@ -245,8 +247,10 @@ static void handle_mark(void *arg, Conn *c, Envelope *env)
 
 void followup_proto_install(Followups *f)
 {
-    session_route(f->env->sessions, CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_QUERY, handle_query, f);
-    session_route(f->env->sessions, CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_MARK, handle_mark, f);
+    session_route(f->env->sessions, CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_QUERY,
+                  followup_handle_query, f);
+    session_route(f->env->sessions, CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_MARK,
+                  followup_handle_mark, f);
 }
 
 /* ---- life cycle -------------------------------------------------------------------------- */

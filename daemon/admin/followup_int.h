@@ -71,6 +71,10 @@ char *followup_csv(Careline__V1__Followup **fs, size_t n, size_t *len);
 const char *followup_state_name(int state);
 int followup_state_of(const char *name);
 
+/* The protocol door's SessionHandlers (arg: the Followups); the fuzz harness calls them. */
+void followup_handle_query(void *arg, Conn *c, Envelope *env);
+void followup_handle_mark(void *arg, Conn *c, Envelope *env);
+
 void followup_proto_install(Followups *f);
 void followup_http_install(Followups *f);
 

@@ -38,9 +38,8 @@ static const char *const cols[F_N] = {
     "note",      "outcome"};
 
 /* The rows of res as Followups (one block, freed with free()). */
-static Careline__V1__Followup **rows_of(const PgCols *pc, int n, PGresult *res)
+static Careline__V1__Followup **rows_of(const PgCols *pc, int n)
 {
-    (void)res;
     Careline__V1__Followup **fs = xcalloc((size_t)n + 1, sizeof(*fs) + sizeof(**fs));
     Careline__V1__Followup *blk = (Careline__V1__Followup *)(fs + n + 1);
     for (int i = 0; i < n; i++) {
@@ -100,7 +99,7 @@ static void list_done(PGresult *res, const char *err, void *arg)
     bool more = n > (int)op->limit; /* one row more than asked was fetched */
     if (more)
         n = (int)op->limit;
-    Careline__V1__Followup **fs = rows_of(&pc, n, res);
+    Careline__V1__Followup **fs = rows_of(&pc, n);
     followup_op_reply(op, fs, (size_t)n, more);
     free(fs);
 }
@@ -114,7 +113,7 @@ static void mark_done(PGresult *res, const char *err, void *arg)
     const char *outcome = PQntuples(res) == 1 ? pgcols_str(&pc, 0, F_OUTCOME) : "";
     long long id = (long long)op->id;
     if (strcmp(outcome, "ok") == 0) {
-        Careline__V1__Followup **fs = rows_of(&pc, 1, res);
+        Careline__V1__Followup **fs = rows_of(&pc, 1);
         log_info("followup %lld marked %s by %s", id, followup_state_name(op->state), op->actor);
         followup_op_reply(op, fs, 1, false);
         free(fs);
