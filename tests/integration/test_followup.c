@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "fixture.h"
 #include "ibureau.h"
 #include "ihttp.h"
 #include "isession.h"
@@ -514,6 +515,43 @@ static void registration_links(void)
     PQfinish(pg);
 }
 
+/* One record statement holding two calls of one number (a batch: ON CONFLICT cannot touch
+ * one row twice, so they are grouped first) and one repeated key: one follow-up, 2 calls. */
+static void batch_counts_once(void)
+{
+    PGconn *pg = itest_pg();
+    fu_town(pg);
+    char p[16], hex[65], nonce[24];
+    phone_of(p, 6);
+    itest_phone_hash(p, hex);
+    snprintf(nonce, sizeof(nonce), "%lld", (long long)util_wall_ms());
+    const char *par[] = {p, hex, nonce, fix_tomorrow()};
+    const char *sql =
+        "SELECT count(*) FROM careline_submit_record_set((SELECT jsonb_agg(jsonb_build_object("
+        "'request', nextval('requests_id_seq'), 'key', 'fb-' || $3::text || '-' || k, 'hash', "
+        "encode(sha256(convert_to(k::text, 'UTF8')), 'hex'), 'phone', $1::text, 'phone_hash', "
+        "$2::text, "
+        "'kind', 'meal_delivery', 'slot', 'lunch', 'date', $4::text, 'note', '', 'urgency', "
+        "'normal', "
+        "'actor', 'gateway', 'state', 'not_registered', 'reason_code', NULL, 'reason', 'x', "
+        "'attempt', 0, 'ws', 0, 'we', 0, 'expires', 0, 'priority', '', 'county', '330281', "
+        "'lat', 42.0, 'lon', 100.0)) FROM generate_series(1, 2) k))";
+    T_EQ_INT(itest_sql_ll(pg, sql, 4, par), 2);
+    T_EQ_INT(itest_sql_ll(pg, sql, 4, par), 2); /* the same keys again: nothing new */
+    const char *ph[] = {hex};
+    T_EQ_INT(itest_sql_ll(pg,
+                          "SELECT calls FROM followups WHERE phone_hash = decode($1, 'hex') AND "
+                          "village_code = '" VA "'",
+                          1, ph),
+             2);
+    T_EQ_INT(itest_sql_ll(pg,
+                          "SELECT count(*) FROM followup_calls c JOIN followups f ON f.id = "
+                          "c.followup_id WHERE f.phone_hash = decode($1, 'hex')",
+                          1, ph),
+             2);
+    PQfinish(pg);
+}
+
 /* A follow-up of town RTOWN written in SQL: first call hours_ago, contact after
  * contact_after hours (< 0: none), state, calls, village. */
 static void put(PGconn *pg, int n, const char *village, const char *state, int calls, int hours_ago,
@@ -621,6 +659,7 @@ static void unmet_report(void)
 static const TCase cases[] = {
     {"followup_list_and_mark", list_and_mark, 180},
     {"followup_registration_links", registration_links, 120},
+    {"followup_batch_counts_once", batch_counts_once, 60},
     {"followup_unmet_report", unmet_report, 120},
     {NULL, NULL, 0},
 };
