@@ -48,10 +48,11 @@ typedef struct Server {
     struct event *sig_term, *sig_int, *sig_hup, *sig_pipe; /* server_handle_signals */
     bool shutting_down;
     int64_t shutdown_deadline_ms;
-    struct Dispatch *dispatch;   /* requests, matching, the sweep */
-    struct Bureau *bureau;       /* coverage queries, snapshots */
-    struct Followups *followups; /* the follow-up list of callers not registered */
-    struct Stations *station;    /* station consoles, job updates, offer expiry */
+    struct Dispatch *dispatch; /* requests, matching, the sweep */
+    struct Bureau *bureau;     /* coverage queries, snapshots */
+    struct Stations *station;  /* station consoles, job updates, offer expiry */
+
+    struct Followups *followups; /* the follow-up list of callers not registered (admin/) */
 
     struct SchemaCheck *schema; /* the database's schema version check (store/schema.h) */
     int exit_code;              /* server_run's result: 0, or SCHEMA_EXIT_CODE if refused */
