@@ -10,24 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/followup_format.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "net/session.h"
-
-static const char *const state_names[] = {"", "open", "contacted", "registered", "declined"};
-
-const char *followup_state_name(int state)
-{
-    return state > 0 && (size_t)state < ARRAY_LEN(state_names) ? state_names[state] : "";
-}
-
-int followup_state_of(const char *name)
-{
-    for (size_t i = 1; i < ARRAY_LEN(state_names); i++)
-        if (strcmp(state_names[i], name) == 0)
-            return (int)i;
-    return -1;
-}
 
 FuOp *followup_op_new(const Env *env)
 {

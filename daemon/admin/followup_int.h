@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "admin/followup.h"
+#include "common/followup_format.h"
 #include "net/conn.h"
 
 #define FU_NOTE_MAX      500 /* bytes of a note, as followup_events.note */
@@ -63,13 +64,6 @@ void followup_op_fail(FuOp *op, int code, const char *field, const char *fmt, ..
     PRINTF_LIKE(4, 5);
 /* Answers a list (fs, n, more) or a mark (one follow-up) and frees op. */
 void followup_op_reply(FuOp *op, Careline__V1__Followup **fs, size_t n, bool more);
-
-/* The HTTP door's JSON / CSV (followup_http.c). Each returns a malloc'd body. */
-char *followup_json(Careline__V1__Followup **fs, size_t n, bool more, bool one, size_t *len);
-char *followup_csv(Careline__V1__Followup **fs, size_t n, size_t *len);
-/* The database / HTTP name of a FollowupState ("" for UNSPECIFIED), and back (-1: none). */
-const char *followup_state_name(int state);
-int followup_state_of(const char *name);
 
 /* The protocol door's SessionHandlers (arg: the Followups); the fuzz harness calls them. */
 void followup_handle_query(void *arg, Conn *c, Envelope *env);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "common/util.h"
 #include "fixture.h"
@@ -193,6 +194,17 @@ static void http_mark_expect(const char *token, const char *body, int status, co
 }
 #define HTTP_MARK_EXPECT(tok, body, status, field)                                                 \
     http_mark_expect((tok), (body), (status), (field), __LINE__)
+
+/* Runs cmd with popen; its output into out; returns its exit status. */
+static int sh_out(const char *cmd, char *out, size_t n)
+{
+    FILE *f = popen(cmd, "r");
+    T_ASSERT(f);
+    size_t k = fread(out, 1, n - 1, f);
+    out[k] = '\0';
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
 
 static void start(PGconn *pg)
 {
@@ -412,6 +424,25 @@ static void list_and_mark(void)
     T_ASSERT(!strstr(body, p2));
     json_decref(j);
     free(body);
+
+    /* bin/bureau: the list (text and CSV) and a mark, with the tokens given */
+    char cmd[1024], out[8192];
+    snprintf(cmd, sizeof(cmd), "%s/bureau --plaintext --port %d --token %s followups --town " TOWN,
+             t_env("CARELINE_BIN"), rig.d.proto_port, tok_s1);
+    T_EQ_INT(sh_out(cmd, out, sizeof(out)), 0);
+    T_ASSERT(strstr(out, masked) && strstr(out, "甲村") && strstr(out, "contacted"));
+    T_ASSERT(!strstr(out, p1) && !strstr(out, "乙村"));
+    snprintf(cmd, sizeof(cmd),
+             "%s/bureau --plaintext --port %d --token %s --format csv followup-mark %ld "
+             "contacted --note 'CLI 第二次联系'",
+             t_env("CARELINE_BIN"), rig.d.proto_port, tok_s1, f1);
+    T_EQ_INT(sh_out(cmd, out, sizeof(out)), 0);
+    T_ASSERT(strstr(out, ",contacted,") && strstr(out, "CLI 第二次联系"));
+    snprintf(cmd, sizeof(cmd),
+             "%s/bureau --plaintext --port %d --token %s followup-mark %ld declined 2>&1",
+             t_env("CARELINE_BIN"), rig.d.proto_port, tok_s1, f2);
+    T_EQ_INT(sh_out(cmd, out, sizeof(out)), 1);
+    T_ASSERT(strstr(out, "FORBIDDEN"));
 
     /* the session and the daemon went on */
     r = list(adm, "", TOWN, FUS(DECLINED));
