@@ -81,25 +81,6 @@ bool followup_op_check(FuOp *op)
 
 /* ---- answers ----------------------------------------------------------------------------- */
 
-static int http_status_of(int code)
-{
-    switch (code) {
-    case FUERR(INVALID_ARGUMENT):
-        return 400;
-    case FUERR(FORBIDDEN):
-        return 403;
-    case FUERR(NOT_FOUND):
-        return 404;
-    case FUERR(INVALID_TRANSITION):
-        return 409;
-    case FUERR(UNAVAILABLE):
-    case FUERR(OVERLOADED):
-        return 503;
-    default:
-        return 500;
-    }
-}
-
 /* The HTTP door's names for the protocol's fields. */
 static const char *http_field(const char *field)
 {
@@ -133,7 +114,7 @@ void followup_op_fail(FuOp *op, int code, const char *field, const char *fmt, ..
         struct evhttp_request *h = op->h;
         http_watch_close(op->env->http, h, NULL, NULL);
         op->h = NULL;
-        bureau_http_error(op->env->http, h, http_status_of(code), v ? v->name : "INTERNAL",
+        bureau_http_error(op->env->http, h, bureau_http_status(code), v ? v->name : "INTERNAL",
                           http_field(field), msg);
     }
     followup_op_free(op);

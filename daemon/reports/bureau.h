@@ -53,6 +53,8 @@ Bureau *bureau_new(const Env *env, Dispatch *dispatch);
 typedef void (*BureauAuthThen)(void *arg, struct evhttp_request *h, const AuthAnswer *a);
 void bureau_http_authorize(Bureau *b, struct evhttp_request *h, unsigned roles, const char *what,
                            BureauAuthThen then, void *arg);
+/* The HTTP status of a protocol ErrorCode (400, 401, 403, 404, 409, 503; else 500). */
+int bureau_http_status(int code);
 /* {"error":{"code":..,"field":..,"message":..}} with status on h (field may be NULL). */
 void bureau_http_error(Http *http, struct evhttp_request *h, int status, const char *code,
                        const char *field, const char *msg);
