@@ -10,13 +10,22 @@
  *   history [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--town CODE]
  *   plan [--target 0.95] [--town CODE]     fewest new stations to reach the target
  *   realized [--from D] [--to D] [--town CODE]
+ *   unmet [--from D] [--to D] [--town CODE] unmet demand: callers not registered, followed up
  *   snapshot [--day D]                     write the day's snapshot now
+ *
+ * The follow-up list itself (admin token by default, or --station N for station N's token
+ * from the tokens file; FollowupQuery / FollowupMark):
+ *   followups [--village CODE] [--town CODE] [--state open|contacted|registered|declined]
+ *             [--after ID] [--limit N]
+ *   followup-mark ID contacted|declined|registered [--note TEXT] [--village CODE]
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cl.h"
+#include "common/followup_format.h"
 #include "common/report_format.h"
 
 #define SCOPE(x) CARELINE__V1__COVERAGE_SCOPE__SCOPE_##x
@@ -27,6 +36,11 @@ typedef struct {
     double target;
     bool uncovered, covered;
     TlsClientOpts tls;
+    /* the follow-up commands */
+    const char *village, *state, *note;
+    long station, after, limit;
+    const char *args[2]; /* followup-mark ID STATE */
+    int nargs;
 } Opts;
 
 static void usage(void)
@@ -40,6 +54,10 @@ static void usage(void)
             "  history [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--town CODE]\n"
             "  plan [--target 0.95] [--town CODE]\n"
             "  realized [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--town CODE]\n"
+            "  unmet [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--town CODE]\n"
+            "  followups [--village CODE] [--town CODE] [--state STATE] [--after ID] [--limit N]\n"
+            "  followup-mark ID contacted|declined|registered [--note TEXT] [--village CODE]\n"
+            "    (the follow-up commands use the admin token, or --station N's)\n"
             "  snapshot [--day YYYY-MM-DD]\n"
             "" TLSC_USAGE
             "The token defaults to the bureau line of var/dev-tokens.txt (from `make run`).\n");
@@ -262,7 +280,149 @@ static void print_text(const Careline__V1__CoverageReport *r, Careline__V1__Cove
             else
                 printf(" %8s %7s\n", "-", "-");
         }
+    } else if (sc == SCOPE(UNMET)) {
+        printf("未登记来电跟进 %s  首次来电 %s .. %s\n", where, r->from_date, r->to_date);
+        unsigned w = 4;
+        for (size_t i = 0; i < r->n_unmet; i++)
+            w = max_u(w, display_width(r->unmet[i]->name));
+        pad("范围", 9);
+        pad("代码", 14);
+        pad("名称", w + 2);
+        const char *heads[] = {"来电人", "待跟进", "已联系", "已登记", "拒绝", "来电", "登记居民"};
+        for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++)
+            padr(heads[i], 9);
+        padr("跟进中位小时", 13);
+        putchar('\n');
+        for (size_t i = 0; i < r->n_unmet; i++) {
+            const Careline__V1__UnmetRow *x = r->unmet[i];
+            pad(x->scope, 9);
+            pad(x->key[0] ? x->key : (strcmp(x->scope, "town") == 0 ? "(未知)" : ""), 14);
+            pad(x->name, w + 2);
+            printf("%8u %8u %8u %8u %8u %8u %8u", x->followups, x->open, x->contacted,
+                   x->registered, x->declined, x->calls, x->registered_residents);
+            if (x->median_hours_to_contact >= 0)
+                printf(" %12.1f\n", x->median_hours_to_contact);
+            else
+                printf(" %12s\n", "-");
+        }
     }
+}
+
+/* ---- the follow-up list ------------------------------------------------------------------ */
+
+/* Epoch ms as local (Asia/Shanghai, UTC+8) "YYYY-MM-DD HH:MM"; "-" for 0. */
+static void local_time(int64_t ms, char out[20])
+{
+    if (!ms) {
+        snprintf(out, 20, "-");
+        return;
+    }
+    time_t t = (time_t)(ms / 1000) + 8 * 3600;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 20, "%Y-%m-%d %H:%M", &tm);
+}
+
+static void print_followups(Careline__V1__Followup **fs, size_t n, bool more)
+{
+    unsigned wv = 8, wt = 8; /* the headers' widths */
+    for (size_t i = 0; i < n; i++) {
+        wv = max_u(wv, display_width(fs[i]->village_name));
+        wt = max_u(wt, display_width(fs[i]->town_name));
+    }
+    pad("编号", 8);
+    pad("电话", 13);
+    pad("村(社区)", wv + 2);
+    pad("镇(街道)", wt + 2);
+    pad("首次来电", 18);
+    pad("最近来电", 18);
+    padr("来电", 5);
+    fputs("  状态        备注\n", stdout);
+    for (size_t i = 0; i < n; i++) {
+        const Careline__V1__Followup *x = fs[i];
+        char first[20], last[20];
+        local_time(x->first_call_ms, first);
+        local_time(x->last_call_ms, last);
+        printf("%-8lld", (long long)x->id);
+        pad(x->phone_masked, 13);
+        pad(x->village_code[0] ? x->village_name : "(未知)", wv + 2);
+        pad(x->town_code[0] ? x->town_name : "(未知)", wt + 2);
+        pad(first, 18);
+        pad(last, 18);
+        printf("%5u  %-12s%s\n", x->calls, followup_state_name(x->state), x->note);
+    }
+    if (more)
+        printf("%zu 条 (还有更多: --after %lld)\n", n, n ? (long long)fs[n - 1]->id : 0LL);
+    else
+        printf("%zu 条\n", n);
+}
+
+static bool is_followup_cmd(const char *cmd)
+{
+    return strcmp(cmd, "followups") == 0 || strcmp(cmd, "followup-mark") == 0;
+}
+
+/* The follow-up command's request into e (its parts in q / m); false on a bad argument. */
+static bool followup_request(const Opts *o, const char *cmd, ClEnvelope *e,
+                             Careline__V1__FollowupQuery *q, Careline__V1__FollowupMark *m)
+{
+    if (strcmp(cmd, "followups") == 0) {
+        q->village_code = (char *)(o->village ? o->village : "");
+        q->town_code = (char *)(o->town ? o->town : "");
+        int st = o->state ? followup_state_of(o->state) : 0;
+        if (st < 0) {
+            fprintf(stderr, "bureau: --state is open, contacted, registered or declined\n");
+            return false;
+        }
+        q->state = (Careline__V1__FollowupState)st;
+        q->after_id = o->after;
+        q->limit = (uint32_t)(o->limit > 0 ? o->limit : 0);
+        e->body_case = CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_QUERY;
+        e->followup_query = q;
+        return true;
+    }
+    char *end = NULL;
+    m->followup_id = o->nargs == 2 ? strtoll(o->args[0], &end, 10) : 0;
+    int st = o->nargs == 2 ? followup_state_of(o->args[1]) : -1;
+    if (o->nargs != 2 || !end || *end || st < 0) {
+        fprintf(stderr, "bureau: followup-mark ID contacted|declined|registered [--note TEXT]\n");
+        return false;
+    }
+    m->state = (Careline__V1__FollowupState)st;
+    m->note = (char *)(o->note ? o->note : "");
+    m->village_code = (char *)(o->village ? o->village : "");
+    e->body_case = CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_MARK;
+    e->followup_mark = m;
+    return true;
+}
+
+/* Prints a follow-up reply in o->format; 0, or 1 for an unexpected reply. */
+static int followup_print(const Opts *o, const ClEnvelope *r)
+{
+    Careline__V1__Followup **fs;
+    size_t n;
+    bool more = false, one = r->body_case == CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_MARK_RESULT;
+    if (one) {
+        fs = &r->followup_mark_result->followup;
+        n = *fs ? 1 : 0;
+    } else if (r->body_case == CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_LIST) {
+        fs = r->followup_list->followups;
+        n = r->followup_list->n_followups;
+        more = r->followup_list->more;
+    } else {
+        fprintf(stderr, "bureau: unexpected reply\n");
+        return 1;
+    }
+    if (strcmp(o->format, "text") == 0) {
+        print_followups(fs, n, more);
+        return 0;
+    }
+    size_t len;
+    char *s = strcmp(o->format, "csv") == 0 ? followup_csv(fs, n, &len)
+                                            : followup_json(fs, n, more, one, &len);
+    fwrite(s, 1, len, stdout);
+    free(s);
+    return 0;
 }
 
 static int scope_of(const char *cmd)
@@ -273,7 +433,7 @@ static int scope_of(const char *cmd)
     } cmds[] = {{"coverage", SCOPE(COUNTY)},   {"towns", SCOPE(TOWNS)},
                 {"villages", SCOPE(VILLAGES)}, {"history", SCOPE(HISTORY)},
                 {"plan", SCOPE(PLAN)},         {"realized", SCOPE(REALIZED)},
-                {"snapshot", SCOPE(SNAPSHOT)}};
+                {"snapshot", SCOPE(SNAPSHOT)}, {"unmet", SCOPE(UNMET)}};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         if (strcmp(cmd, cmds[i].name) == 0)
             return cmds[i].scope;
@@ -306,6 +466,18 @@ int main(int argc, char **argv)
             o.day = v;
         else if (OPT("--format"))
             o.format = v;
+        else if (OPT("--village"))
+            o.village = v;
+        else if (OPT("--state"))
+            o.state = v;
+        else if (OPT("--note"))
+            o.note = v;
+        else if (OPT("--station"))
+            o.station = atol(v);
+        else if (OPT("--after"))
+            o.after = atol(v);
+        else if (OPT("--limit"))
+            o.limit = atol(v);
         else if (OPT("--target")) {
             char *end;
             o.target = strtod(v, &end);
@@ -321,16 +493,23 @@ int main(int argc, char **argv)
             continue;
         else if (!cmd && a[0] != '-')
             cmd = a;
+        else if (cmd && a[0] != '-' && o.nargs < 2)
+            o.args[o.nargs++] = a;
         else
             usage();
 #undef OPT
     }
-    if (!cmd || scope_of(cmd) < 0)
+    if (!cmd || (scope_of(cmd) < 0 && !is_followup_cmd(cmd)))
+        usage();
+    if (o.nargs && strcmp(cmd, "followup-mark") != 0)
         usage();
     if (strcmp(o.format, "text") != 0 && strcmp(o.format, "csv") != 0 &&
         strcmp(o.format, "json") != 0)
         usage();
-    char *tok = o.token ? strdup(o.token) : cl_token_from_file(o.tokens, "bureau", 0);
+    bool fu = is_followup_cmd(cmd);
+    char *tok = o.token ? strdup(o.token)
+                : fu    ? cl_token_from_file(o.tokens, o.station ? "station" : "admin", o.station)
+                        : cl_token_from_file(o.tokens, "bureau", 0);
     if (!tok) {
         fprintf(stderr, "bureau: no token: give --token or run `make run` first (%s)\n", o.tokens);
         return 2;
@@ -356,8 +535,15 @@ int main(int argc, char **argv)
     }
     cl_free(r);
 
+    ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
+    Careline__V1__FollowupQuery fq = CARELINE__V1__FOLLOWUP_QUERY__INIT;
+    Careline__V1__FollowupMark fm = CARELINE__V1__FOLLOWUP_MARK__INIT;
+    if (fu && !followup_request(&o, cmd, &e, &fq, &fm)) {
+        cl_close(c);
+        return 2;
+    }
     Careline__V1__CoverageQuery q = CARELINE__V1__COVERAGE_QUERY__INIT;
-    q.scope = (Careline__V1__CoverageScope)scope_of(cmd);
+    q.scope = (Careline__V1__CoverageScope)(fu ? 0 : scope_of(cmd));
     q.town_code = (char *)(o.town ? o.town : "");
     q.uncovered_only = o.uncovered;
     q.covered_only = o.covered;
@@ -365,9 +551,10 @@ int main(int argc, char **argv)
     q.to_date = (char *)(o.to ? o.to : "");
     q.day = (char *)(o.day ? o.day : "");
     q.target = o.target;
-    ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
-    e.body_case = CARELINE__V1__ENVELOPE__BODY_COVERAGE_QUERY;
-    e.coverage_query = &q;
+    if (!fu) {
+        e.body_case = CARELINE__V1__ENVELOPE__BODY_COVERAGE_QUERY;
+        e.coverage_query = &q;
+    }
     r = cl_call(c, &e, 30000, err, sizeof(err), NULL, NULL);
     int rc = 0;
     if (!r) {
@@ -381,6 +568,8 @@ int main(int argc, char **argv)
                 x->field && x->field[0] ? " (" : "", x->field ? x->field : "",
                 x->field && x->field[0] ? ")" : "", x->message);
         rc = x->code == CARELINE__V1__ERROR_CODE__INVALID_ARGUMENT ? 2 : 1;
+    } else if (fu) {
+        rc = followup_print(&o, r);
     } else if (r->body_case != CARELINE__V1__ENVELOPE__BODY_COVERAGE_REPORT) {
         fprintf(stderr, "bureau: unexpected reply\n");
         rc = 1;

@@ -160,6 +160,32 @@ char *report_json(const Careline__V1__CoverageReport *r, Careline__V1__CoverageS
         }
         json_object_set_new(o, "realized", a);
     }
+    if (r->n_unmet || scope == SCOPE(UNMET)) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < r->n_unmet; i++) {
+            const Careline__V1__UnmetRow *w = r->unmet[i];
+            json_t *x = json_object();
+            json_object_set_new(x, "scope", json_string(w->scope));
+            json_object_set_new(x, "key", json_string(w->key));
+            json_object_set_new(x, "name", json_string(w->name));
+            const struct {
+                const char *k;
+                uint32_t v;
+            } n[] = {{"followups", w->followups},
+                     {"open", w->open},
+                     {"contacted", w->contacted},
+                     {"registered", w->registered},
+                     {"declined", w->declined},
+                     {"calls", w->calls},
+                     {"registered_residents", w->registered_residents}};
+            for (size_t k = 0; k < ARRAY_LEN(n); k++)
+                json_object_set_new(x, n[k].k, json_integer(n[k].v));
+            json_object_set_new(x, "median_hours_to_contact",
+                                opt_minutes(w->median_hours_to_contact));
+            json_array_append_new(a, x);
+        }
+        json_object_set_new(o, "unmet", a);
+    }
     char *s = json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
     json_decref(o);
     ASSERT(s);
@@ -291,6 +317,22 @@ char *report_csv(const Careline__V1__CoverageReport *r, Careline__V1__CoverageSc
                     w->not_registered, w->cancelled, w->failed);
             csv_minutes(f, w->median_minutes);
             csv_minutes(f, w->p90_minutes);
+            fputc('\n', f);
+        }
+        break;
+    case SCOPE(UNMET):
+        fputs("scope,key,name,followups,open,contacted,registered,declined,calls,"
+              "registered_residents,median_hours_to_contact\n",
+              f);
+        for (size_t i = 0; i < r->n_unmet; i++) {
+            const Careline__V1__UnmetRow *w = r->unmet[i];
+            fprintf(f, "%s,", w->scope);
+            report_csv_field(f, w->key);
+            fputc(',', f);
+            report_csv_field(f, w->name);
+            fprintf(f, ",%u,%u,%u,%u,%u,%u,%u", w->followups, w->open, w->contacted, w->registered,
+                    w->declined, w->calls, w->registered_residents);
+            csv_minutes(f, w->median_hours_to_contact);
             fputc('\n', f);
         }
         break;

@@ -12,7 +12,7 @@
 /* The bureau's report (as the daemon sends it in CoverageReport) as JSON or CSV, for the
  * HTTP endpoints and `bureau --format json|csv`, so both print the same shapes.
  * JSON: one object with the parts the scope fills ("county", "indicators", "towns",
- * "villages", "history", "plan", "realized"). CSV: one table per scope, a header line then
+ * "villages", "history", "plan", "realized", "unmet"). CSV: one table per scope, a header line then
  * one line per row (county: the county or asked-for town; towns: the county line first).
  * Returns a malloc'd NUL-terminated string (*len, when given, gets its length). */
 char *report_json(const Careline__V1__CoverageReport *r, Careline__V1__CoverageScope scope,

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # rehash-phones.sh KEYFILE CONNINFO — after migration 005_phone_hmac (which dropped every
 # unkeyed SHA-256 phone hash), gives the requests of registered residents their keyed hash
-# back: HMAC-SHA256(phone) under the key dispatchd reads from phone_hash_key_file (KEYFILE;
-# the same bytes: trailing newlines dropped, 32..256 bytes), computed from residents.phone
+# back, and residents registered without the key theirs (residents.phone_hash, which links
+# a follow-up of their number: 009_followups.sql): HMAC-SHA256(phone) under the key
+# dispatchd reads from phone_hash_key_file (KEYFILE; the same bytes: trailing newlines
+# dropped, 32..256 bytes), computed from residents.phone for each resident without one and
 # for each request whose masked number (139****0001) is that resident's. Unregistered
 # callers' old requests cannot be re-keyed: their number is stored nowhere (see the
-# migration). Idempotent: only requests without a hash are touched. One transaction.
+# migration). Idempotent: only requests and residents without a hash are touched. One
+# transaction.
 #
 #   KEYFILE    the phone-hash key file (mode 600), as in dispatchd's config
 #   CONNINFO   libpq conninfo of a superuser on the careline database
@@ -66,6 +69,15 @@ WITH upd AS (
                                    || right(r.phone, 4)
     RETURNING 1)
 SELECT count(*) AS n FROM upd \gset
+-- residents registered without the key (psql, the synthetic loader) get theirs; the
+-- residents_followup trigger then links a follow-up of that number (009_followups.sql)
+WITH upd AS (
+    UPDATE residents r
+       SET phone_hash = sha256(decode('$opad', 'hex')
+                               || sha256(decode('$ipad', 'hex') || convert_to(r.phone, 'UTF8')))
+     WHERE r.phone_hash IS NULL
+    RETURNING 1)
+SELECT count(*) AS m FROM upd \gset
 COMMIT;
-\echo rehash-phones: :n requests of registered residents re-keyed
+\echo rehash-phones: :n requests of registered residents re-keyed, :m residents given their hash
 SQL

@@ -2,7 +2,7 @@
 # check-layers.sh: the daemon's layers, bottom to top, and the rule that a file includes only
 # its own layer and the layers below it. common/ is below every daemon layer; clients/ may
 # include only common/ and clients/lib/. Prints one line per offending include; exits 1 if any.
-#   common < base < store < net < core < reports < server
+#   common < base < store < net < core < reports, admin < server
 set -eu
 cd "$(dirname "$0")/.."
 rank() {

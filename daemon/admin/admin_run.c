@@ -306,8 +306,32 @@ static void run_done(PGresult *res, const char *err, void *arg)
     req_free(r);
 }
 
+static void add_phone_hash(AdminReq *r, json_t *map, const json_t *fields)
+{
+    const char *phone = json_string_value(json_object_get(fields, "phone"));
+    char norm[24], hex[65];
+    if (phone && dispatch_phone_hash(r->a->dispatch, phone, norm, hex))
+        json_object_set_new(map, norm, json_string(hex));
+}
+
+/* Residents carry their number's HMAC (under the key the database never sees), so a
+ * follow-up of their earlier calls is linked when they are registered (sql/functions/
+ * followup.sql's trigger). The daemon computes it; a client cannot send one. */
+static void add_phone_hashes(AdminReq *r)
+{
+    if (strncmp(r->op, "resident.", 9) != 0)
+        return;
+    json_t *map = json_object();
+    add_phone_hash(r, map, json_object_get(r->doc, "args"));
+    const json_t *recs = json_object_get(r->doc, "records");
+    for (size_t i = 0; i < json_array_size(recs); i++)
+        add_phone_hash(r, map, json_array_get(recs, i));
+    json_object_set_new(r->doc, "phone_hashes", map);
+}
+
 void admin_req_run(AdminReq *r, int64_t principal_id, const char *principal)
 {
+    add_phone_hashes(r);
     json_object_set_new(r->doc, "principal_id", json_integer(principal_id));
     json_object_set_new(r->doc, "actor", json_string(principal));
     if (strcmp(r->op, "token.issue") == 0) {

@@ -74,6 +74,10 @@ bool auth_allowed(Role role, Careline__V1__Envelope__BodyCase body)
     case CARELINE__V1__ENVELOPE__BODY_ADMIN_REQUEST:
         allowed = R(ADMIN);
         break;
+    case CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_QUERY:
+    case CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_MARK:
+        allowed = R(STATION) | R(ADMIN); /* a station: its villages only (daemon/admin) */
+        break;
     default: /* replies and pushes are server-to-client only */
         allowed = 0;
         break;

@@ -51,6 +51,11 @@ void dispatch_release(Dispatch *d, int64_t request_id, int attempt, const char *
 /* Runs the sweep soon (capacity freed, a station opened). */
 void dispatch_kick(Dispatch *d);
 
+/* A phone number as submissions key it: normalised (spaces, dashes and +86/0086 dropped)
+ * into norm[24], and its HMAC under the phone_hash_key_file as 64 hex digits. false if the
+ * number is not 5..15 digits (nothing written). */
+bool dispatch_phone_hash(const Dispatch *d, const char *phone, char norm[24], char hex[65]);
+
 /* Maps between the protobuf enums and the database's lower-case names ("queued"). */
 int dispatch_enum_from_db(const ProtobufCEnumDescriptor *desc, const char *db);
 void dispatch_enum_to_db(const ProtobufCEnumDescriptor *desc, int value, char *out, size_t n);

@@ -51,6 +51,14 @@ void intake_phone_hash(const Dispatch *d, const char *phone, char hex[65])
         snprintf(hex + 2 * i, 3, "%02x", mac[i]);
 }
 
+bool dispatch_phone_hash(const Dispatch *d, const char *phone, char norm[24], char hex[65])
+{
+    if (!intake_phone(phone, norm, 24))
+        return false;
+    intake_phone_hash(d, norm, hex);
+    return true;
+}
+
 /* Over every field as sent (the date raw, so "" stays "today" whatever day a retry comes). */
 static void content_hash(const Sub *s, char hex[65])
 {

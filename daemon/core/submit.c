@@ -259,6 +259,10 @@ static json_t *record_json(const Sub *s)
                         s->resident_id ? json_integer(s->resident_id) : json_null());
     json_object_set_new(o, "village", s->village[0] ? json_string(s->village) : json_null());
     json_object_set_new(o, "priority", json_string(prio));
+    /* where an unregistered caller's follow-up belongs (sql/migrations/009_followups.sql) */
+    json_object_set_new(o, "county", json_string(s->d->env->cfg->county_code));
+    json_object_set_new(o, "lat", s->has_loc ? json_real(s->loc_lat) : json_null());
+    json_object_set_new(o, "lon", s->has_loc ? json_real(s->loc_lon) : json_null());
     if (s->state == S(REQUEST_STATE__NOT_REGISTERED))
         json_object_set_new(o, "reason", json_string("caller is not a registered resident"));
     return o;

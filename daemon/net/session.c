@@ -14,7 +14,7 @@
 #include "common/log.h"
 
 #define PROTOCOL_VERSION 1
-#define BODY_CASES       64
+#define BODY_CASES       96 /* above every Envelope body field number (80-89 the highest) */
 
 typedef struct {
     SessionHandler h;

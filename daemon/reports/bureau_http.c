@@ -36,6 +36,7 @@ static const HttpRoute http_routes[] = {
     {"/v1/coverage/history", SCOPE(HISTORY), P_TOWN | P_FROM | P_TO | P_FORMAT, false},
     {"/v1/plan", SCOPE(PLAN), P_TOWN | P_TARGET | P_FORMAT, false},
     {"/v1/realized", SCOPE(REALIZED), P_TOWN | P_FROM | P_TO | P_FORMAT, false},
+    {"/v1/unmet", SCOPE(UNMET), P_TOWN | P_FROM | P_TO | P_FORMAT, false},
     {"/v1/coverage/snapshot", SCOPE(SNAPSHOT), P_DAY | P_FORMAT, true},
 };
 
@@ -135,8 +136,9 @@ static bool parse_query(Req *r, const HttpRoute *rt, const char *qs, Dates *d)
 }
 
 /* After auth: parses the query string and starts the work. */
-static void http_continue(Req *r, const void *arg)
+static void http_continue(Req *r, const void *arg, const AuthAnswer *a)
 {
+    (void)a;
     const HttpRoute *rt = arg;
     struct evhttp_request *h = r->hreq;
     if (!h) {
@@ -175,7 +177,7 @@ static void http_entry(void *arg, struct evhttp_request *h)
     Req *r = bureau_req_new(b, OUT_JSON);
     r->scope = rt->scope;
     bureau_req_watch_http(r, h);
-    bureau_auth_check(r, http_continue, rt);
+    bureau_auth_check(r, BUREAU_READERS, "read coverage figures", http_continue, rt);
 }
 
 void bureau_http_install(Bureau *b)

@@ -66,6 +66,8 @@ typedef struct Req {
     Conn *c; /* OUT_PROTO: ref held, inflight counted */
     uint64_t seq;
     struct evhttp_request *hreq; /* OUT_JSON/CSV; NULL once its connection went away */
+    BureauAuthThen pass_then;    /* bureau_http_authorize: whom to hand hreq to */
+    void *pass_arg;
     /* from the database */
     double tgt_cov, tgt_term, tgt_cert;
     TermRow *term;
@@ -106,9 +108,6 @@ void bureau_now_iso(char *out, size_t n);
 void bureau_req_fail(Req *r, int code, const char *field, const char *fmt, ...) PRINTF_LIKE(4, 5);
 /* Sends r->rep: a CoverageReport frame, or JSON/CSV over HTTP. */
 void bureau_req_reply(Req *r);
-/* {"error":{"code":..,"field":..,"message":..}} with status on h (field may be NULL). */
-void bureau_http_error(Http *http, struct evhttp_request *h, int status, const char *code,
-                       const char *field, const char *msg);
 
 /* ---- the doors (bureau_proto.c, bureau_http.c, bureau_auth.c) --------------------------- */
 
@@ -129,10 +128,15 @@ bool bureau_http_parse_query(Req *r, const char *qs, BureauDates *d) MUSTCHECK;
 void bureau_proto_install(Bureau *b);
 void bureau_http_install(Bureau *b);
 /* Checks r's bearer token (net/http_bearer.h: the server's token checker with its caches,
- * per-address lockout and lookup budget). If the principal may read coverage, calls
- * then(r, arg) — at once on a cache hit, else from the lookup's callback; otherwise answers
- * r (401, 403, 429 or 503, with Retry-After when retrying helps). */
-void bureau_auth_check(Req *r, void (*then)(Req *r, const void *arg), const void *arg);
+ * per-address lockout and lookup budget). If the principal's role is in roles (a mask of
+ * 1 << Role), calls then(r, arg, a) — at once on a cache hit, else from the lookup's callback;
+ * a is borrowed for the call. Otherwise answers r (401, 403 "the ROLE role may not WHAT", 429
+ * or 503, with Retry-After when retrying helps). */
+typedef void (*BureauThen)(Req *r, const void *arg, const AuthAnswer *a);
+void bureau_auth_check(Req *r, unsigned roles, const char *what, BureauThen then, const void *arg);
+/* The roles that read coverage. */
+#define BUREAU_READERS                                                                             \
+    ((1u << CARELINE__V1__ROLE__ROLE_BUREAU) | (1u << CARELINE__V1__ROLE__ROLE_ADMIN))
 
 /* ---- SQL (bureau_sql.c) ------------------------------------------------------------------ */
 

@@ -15,7 +15,7 @@
 #include "common/log.h"
 #include "common/report_format.h"
 
-static int http_status_of(int code)
+int bureau_http_status(int code)
 {
     switch (code) {
     case ERRC(INVALID_ARGUMENT):
@@ -27,6 +27,9 @@ static int http_status_of(int code)
         return 403;
     case ERRC(NOT_FOUND):
         return 404;
+    case ERRC(CONFLICT):
+    case ERRC(INVALID_TRANSITION):
+        return 409;
     case ERRC(UNAVAILABLE):
     case ERRC(OVERLOADED):
     case ERRC(SHUTTING_DOWN):
@@ -94,7 +97,7 @@ void bureau_req_fail(Req *r, int code, const char *field, const char *fmt, ...)
     } else {
         struct evhttp_request *h = bureau_req_take_http(r);
         if (h)
-            bureau_http_error(r->b->env->http, h, http_status_of(code), code_name(code),
+            bureau_http_error(r->b->env->http, h, bureau_http_status(code), code_name(code),
                               http_field(field), msg);
     }
     bureau_req_free(r);

@@ -139,7 +139,7 @@ static bool check_town(Req *r, const DirSnap *snap)
 }
 
 /* from/to as given, or their defaults: to = today (or from, if later), from = to (or 30
- * days back for history); then the order and the length of the range. */
+ * days back for history and unmet demand); then the order and the length of the range. */
 static bool check_range(Req *r, const char *from_s, const char *to_s, CalDay now)
 {
     bool has_from = from_s && from_s[0], has_to = to_s && to_s[0];
@@ -150,7 +150,9 @@ static bool check_range(Req *r, const char *from_s, const char *to_s, CalDay now
     if (!has_to)
         r->to = has_from && r->from > now ? r->from : now;
     if (!has_from)
-        r->from = r->scope == SCOPE(HISTORY) ? r->to - (HISTORY_DEFAULT_DAYS - 1) : r->to;
+        r->from = r->scope == SCOPE(HISTORY) || r->scope == SCOPE(UNMET)
+                      ? r->to - (HISTORY_DEFAULT_DAYS - 1)
+                      : r->to;
     if (r->from > r->to) {
         char a[11], b[11];
         cal_format(r->from, a);
@@ -176,7 +178,7 @@ bool bureau_req_check(Req *r, const char *from_s, const char *to_s, const char *
 bool bureau_req_check_at(Req *r, const DirSnap *snap, CalDay now, const char *from_s,
                          const char *to_s, const char *day_s)
 {
-    if (r->scope < SCOPE(COUNTY) || r->scope > SCOPE(SNAPSHOT)) {
+    if (r->scope < SCOPE(COUNTY) || r->scope > SCOPE(UNMET)) {
         bureau_req_fail(r, ERRC(INVALID_ARGUMENT), "scope", "scope %d is not a coverage scope",
                         (int)r->scope);
         return false;

@@ -1,8 +1,9 @@
 /*
  * bureau_sql: every statement of the bureau, asynchronous on the pool — the targets from
  * settings with the terminal figures of careline_terminal_stations(), the stored snapshots
- * (history), careline_realized(), and the snapshot upsert. Result columns are read by name
- * (store/pgcols.h): a column missing from a result is logged and answered as INTERNAL.
+ * (history), careline_realized(), careline_unmet_demand(), and the snapshot upsert. Result columns
+ * are read by name (store/pgcols.h): a column missing from a result is logged and answered as
+ * INTERNAL.
  */
 #include "reports/bureau_int.h"
 
@@ -205,6 +206,61 @@ static void realized_done(PGresult *res, const char *err, void *arg)
     bureau_req_reply(r);
 }
 
+/* ---- unmet demand ----------------------------------------------------------------------- */
+
+/* careline_unmet_demand()'s declared output columns (sql/functions/bureau.sql). */
+enum {
+    U_SCOPE,
+    U_KEY,
+    U_NAME,
+    U_FOLLOWUPS, /* U_FOLLOWUPS..U_REGISTERED_RESIDENTS: the counts, in the order of cnt[] */
+    U_OPEN,
+    U_CONTACTED,
+    U_REGISTERED,
+    U_DECLINED,
+    U_CALLS,
+    U_REGISTERED_RESIDENTS,
+    U_MEDIAN_HOURS,
+    U_N
+};
+static const char *const unmet_cols[U_N] = {"scope",
+                                            "key",
+                                            "name",
+                                            "followups",
+                                            "open",
+                                            "contacted",
+                                            "registered",
+                                            "declined",
+                                            "calls",
+                                            "registered_residents",
+                                            "median_hours_to_contact"};
+
+static void unmet_done(PGresult *res, const char *err, void *arg)
+{
+    Req *r = arg;
+    PgCols pc = {0};
+    if (!sql_rows(r, res, err, "reading unmet demand", &pc, unmet_cols, U_N))
+        return;
+    Report *rep = &r->rep;
+    int n = PQntuples(res);
+    rep->unmet = bureau_req_alloc(r, ((size_t)n + 1) * sizeof(*rep->unmet));
+    for (int i = 0; i < n; i++) {
+        Careline__V1__UnmetRow *w = bureau_req_alloc(r, sizeof(*w));
+        careline__v1__unmet_row__init(w);
+        w->scope = bureau_req_str(r, pgcols_str(&pc, i, U_SCOPE));
+        w->key = bureau_req_str(r, pgcols_str(&pc, i, U_KEY));
+        w->name = bureau_req_str(r, pgcols_str(&pc, i, U_NAME));
+        uint32_t *cnt[] = {&w->followups, &w->open,  &w->contacted,           &w->registered,
+                           &w->declined,  &w->calls, &w->registered_residents};
+        for (size_t j = 0; j < ARRAY_LEN(cnt); j++)
+            *cnt[j] = (uint32_t)strtoul(pgcols_str(&pc, i, U_FOLLOWUPS + (int)j), NULL, 10);
+        w->median_hours_to_contact =
+            pgcols_null(&pc, i, U_MEDIAN_HOURS) ? -1 : pgcols_double(&pc, i, U_MEDIAN_HOURS);
+        rep->unmet[rep->n_unmet++] = w;
+    }
+    bureau_req_reply(r);
+}
+
 /* ---- the first step of a request -------------------------------------------------------- */
 
 void bureau_req_start(Req *r)
@@ -215,7 +271,7 @@ void bureau_req_start(Req *r)
     cal_format(r->to, d2);
     Report *rep = &r->rep;
     bool ok;
-    if (r->scope == SCOPE(HISTORY) || r->scope == SCOPE(REALIZED)) {
+    if (r->scope == SCOPE(HISTORY) || r->scope == SCOPE(REALIZED) || r->scope == SCOPE(UNMET)) {
         rep->from_date = bureau_req_str(r, d1);
         rep->to_date = bureau_req_str(r, d2);
         rep->scope_code = bureau_req_str(r, r->town[0] ? r->town : s->env->cfg->county_code);
@@ -241,6 +297,13 @@ void bureau_req_start(Req *r)
                       "median_minutes, p90_minutes "
                       "FROM careline_realized($1::date, $2::date, $3)",
                       3, params, realized_done, r);
+    } else if (r->scope == SCOPE(UNMET)) {
+        const char *params[] = {d1, d2, r->town[0] ? r->town : s->env->cfg->county_code};
+        ok = pg_query(s->env->pg,
+                      "SELECT scope, key, name, followups, open, contacted, registered, "
+                      "declined, calls, registered_residents, median_hours_to_contact "
+                      "FROM careline_unmet_demand($1::date, $2::date, $3)",
+                      3, params, unmet_done, r);
     } else {
         if (r->scope == SCOPE(SNAPSHOT)) {
             cal_format(r->day, d1);

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admin/followup.h"
 #include "common/log.h"
 #include "core/dispatch.h"
 #include "core/station.h"
@@ -286,6 +287,7 @@ static void modules_new(Server *s)
     s->station = station_new(&s->env, s->dispatch);
     s->bureau = bureau_new(&s->env, s->dispatch);
     s->admin = admin_new(&s->env, s->dispatch, s->station);
+    s->followups = followups_new(&s->env, s->bureau);
     probes_install(s);
 }
 
@@ -377,6 +379,7 @@ void server_free(Server *s)
     rds_free(s->rds);
     pg_pool_free(s->pg);
     station_free(s->station);
+    followups_free(s->followups);
     bureau_free(s->bureau);
     admin_free(s->admin);
     dispatch_free(s->dispatch);

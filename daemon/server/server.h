@@ -53,6 +53,8 @@ typedef struct Server {
     struct Admin *admin;       /* the admin API (residents, stations, tokens, settings) */
     struct Stations *station;  /* station consoles, job updates, offer expiry */
 
+    struct Followups *followups; /* the follow-up list of callers not registered (admin/) */
+
     struct SchemaCheck *schema; /* the database's schema version check (store/schema.h) */
     int exit_code;              /* server_run's result: 0, or SCHEMA_EXIT_CODE if refused */
 } Server;

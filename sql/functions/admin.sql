@@ -215,7 +215,8 @@ BEGIN
     END IF;
     ctx := jsonb_build_object('op', op, 'reason', btrim(p ->> 'reason'),
                               'principal_id', p -> 'principal_id', 'actor', p ->> 'actor',
-                              'errors', errs, 'dry_run', coalesce((p ->> 'dry_run')::boolean, false));
+                              'errors', errs, 'dry_run', coalesce((p ->> 'dry_run')::boolean, false),
+                              'phone_hashes', coalesce(p -> 'phone_hashes', '{}'));
     RETURN CASE op
         WHEN 'resident.register' THEN careline_adm_resident_register(a, ctx)
         WHEN 'resident.update' THEN careline_adm_resident_update(a, ctx)

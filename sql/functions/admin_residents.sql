@@ -8,7 +8,7 @@
 -- The record as the API shows it and the audit keeps it (no bookkeeping columns).
 CREATE OR REPLACE FUNCTION careline_adm_resident_json(r residents) RETURNS jsonb
     LANGUAGE sql STABLE
-    RETURN to_jsonb(r) - '{created_at,updated_at,synthetic}'::text[]
+    RETURN to_jsonb(r) - '{created_at,updated_at,synthetic,phone_hash}'::text[]
            || jsonb_build_object('village_name',
                                  (SELECT v.name FROM villages v WHERE v.code = r.village_code));
 
@@ -116,9 +116,10 @@ BEGIN
                                                   THEN '{"code": "CONFLICT"}'::jsonb ELSE '{}' END;
     END IF;
     INSERT INTO residents (phone, name, village_code, address, lat, lon, lives_alone, disabled,
-                           birth_year, subsidy_card, assistance_category)
+                           birth_year, subsidy_card, assistance_category, phone_hash)
     SELECT x.phone, btrim(x.name), x.village_code, x.address, x.lat, x.lon, x.lives_alone,
-           x.disabled, x.birth_year, x.subsidy_card, x.assistance_category
+           x.disabled, x.birth_year, x.subsidy_card, x.assistance_category,
+           decode(ctx -> 'phone_hashes' ->> x.phone, 'hex')
       FROM jsonb_populate_record(NULL::residents, m) x
     RETURNING * INTO r;
     RETURN careline_adm_changed(r.id,
@@ -156,10 +157,14 @@ BEGIN
     END IF;
     UPDATE residents SET (phone, name, village_code, address, lat, lon, lives_alone, disabled,
                           birth_year, subsidy_card, assistance_category, active,
-                          deactivated_at) =
+                          deactivated_at, phone_hash) =
         (SELECT x.phone, btrim(x.name), x.village_code, x.address, x.lat, x.lon, x.lives_alone,
                 x.disabled, x.birth_year, x.subsidy_card, x.assistance_category, x.active,
-                CASE WHEN x.active THEN NULL ELSE coalesce(old.deactivated_at, now()) END
+                CASE WHEN x.active THEN NULL ELSE coalesce(old.deactivated_at, now()) END,
+                -- the daemon's HMAC of the (new) number; an unchanged number keeps its own
+                CASE WHEN x.phone = old.phone
+                     THEN coalesce(decode(ctx -> 'phone_hashes' ->> x.phone, 'hex'), old.phone_hash)
+                     ELSE decode(ctx -> 'phone_hashes' ->> x.phone, 'hex') END
            FROM jsonb_populate_record(NULL::residents, m) x)
      WHERE id = old.id RETURNING * INTO r;
     RETURN careline_adm_changed(r.id,

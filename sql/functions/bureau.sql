@@ -84,3 +84,51 @@ REVOKE ALL ON FUNCTION careline_terminal_stations(date, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION careline_realized(date, date, text) TO careline_app, careline_bureau;
 GRANT EXECUTE ON FUNCTION careline_terminal_stations(date, date) TO careline_app,
     careline_bureau;
+
+-- Unmet demand: the follow-ups of callers who were not registered (009_followups.sql) whose
+-- first call fell on local days [p_from, p_to]; p_scope a 6-digit county code or a 12-digit
+-- town code. Rows: scope 'county' (key '') and 'town' (key = town code; '' for callers whose
+-- village is not known). open/contacted/registered/declined: the follow-ups in each state
+-- now; calls: their not_registered calls; registered_residents: follow-ups a registration
+-- linked to a resident. Time to follow up: median hours from the first call to the first
+-- change away from 'open' (contact, decline or registration), over those changed (NULL
+-- when none). No phone, hash or name leaves this function.
+CREATE OR REPLACE FUNCTION careline_unmet_demand(p_from date, p_to date, p_scope text)
+    RETURNS TABLE (scope text, key text, name text, followups bigint, open bigint,
+                   contacted bigint, registered bigint, declined bigint, calls bigint,
+                   registered_residents bigint, median_hours_to_contact double precision)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+    WITH f AS (
+        SELECT f.*, extract(epoch FROM f.first_contact_at - f.first_call_at) / 3600 AS hours
+        FROM followups f
+        WHERE f.first_call_at >= careline_day_start(p_from)
+          AND f.first_call_at < careline_day_start(p_to + 1)
+          AND (f.county_code = p_scope OR f.town_code = p_scope)),
+    g AS (
+        SELECT CASE WHEN grouping(f.town_code) = 0 THEN 'town' ELSE 'county' END AS scope,
+               CASE WHEN grouping(f.town_code) = 0 THEN coalesce(f.town_code::text, '')
+                    ELSE '' END AS key,
+               count(*) AS followups,
+               count(*) FILTER (WHERE f.state = 'open') AS open,
+               count(*) FILTER (WHERE f.state = 'contacted') AS contacted,
+               count(*) FILTER (WHERE f.state = 'registered') AS registered,
+               count(*) FILTER (WHERE f.state = 'declined') AS declined,
+               coalesce(sum(f.calls), 0) AS calls,
+               count(*) FILTER (WHERE f.resident_id IS NOT NULL) AS registered_residents,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY f.hours)
+                   FILTER (WHERE f.hours IS NOT NULL) AS median_hours
+        FROM f
+        GROUP BY GROUPING SETS ((), (f.town_code)))
+    SELECT g.scope, g.key,
+           CASE g.scope WHEN 'county' THEN ''
+                ELSE coalesce((SELECT t.name FROM towns t WHERE t.code = g.key), '') END,
+           g.followups, g.open, g.contacted, g.registered, g.declined, g.calls,
+           g.registered_residents, g.median_hours
+    FROM g
+    ORDER BY CASE g.scope WHEN 'county' THEN 0 ELSE 1 END, g.key
+$$;
+
+REVOKE ALL ON FUNCTION careline_unmet_demand(date, date, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION careline_unmet_demand(date, date, text) TO careline_app,
+    careline_bureau;

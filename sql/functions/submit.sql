@@ -111,7 +111,8 @@ END $$;
 -- it), its job when queued, and one event. "phone_hash" is the daemon's HMAC-SHA256 of the
 -- phone under a key the database never sees (hex; see 005_phone_hmac.sql). Elements: begin's fields plus "request", "job",
 -- "station", "attempt", "state", "reason_code", "reason", "travel", "ws", "we", "expires"
--- (as careline_submit_finish_set) and the resolved "resident_id", "village", "priority".
+-- (as careline_submit_finish_set) and the resolved "resident_id", "village", "priority";
+-- "county" and the call's "lat"/"lon" (or null) place an unregistered caller's follow-up.
 -- A key recorded meanwhile is not written again: changed = false, and the row describes
 -- the request that holds the key (request_id is its id).
 CREATE OR REPLACE FUNCTION careline_submit_record_set(p jsonb)
@@ -135,7 +136,9 @@ BEGIN
                (t.v->>'travel')::integer AS tr,
                to_timestamp((t.v->>'ws')::bigint / 1000.0) AS ws,
                to_timestamp((t.v->>'we')::bigint / 1000.0) AS we,
-               to_timestamp((t.v->>'expires')::bigint / 1000.0) AS ex
+               to_timestamp((t.v->>'expires')::bigint / 1000.0) AS ex,
+               t.v->>'county' AS cty, (t.v->>'lat')::double precision AS la,
+               (t.v->>'lon')::double precision AS lo
           FROM jsonb_array_elements(p) WITH ORDINALITY AS t(v, ord)),
     ins AS (
         INSERT INTO requests (id, idempotency_key, content_hash, resident_id, village_code,
@@ -173,7 +176,45 @@ BEGIN
                CASE WHEN i.s = 'queued' THEN NULL ELSE i.rc END,
                CASE WHEN i.s = 'queued' THEN NULL ELSE i.rs END,
                CASE WHEN i.s = 'queued' THEN i.sn END
-          FROM ins JOIN input i ON i.rq = ins.id)
+          FROM ins JOIN input i ON i.rq = ins.id),
+    -- unmet demand (009_followups.sql): the not_registered calls recorded by this statement
+    -- (a duplicate key inserted nothing, so it never counts twice) join their caller's
+    -- follow-up, one per number per county, created open on the first call. Where they live:
+    -- the village nearest the call's location, when the gateway sent one.
+    nr AS (
+        SELECT i.rq, i.cty, i.phh,
+               left(i.ph, 3) || repeat('*', greatest(length(i.ph) - 7, 0)) || right(i.ph, 4)
+                   AS masked,
+               nv.code AS vc, nv.town_code AS tc
+          FROM ins JOIN input i ON i.rq = ins.id
+          LEFT JOIN LATERAL (
+              SELECT v.code, v.town_code FROM villages v
+               WHERE i.la IS NOT NULL AND v.county_code = i.cty
+               ORDER BY (v.lat - i.la) ^ 2 + ((v.lon - i.lo) * cos(radians(i.la))) ^ 2
+               LIMIT 1) nv ON true
+         WHERE i.s = 'not_registered' AND i.phh IS NOT NULL AND i.ph IS NOT NULL
+           AND i.cty IS NOT NULL),
+    fu AS (
+        INSERT INTO followups AS f (county_code, phone_hash, phone_masked, village_code,
+                                    town_code, first_call_at, last_call_at, calls)
+        SELECT n.cty, n.phh, min(n.masked),
+               (array_agg(n.vc ORDER BY n.rq DESC) FILTER (WHERE n.vc IS NOT NULL))[1],
+               (array_agg(n.tc ORDER BY n.rq DESC) FILTER (WHERE n.vc IS NOT NULL))[1],
+               now(), now(), count(*)
+          FROM nr n GROUP BY n.cty, n.phh
+        ON CONFLICT (county_code, phone_hash) DO UPDATE
+           SET calls = f.calls + EXCLUDED.calls, last_call_at = EXCLUDED.last_call_at,
+               village_code = coalesce(f.village_code, EXCLUDED.village_code),
+               town_code = CASE WHEN f.village_code IS NULL THEN EXCLUDED.town_code
+                                ELSE f.town_code END
+        RETURNING f.id, f.county_code, f.phone_hash, xmax = 0 AS created),
+    fu_ev AS (
+        INSERT INTO followup_events (followup_id, state, actor)
+        SELECT fu.id, 'open', 'gateway' FROM fu WHERE fu.created),
+    fu_calls AS (
+        INSERT INTO followup_calls (request_id, followup_id)
+        SELECT n.rq, fu.id FROM nr n
+          JOIN fu ON fu.county_code = n.cty AND fu.phone_hash = n.phh)
     SELECT i.i,
            CASE WHEN ins.id IS NOT NULL THEN i.s
                 ELSE coalesce(cur.state::text, careline_retry_alone('key ' || i.k)) END,

@@ -2,7 +2,8 @@
  * fuzz_messages: one Envelope (no frame header) from any role, handed to the daemon code
  * that validates its message: SubmitRequest (intake_validate), StatusQuery and
  * CancelRequest (query.c's handlers), JobUpdate (job_update.c), StationStatus
- * (station_status.c) and CoverageQuery (the protocol door, then bureau_req_check_at). The
+ * (station_status.c), CoverageQuery (the protocol door, then bureau_req_check_at) and
+ * FollowupQuery / FollowupMark (daemon/admin's protocol door). The
  * handlers run as in the daemon; the backends refuse (fuzz_env.h), so an accepted request is
  * answered OVERLOADED or UNAVAILABLE at once. Checked: every request is answered exactly
  * once with its seq (a validation that passes answers nothing yet), every Error is sound
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin/followup_int.h"
 #include "core/dispatch_int.h"
 #include "core/station_int.h"
 #include "fuzz_env.h"
@@ -29,6 +31,7 @@ typedef struct {
     Dispatch d;
     Stations st;
     Bureau b;
+    Followups fu;
     Conn *c;
 } Msg;
 
@@ -49,6 +52,8 @@ static Msg *msg_env(Fuzz *f)
     m->st.caplim = rds_script_new(f->env.rds, "return 0");
     m->b.env = &f->env;
     m->b.dispatch = &m->d;
+    m->fu.env = &f->env;
+    m->fu.bureau = &m->b;
     m->c = fuzz_conn(f, CARELINE__V1__ROLE__ROLE_UNSPECIFIED, 0, NULL);
     return m;
 }
@@ -132,7 +137,7 @@ static void coverage(Fuzz *f, Msg *m, Envelope *env)
     }
     fuzz_replies(m->c, on_reply, &rep);
     FUZZ_ASSERT(rep.n == 0, "an accepted CoverageQuery was answered already");
-    FUZZ_ASSERT(r->scope >= SCOPE(COUNTY) && r->scope <= SCOPE(SNAPSHOT), "scope %d accepted",
+    FUZZ_ASSERT(r->scope >= SCOPE(COUNTY) && r->scope <= SCOPE(UNMET), "scope %d accepted",
                 (int)r->scope);
     FUZZ_ASSERT(!r->town[0] || (strlen(r->town) == 12 && bureau_town_index(f->snap, r->town) >= 0 &&
                                 bureau_in_county(r->town, f->cfg.county_code)),
@@ -237,7 +242,9 @@ static Envelope *build(const uint8_t *p, size_t n)
     Careline__V1__StationStatus ss = CARELINE__V1__STATION_STATUS__INIT;
     Careline__V1__SlotCapacity caps[20], *capp[20];
     Careline__V1__CoverageQuery cq = CARELINE__V1__COVERAGE_QUERY__INIT;
-    switch (rd_u8(&r) % 6) {
+    Careline__V1__FollowupQuery fq = CARELINE__V1__FOLLOWUP_QUERY__INIT;
+    Careline__V1__FollowupMark fm = CARELINE__V1__FOLLOWUP_MARK__INIT;
+    switch (rd_u8(&r) % 8) {
     case 0:
         e.body_case = CARELINE__V1__ENVELOPE__BODY_SUBMIT;
         e.submit = &sr;
@@ -304,6 +311,23 @@ static Envelope *build(const uint8_t *p, size_t n)
             capp[i] = &caps[i];
         }
         break;
+    case 5:
+        e.body_case = CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_QUERY;
+        e.followup_query = &fq;
+        fq.village_code = rd_str(&r);
+        fq.town_code = rd_str(&r);
+        fq.state = rd_i32(&r);
+        fq.after_id = rd_i64(&r);
+        fq.limit = (uint32_t)rd_i64(&r);
+        break;
+    case 6:
+        e.body_case = CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_MARK;
+        e.followup_mark = &fm;
+        fm.followup_id = rd_i64(&r);
+        fm.state = rd_i32(&r);
+        fm.note = rd_str(&r);
+        fm.village_code = rd_str(&r);
+        break;
     default:
         e.body_case = CARELINE__V1__ENVELOPE__BODY_COVERAGE_QUERY;
         e.coverage_query = &cq;
@@ -360,6 +384,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case CARELINE__V1__ENVELOPE__BODY_COVERAGE_QUERY:
         coverage(f, m, env);
+        break;
+    case CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_QUERY:
+        handler(m, followup_handle_query, &m->fu, env, "FollowupQuery");
+        break;
+    case CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_MARK:
+        handler(m, followup_handle_mark, &m->fu, env, "FollowupMark");
         break;
     default:
         FUZZ_ASSERT(frame_body_name(env) != NULL, "no body name");

@@ -597,9 +597,25 @@ static void admin_register_then_queued(void)
     T_EQ_INT(isess_result(r)->state, RST(QUEUED));
     cl_free(r);
 
-    /* deactivated: their calls count as not registered again */
+    /* the registration carried the number's HMAC (made by the daemon), so the follow-up of
+     * the first call is registered and linked to the new resident, with that call */
     const char *pp[] = {phone};
     long long rid = itest_sql_ll(pg, "SELECT id FROM residents WHERE phone = $1", 1, pp);
+    T_EQ_INT(
+        itest_sql_ll(
+            pg,
+            "SELECT count(*) FROM residents r JOIN requests q"
+            " ON q.caller_phone_hash = r.phone_hash WHERE r.phone = $1 AND q.resident_id IS NULL",
+            1, pp),
+        1);
+    char q[256];
+    snprintf(q, sizeof(q),
+             "SELECT count(*) FROM followups f JOIN followup_calls c ON c.followup_id = f.id"
+             " WHERE f.resident_id = %lld AND f.state = 'registered'",
+             rid);
+    T_EQ_INT(itest_sql_ll(pg, q, 0, NULL), 1);
+
+    /* deactivated: their calls count as not registered again */
     snprintf(body, sizeof(body), "{\"id\": %lld, \"reason\": \"moved away\"}", rid);
     T_EQ_INT(http("POST", "/v1/admin/residents/deactivate", tok, body, NULL), 200);
     snprintf(key, sizeof(key), "adm-reg-3-%d", (int)getpid());

@@ -33,6 +33,13 @@ static void permission_table(void)
     T_ASSERT(!auth_allowed(gw, CARELINE__V1__ENVELOPE__BODY_COVERAGE_QUERY));
     T_ASSERT(auth_allowed(ad, CARELINE__V1__ENVELOPE__BODY_COVERAGE_QUERY));
     T_ASSERT(auth_allowed(st, CARELINE__V1__ENVELOPE__BODY_PING));
+    /* the follow-up list: admin and stations (their villages: daemon/admin), no one else */
+    T_ASSERT(auth_allowed(ad, CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_QUERY));
+    T_ASSERT(auth_allowed(st, CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_MARK));
+    T_ASSERT(!auth_allowed(gw, CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_QUERY));
+    T_ASSERT(!auth_allowed(bu, CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_QUERY));
+    T_ASSERT(!auth_allowed(bu, CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_MARK));
+    T_ASSERT(!auth_allowed(ad, CARELINE__V1__ENVELOPE__BODY_FOLLOWUP_LIST));
     /* server-to-client messages are never accepted from a client */
     T_ASSERT(!auth_allowed(ad, CARELINE__V1__ENVELOPE__BODY_JOB_OFFER));
     T_ASSERT(!auth_allowed(ad, CARELINE__V1__ENVELOPE__BODY_SUBMIT_RESULT));

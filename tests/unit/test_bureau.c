@@ -87,6 +87,37 @@ static void test_render_county(void)
     free(js);
 }
 
+static void test_render_unmet(void)
+{
+    Careline__V1__UnmetRow c = CARELINE__V1__UNMET_ROW__INIT, t = CARELINE__V1__UNMET_ROW__INIT;
+    c.scope = (char *)"county", c.key = (char *)"", c.name = (char *)"";
+    c.followups = 2, c.open = 1, c.declined = 1, c.calls = 5;
+    c.median_hours_to_contact = 3.5;
+    t.scope = (char *)"town", t.key = (char *)"", t.name = (char *)"";
+    t.followups = 2, t.open = 1, t.declined = 1, t.calls = 5;
+    t.median_hours_to_contact = -1; /* none followed up: empty in CSV, null in JSON */
+    Careline__V1__UnmetRow *rows[] = {&c, &t};
+    Careline__V1__CoverageReport r = CARELINE__V1__COVERAGE_REPORT__INIT;
+    r.n_unmet = 2, r.unmet = rows;
+    char *csv = report_csv(&r, SCOPE(UNMET), NULL);
+    T_EQ_STR(csv, "scope,key,name,followups,open,contacted,registered,declined,calls,"
+                  "registered_residents,median_hours_to_contact\n"
+                  "county,,,2,1,0,0,1,5,0,3.50\n"
+                  "town,,,2,1,0,0,1,5,0,\n");
+    free(csv);
+    char *js = report_json(&r, SCOPE(UNMET), NULL);
+    json_t *j = json_loads(js, 0, NULL);
+    T_ASSERT(j);
+    json_t *a = json_object_get(j, "unmet");
+    T_EQ_INT(json_array_size(a), 2);
+    T_NEAR(json_real_value(json_object_get(json_array_get(a, 0), "median_hours_to_contact")), 3.5,
+           1e-9);
+    T_ASSERT(json_is_null(json_object_get(json_array_get(a, 1), "median_hours_to_contact")));
+    T_EQ_INT(json_integer_value(json_object_get(json_array_get(a, 0), "calls")), 5);
+    json_decref(j);
+    free(js);
+}
+
 /* Villages in clusters along a line, 0.2 degrees apart (22 km: far beyond one circle), no
  * stations: each cluster needs one site, so greedy and brute force both need k sites. */
 static void test_plan_matches_brute_force(void)
@@ -118,6 +149,7 @@ static const TCase cases[] = {
     {"bureau_csv_field", test_csv_field, 0},
     {"bureau_render_villages", test_render_villages, 0},
     {"bureau_render_county", test_render_county, 0},
+    {"bureau_render_unmet", test_render_unmet, 0},
     {"bureau_plan_brute_force", test_plan_matches_brute_force, 0},
     {NULL, NULL, 0},
 };
