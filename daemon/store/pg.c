@@ -22,6 +22,10 @@ static void pgpool_query_free(PgQuery *q)
 
 void pgpool_query_finish(PgPool *p, PgQuery *q, PGresult *res, const char *err)
 {
+    if (q->sent_ms && p->metrics)
+        metrics_hist_observe(&p->metrics->pg_seconds,
+                             (double)(util_now_ms() - q->sent_ms) / 1000.0);
+    p->cb_sent = q->sent_ms != 0;
     p->cb_depth++;
     if (q->cb)
         q->cb(res, err, q->arg);
@@ -100,6 +104,7 @@ PgPool *pg_pool_new(struct event_base *base, const char *conninfo, int size, int
     p->timeout_ms = query_timeout_ms;
     p->max_queue = max_queue;
     p->rng = util_rng_seed(p);
+    breaker_init(&p->breaker, 1);
     if (!strstr(conninfo, "options"))
         snprintf(p->options, sizeof(p->options), "-c statement_timeout=%d",
                  query_timeout_ms + 1000);
@@ -150,6 +155,114 @@ bool pg_query(PgPool *p, const char *sql, int nparams, const char *const *params
     return true;
 }
 
+/* ---- the circuit breaker ------------------------------------------------------------- */
+
+void pgpool_progress(PgPool *p)
+{
+    p->last_done_ms = util_now_ms();
+    p->ever_up = true;
+    if (!breaker_allows(&p->breaker))
+        log_info("PostgreSQL answers again: the breaker is closed (submissions accepted)");
+    breaker_success(&p->breaker);
+}
+
+/* No healthy connection (once one was up), or every connection busy and none answering
+ * for stall_ms. A long statement among others that complete is no stall. */
+static bool pgpool_stalled(const PgPool *p, int64_t now)
+{
+    bool healthy = false, idle = false;
+    int64_t oldest = 0;
+    for (int i = 0; i < p->size; i++) {
+        const PgConn *c = &p->conns[i];
+        if (c->state == PGC_IDLE)
+            idle = healthy = true;
+        else if (c->state == PGC_BUSY) {
+            healthy = true;
+            if (c->q && c->q->sent_ms && (!oldest || c->q->sent_ms < oldest))
+                oldest = c->q->sent_ms;
+        }
+    }
+    if (!healthy)
+        return p->ever_up;
+    if (idle || !oldest)
+        return false;
+    int64_t since = oldest > p->last_done_ms ? oldest : p->last_done_ms;
+    return now - since > p->stall_ms;
+}
+
+static void pgpool_probe_cb(PGresult *res, const char *err, void *arg)
+{
+    PgPool *p = arg;
+    (void)err;
+    bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK;
+    breaker_probe_result(&p->breaker, ok, util_now_ms());
+}
+
+static void pgpool_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    PgPool *p = arg;
+    int64_t now = util_now_ms();
+    (void)fd;
+    (void)what;
+    if (p->closing)
+        return;
+    if (breaker_observe(&p->breaker, pgpool_stalled(p, now), now))
+        log_warn("PostgreSQL stalled (%s): the breaker is open; submissions are refused at "
+                 "once until it answers again",
+                 pg_pool_ready(p) ? "no answer while every connection is busy"
+                                  : "no healthy connection");
+    if (breaker_probe_due(&p->breaker, now) &&
+        !pg_query(p, "SELECT 1", 0, NULL, pgpool_probe_cb, p))
+        breaker_probe_result(&p->breaker, false, now);
+    if (p->metrics) {
+        p->metrics->pg_queue_depth = (int64_t)p->qlen;
+        p->metrics->pg_running = (int64_t)p->running;
+        p->metrics->pg_breaker_state = (int)p->breaker.state;
+        p->metrics->pg_breaker_trips = p->breaker.trips;
+    }
+}
+
+void pg_pool_set_breaker(PgPool *p, int stall_ms, int probe_ms)
+{
+    p->stall_ms = stall_ms;
+    breaker_init(&p->breaker, probe_ms);
+    if (p->tick)
+        event_free(p->tick);
+    p->tick = NULL;
+    if (stall_ms <= 0)
+        return;
+    p->tick = event_new(p->base, -1, EV_PERSIST, pgpool_tick_cb, p);
+    ASSERT(p->tick);
+    int every = stall_ms / 5 < 100 ? stall_ms / 5 : 100;
+    struct timeval tv = {0, (every > 0 ? every : 1) * 1000};
+    event_add(p->tick, &tv);
+}
+
+void pg_pool_set_metrics(PgPool *p, Metrics *m)
+{
+    p->metrics = m;
+}
+
+bool pg_pool_available(const PgPool *p)
+{
+    return breaker_allows(&p->breaker);
+}
+
+BreakerState pg_pool_breaker_state(const PgPool *p)
+{
+    return p->breaker.state;
+}
+
+uint64_t pg_pool_breaker_trips(const PgPool *p)
+{
+    return p->breaker.trips;
+}
+
+bool pg_pool_cb_sent(const PgPool *p)
+{
+    return p->cb_sent;
+}
+
 bool pg_pool_ready(const PgPool *p)
 {
     for (int i = 0; i < p->size; i++)
@@ -188,6 +301,8 @@ void pg_pool_free(PgPool *p)
         free(p->lconn);
     }
     ASSERT(p->running == 0 && p->qlen == 0);
+    if (p->tick)
+        event_free(p->tick);
     pglisten_free_all(p);
     event_free(p->qtimer);
     free(p->conns);
