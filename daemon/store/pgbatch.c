@@ -106,8 +106,10 @@ static void batch_done(PGresult *res, const char *err, void *arg)
     if (ok && !pgcols_bind(&cols, res, batch_cols, COL_N)) {
         /* the statement itself is wrong: retrying the items alone would fail the same way */
         log_error("pgbatch: \"%s\" returned no column \"%s\"", q->sql, cols.missing);
+        q->cb_sent = true; /* it ran: whatever it wrote is committed */
         for (size_t i = 0; i < b->n; i++)
             item_fail(&b->items[i], "the batch statement returned no element index column");
+        q->cb_sent = false;
     } else if (!ok && unreachable(res)) {
         log_warn("a batch of %zu failed (%s); not retried: the database is unreachable", b->n,
                  PG_ERRLINE(res, err));
@@ -131,8 +133,10 @@ static void batch_done(PGresult *res, const char *err, void *arg)
         const char *why = !res                                     ? err
                           : PQresultStatus(res) == PGRES_TUPLES_OK ? "incomplete batch result"
                                                                    : PG_ERRLINE(res, NULL);
+        q->cb_sent = res && PQresultStatus(res) == PGRES_TUPLES_OK; /* it ran to its commit */
         for (size_t i = 0; i < b->n; i++)
             item_fail(&b->items[i], why);
+        q->cb_sent = false;
     } else {
         for (size_t i = 0; i < b->n; i++)
             json_decref(b->items[i].elem);
