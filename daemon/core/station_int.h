@@ -73,6 +73,7 @@ struct Stations {
     size_t nwake, capwake;
     struct event *wake_ev; /* fires once per turn while wake is non-empty */
     PgBatch *updates;      /* JobUpdates, group-committed */
+    struct SessionLease *lease; /* this daemon's lease on its terminal sessions */
     PgCols update_cols;    /* their result's columns, bound once per batch (job_update.c) */
     StSession **due;       /* consoles to re-read at the end of this loop turn */
     size_t ndue, capdue;
