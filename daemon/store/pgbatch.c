@@ -175,10 +175,10 @@ static void flush(PgBatch *q)
         size_t keep = 0;
         for (size_t i = 0; i < n; i++) {
             Item *it = &b->items[i];
-            if (it->deadline < now)
-                item_fail(it, "timed out waiting for the database");
-            else if (it->keep && !it->keep(it->arg))
+            if (it->keep && !it->keep(it->arg))
                 item_fail(it, "the caller has gone");
+            else if (it->deadline < now)
+                item_fail(it, "timed out waiting for the database");
             else
                 b->items[keep++] = *it;
         }
