@@ -36,14 +36,14 @@ typedef enum MetricsSubmit {
     MSUB_REJECTED,
     MSUB_NOT_REGISTERED,
     MSUB_DEAD_LETTER,
-    MSUB_OTHER_STATE,  /* a duplicate found in a later state (accepted, done, ...) */
-    MSUB_INVALID,      /* INVALID_ARGUMENT */
-    MSUB_CONFLICT,     /* idempotency key used for other content */
-    MSUB_NOT_FOUND,    /* unknown resident */
-    MSUB_UNAVAILABLE,  /* a backend failed, the breaker was open or the deadline passed */
-    MSUB_OVERLOADED,   /* the queues were full */
-    MSUB_ERROR,        /* any other error code */
-    MSUB_CALLER_GONE,  /* the connection closed first: dropped, nobody to answer */
+    MSUB_OTHER_STATE, /* a duplicate found in a later state (accepted, done, ...) */
+    MSUB_INVALID,     /* INVALID_ARGUMENT */
+    MSUB_CONFLICT,    /* idempotency key used for other content */
+    MSUB_NOT_FOUND,   /* unknown resident */
+    MSUB_UNAVAILABLE, /* a backend failed, the breaker was open or the deadline passed */
+    MSUB_OVERLOADED,  /* the queues were full */
+    MSUB_ERROR,       /* any other error code */
+    MSUB_CALLER_GONE, /* the connection closed first: dropped, nobody to answer */
     MSUB_N
 } MetricsSubmit;
 const char *metrics_submit_name(MetricsSubmit o);

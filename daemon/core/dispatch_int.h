@@ -113,12 +113,12 @@ typedef struct Sub {
     bool reserved; /* this run's script call reserved (or found) capacity */
     char msg[200];
     /* the caller's deadline (gateway submissions only) */
-    int64_t t0_ms;     /* util_now_ms() when the frame arrived */
-    int64_t due_ms;    /* its deadline: answered by then, whatever the backends do */
-    DeadlineItem dl;   /* armed while the caller waits */
-    bool answered;     /* the caller has its answer (at most one) */
-    bool abandoned;    /* answered "nothing was recorded": nothing more may be written */
-    bool record_sent;  /* a fresh record went to the pool: it may commit from now on */
+    int64_t t0_ms;    /* util_now_ms() when the frame arrived */
+    int64_t due_ms;   /* its deadline: answered by then, whatever the backends do */
+    DeadlineItem dl;  /* armed while the caller waits */
+    bool answered;    /* the caller has its answer (at most one) */
+    bool abandoned;   /* answered "nothing was recorded": nothing more may be written */
+    bool record_sent; /* a fresh record went to the pool: it may commit from now on */
 } Sub;
 
 /*

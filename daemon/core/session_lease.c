@@ -49,8 +49,8 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     char ms[16];
     snprintf(ms, sizeof(ms), "%d", l->env->cfg->session_lease_ms);
     const char *p[] = {l->env->server_id, ms};
-    l->inflight = pg_query(l->env->pg, "SELECT careline_session_lease($1, $2::integer)", 2, p,
-                           renewed, l);
+    l->inflight =
+        pg_query(l->env->pg, "SELECT careline_session_lease($1, $2::integer)", 2, p, renewed, l);
 }
 
 SessionLease *session_lease_new(const Env *env)

@@ -503,11 +503,11 @@ void sub_finish(Sub *s)
         return;
     }
     if (s->fresh)
-        pgbatch_add_until(d->batch[BATCH_RECORD], record_json(s), s->due_ms, sub_keep,
-                          finish_done, s);
+        pgbatch_add_until(d->batch[BATCH_RECORD], record_json(s), s->due_ms, sub_keep, finish_done,
+                          s);
     else
-        pgbatch_add_until(d->batch[BATCH_FINISH], finish_json(s), s->due_ms, sub_keep,
-                          finish_done, s);
+        pgbatch_add_until(d->batch[BATCH_FINISH], finish_json(s), s->due_ms, sub_keep, finish_done,
+                          s);
 }
 
 /* ---- resolve: what PostgreSQL knows of a submission -------------------------------------- */

@@ -89,12 +89,12 @@ struct PgPool {
     uint64_t queries;       /* statements accepted by pg_query, for /metrics */
     /* the circuit breaker (store/breaker.h); stall_ms 0 = off */
     Breaker breaker;
-    int stall_ms;          /* running work and no answer for this long = stalled */
-    struct event *tick;    /* EV_PERSIST: watches for stalls, sends probes */
-    int64_t last_done_ms;  /* util_now_ms() of the last statement answered or connect made */
-    bool ever_up;          /* a connection was up once: "none healthy" is a stall from then */
-    bool cb_sent;          /* during a failed query's callback: it had been sent */
-    Metrics *metrics;      /* statement latencies and pool gauges, or NULL */
+    int stall_ms;         /* running work and no answer for this long = stalled */
+    struct event *tick;   /* EV_PERSIST: watches for stalls, sends probes */
+    int64_t last_done_ms; /* util_now_ms() of the last statement answered or connect made */
+    bool ever_up;         /* a connection was up once: "none healthy" is a stall from then */
+    bool cb_sent;         /* during a failed query's callback: it had been sent */
+    Metrics *metrics;     /* statement latencies and pool gauges, or NULL */
 };
 
 /* ---- pg.c: the pool and its wait queue ---- */

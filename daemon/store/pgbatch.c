@@ -20,10 +20,10 @@ typedef struct {
     json_t *elem;
     PgBatchCb cb;
     void *arg;
-    int64_t deadline; /* util_now_ms() by which its batch must have left */
+    int64_t deadline;   /* util_now_ms() by which its batch must have left */
     PgBatchKeepCb keep; /* NULL or asked before sending */
-    bool solo;        /* its batch failed: retried alone */
-    int reruns;       /* lone runs repeated after a serialization failure */
+    bool solo;          /* its batch failed: retried alone */
+    int reruns;         /* lone runs repeated after a serialization failure */
 } Item;
 
 /* A lone item that fails with a serialization failure (SQLSTATE 40001: a concurrent
@@ -47,8 +47,8 @@ static bool unreachable(const PGresult *res)
     const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     if (!st)
         return PQresultStatus(res) == PGRES_BAD_RESPONSE;
-    return strncmp(st, "08", 2) == 0 || strncmp(st, "57P0", 4) == 0 ||
-           strcmp(st, "57014") == 0 || strcmp(st, "53300") == 0;
+    return strncmp(st, "08", 2) == 0 || strncmp(st, "57P0", 4) == 0 || strcmp(st, "57014") == 0 ||
+           strcmp(st, "53300") == 0;
 }
 
 struct PgBatch {
@@ -222,8 +222,8 @@ bool pgbatch_cb_sent(const PgBatch *q)
     return q->cb_sent;
 }
 
-void pgbatch_add_until(PgBatch *q, json_t *elem, int64_t deadline, PgBatchKeepCb keep,
-                       PgBatchCb cb, void *arg)
+void pgbatch_add_until(PgBatch *q, json_t *elem, int64_t deadline, PgBatchKeepCb keep, PgBatchCb cb,
+                       void *arg)
 {
     int64_t dflt = util_now_ms() + q->max_wait_ms;
     Item it = {.elem = elem,

@@ -56,8 +56,8 @@ void pgbatch_add(PgBatch *q, json_t *elem, PgBatchCb cb, void *arg);
  * max_wait_ms) after which the item is failed instead of sent, and keep (NULL = always)
  * asked just before it is sent.
  */
-void pgbatch_add_until(PgBatch *q, json_t *elem, int64_t deadline, PgBatchKeepCb keep,
-                       PgBatchCb cb, void *arg);
+void pgbatch_add_until(PgBatch *q, json_t *elem, int64_t deadline, PgBatchKeepCb keep, PgBatchCb cb,
+                       void *arg);
 
 /*
  * Inside a PgBatchCb with res NULL: true when the item's statement had reached the server

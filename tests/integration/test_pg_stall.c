@@ -207,8 +207,8 @@ static long long count_keys(PGconn *pg, char *arr, size_t cap)
     size_t len = strlen(arr);
     snprintf(arr + len, cap - len, "}");
     const char *p[] = {arr};
-    return itest_sql_ll(pg, "SELECT count(*) FROM requests WHERE idempotency_key = ANY ($1::text[])",
-                        1, p);
+    return itest_sql_ll(
+        pg, "SELECT count(*) FROM requests WHERE idempotency_key = ANY ($1::text[])", 1, p);
 }
 
 #define CONNS    4
@@ -225,8 +225,8 @@ static void freeze_under_load(void)
     for (int i = 0; i < 20; i++)
         fix_resident(pg, &f, i, false, phones[i]);
     Daemon d;
-    itest_daemon_up(&d, (const char *const[]){"--submit_deadline_ms=2000",
-                                              "--priority_reserve_pct=0", NULL});
+    itest_daemon_up(
+        &d, (const char *const[]){"--submit_deadline_ms=2000", "--priority_reserve_pct=0", NULL});
     char tok[64], prefix[64];
     itest_make_token(pg, "gateway", 0, tok);
     snprintf(prefix, sizeof(prefix), "%s", fix_key("frz"));
@@ -408,7 +408,8 @@ static void dropped_caller_never_reaches_pg(void)
     snprintf(pb, sizeof(pb), "%s", fix_key("late"));
     ClConn *a = itest_login(&d, tok), *b = itest_login(&d, tok);
     long long dropped0 = itest_metric(d.http_port, "careline_submit_dropped_total");
-    long long gone0 = itest_metric(d.http_port, "careline_submissions_total{outcome=\"CALLER_GONE\"}");
+    long long gone0 =
+        itest_metric(d.http_port, "careline_submissions_total{outcome=\"CALLER_GONE\"}");
     PGconn *locker = itest_pg();
     PQclear(itest_sql(locker, "BEGIN", 0, NULL));
     PQclear(itest_sql(locker, "LOCK TABLE requests IN ACCESS EXCLUSIVE MODE", 0, NULL));
@@ -459,14 +460,14 @@ static void dropped_caller_never_reaches_pg(void)
     usleep(500000);
     char like[96];
     snprintf(like, sizeof(like), "%s-%%", pa);
-    long gone_rows = idisp_sql_long(pg, "SELECT count(*) FROM requests WHERE idempotency_key LIKE $1",
-                                    like);
+    long gone_rows =
+        idisp_sql_long(pg, "SELECT count(*) FROM requests WHERE idempotency_key LIKE $1", like);
     snprintf(like, sizeof(like), "%s-%%", pb);
-    long late_rows = idisp_sql_long(pg, "SELECT count(*) FROM requests WHERE idempotency_key LIKE $1",
-                                    like);
+    long late_rows =
+        idisp_sql_long(pg, "SELECT count(*) FROM requests WHERE idempotency_key LIKE $1", like);
     long long dropped = itest_metric(d.http_port, "careline_submit_dropped_total") - dropped0;
-    long long gone = itest_metric(d.http_port, "careline_submissions_total{outcome=\"CALLER_GONE\"}") -
-                     gone0;
+    long long gone =
+        itest_metric(d.http_port, "careline_submissions_total{outcome=\"CALLER_GONE\"}") - gone0;
     printf("  rows: hung up %ld, past deadline %ld; steps dropped before PostgreSQL %lld; "
            "caller gone %lld\n",
            gone_rows, late_rows, dropped, gone);
@@ -475,11 +476,12 @@ static void dropped_caller_never_reaches_pg(void)
     T_ASSERT(dropped >= N); /* most never even reached the lookup */
     T_EQ_INT((int)gone, N);
     /* and the daemon serves as before */
-    ClEnvelope *r = idisp_submit(&d, b, &(IdispReq){.key = fix_key("gone-after"),
-                                                    .phone = phones[0],
-                                                    .kind = S(SERVICE_KIND__MEAL_DELIVERY),
-                                                    .slot = S(MEAL_SLOT__LUNCH),
-                                                    .date = fix_tomorrow()});
+    ClEnvelope *r = idisp_submit(&d, b,
+                                 &(IdispReq){.key = fix_key("gone-after"),
+                                             .phone = phones[0],
+                                             .kind = S(SERVICE_KIND__MEAL_DELIVERY),
+                                             .slot = S(MEAL_SLOT__LUNCH),
+                                             .date = fix_tomorrow()});
     T_ASSERT(r && r->body_case == BODY(SUBMIT_RESULT));
     cl_free(r);
     cl_close(b);
