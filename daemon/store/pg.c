@@ -206,7 +206,7 @@ static void pgpool_tick_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (p->closing)
         return;
-    if (breaker_observe(&p->breaker, pgpool_stalled(p, now), now))
+    if (p->stall_ms > 0 && breaker_observe(&p->breaker, pgpool_stalled(p, now), now))
         log_warn("PostgreSQL stalled (%s): the breaker is open; submissions are refused at "
                  "once until it answers again",
                  pg_pool_ready(p) ? "no answer while every connection is busy"
@@ -222,25 +222,33 @@ static void pgpool_tick_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-void pg_pool_set_breaker(PgPool *p, int stall_ms, int probe_ms)
+/* The tick runs while there is a breaker or metrics to keep (a pool with neither, as in
+ * the pool's own tests, holds no timer: an idle loop may end). */
+static void pgpool_tick_arm(PgPool *p)
 {
-    p->stall_ms = stall_ms;
-    breaker_init(&p->breaker, probe_ms);
     if (p->tick)
         event_free(p->tick);
     p->tick = NULL;
-    if (stall_ms <= 0)
+    if (p->stall_ms <= 0 && !p->metrics)
         return;
+    int every = p->stall_ms > 0 && p->stall_ms / 5 < 100 ? p->stall_ms / 5 : 100;
     p->tick = event_new(p->base, -1, EV_PERSIST, pgpool_tick_cb, p);
     ASSERT(p->tick);
-    int every = stall_ms / 5 < 100 ? stall_ms / 5 : 100;
     struct timeval tv = {0, (every > 0 ? every : 1) * 1000};
     event_add(p->tick, &tv);
+}
+
+void pg_pool_set_breaker(PgPool *p, int stall_ms, int probe_ms)
+{
+    p->stall_ms = stall_ms > 0 ? stall_ms : 0;
+    breaker_init(&p->breaker, probe_ms);
+    pgpool_tick_arm(p);
 }
 
 void pg_pool_set_metrics(PgPool *p, Metrics *m)
 {
     p->metrics = m;
+    pgpool_tick_arm(p);
 }
 
 bool pg_pool_available(const PgPool *p)

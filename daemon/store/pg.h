@@ -115,7 +115,7 @@ uint64_t pg_pool_breaker_trips(const PgPool *p);
  */
 bool pg_pool_cb_sent(const PgPool *p);
 /* Statement latencies go to m->pg_seconds; the pool's gauges and the breaker's state are
- * copied into m on every breaker tick. m borrowed; NULL stops it. */
+ * copied into m every 100 ms (at most). m borrowed; NULL stops it. */
 void pg_pool_set_metrics(PgPool *p, Metrics *m);
 
 /*
