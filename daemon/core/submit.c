@@ -411,7 +411,7 @@ static void finish_failed(Sub *s, const char *err, bool sent)
         /* a reservation left behind is the reconciler's (it is not ours to give back: the
          * record may have committed just as its link failed) */
         log_warn("request %lld: recording it failed: %s", (long long)s->request_id, err);
-        sub_unavailable(s, SUB_MAYBE, "the database connection failed");
+        sub_unavailable(s, SUB_MAYBE, "the database's answer was lost");
         sub_free(s);
         return;
     }
