@@ -166,36 +166,66 @@ void pgpool_progress(PgPool *p)
     breaker_success(&p->breaker);
 }
 
-/* No healthy connection (once one was up), or every connection busy and none answering
- * for stall_ms. A long statement among others that complete is no stall. */
-static bool pgpool_stalled(const PgPool *p, int64_t now)
+/*
+ * How long the server has answered nothing while statements run on it: from the later of
+ * the last answer and the oldest running statement's send; -1 when nothing runs. *healthy:
+ * some connection is up.
+ */
+static int64_t pgpool_quiet_ms(const PgPool *p, int64_t now, bool *healthy)
 {
-    bool healthy = false, idle = false;
     int64_t oldest = 0;
+    *healthy = false;
     for (int i = 0; i < p->size; i++) {
         const PgConn *c = &p->conns[i];
-        if (c->state == PGC_IDLE)
-            idle = healthy = true;
-        else if (c->state == PGC_BUSY) {
-            healthy = true;
-            if (c->q && c->q->sent_ms && (!oldest || c->q->sent_ms < oldest))
-                oldest = c->q->sent_ms;
-        }
+        if (c->state == PGC_IDLE || c->state == PGC_BUSY)
+            *healthy = true;
+        if (c->state == PGC_BUSY && c->q && c->q->sent_ms && (!oldest || c->q->sent_ms < oldest))
+            oldest = c->q->sent_ms;
     }
-    if (!healthy)
-        return p->ever_up;
-    if (idle || !oldest)
-        return false;
-    int64_t since = oldest > p->last_done_ms ? oldest : p->last_done_ms;
-    return now - since > p->stall_ms;
+    if (!oldest)
+        return -1;
+    return now - (oldest > p->last_done_ms ? oldest : p->last_done_ms);
 }
 
 static void pgpool_probe_cb(PGresult *res, const char *err, void *arg)
 {
     PgPool *p = arg;
     (void)err;
+    p->probe_out = false;
     bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK;
-    breaker_probe_result(&p->breaker, ok, util_now_ms());
+    breaker_probe_result(&p->breaker, ok, util_now_ms()); /* its answer also closes it */
+}
+
+/* One "SELECT 1" at a time: it runs on an idle connection if there is one, so a server that
+ * answers is told from one that has stopped, whatever its running statements do. */
+static void pgpool_probe(PgPool *p, int64_t now)
+{
+    if (p->probe_out)
+        return;
+    p->probe_out = pg_query(p, "SELECT 1", 0, NULL, pgpool_probe_cb, p);
+    if (!p->probe_out)
+        breaker_probe_result(&p->breaker, false, now);
+}
+
+/*
+ * Stalled: no healthy connection (once one was up), or statements running and no answer
+ * for stall_ms. Half-way there a probe asks the server itself: a live server answers it at
+ * once (an answer resets the quiet time), so one long statement is no stall; a frozen one
+ * does not, and the breaker opens.
+ */
+static void pgpool_watch(PgPool *p, int64_t now)
+{
+    bool healthy;
+    int64_t quiet = pgpool_quiet_ms(p, now, &healthy);
+    if (healthy && quiet > p->stall_ms / 2 && breaker_allows(&p->breaker))
+        pgpool_probe(p, now);
+    bool stalled = healthy ? quiet > p->stall_ms : p->ever_up;
+    if (breaker_observe(&p->breaker, stalled, now))
+        log_warn("PostgreSQL stalled (%s): the breaker is open; submissions are refused at "
+                 "once until it answers again",
+                 healthy ? "no answer to running statements" : "no healthy connection");
+    if (breaker_probe_due(&p->breaker, now) && !p->probe_out)
+        pgpool_probe(p, now); /* one still out (it may time out) counts as this round's */
 }
 
 static void pgpool_tick_cb(evutil_socket_t fd, short what, void *arg)
@@ -206,14 +236,8 @@ static void pgpool_tick_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (p->closing)
         return;
-    if (p->stall_ms > 0 && breaker_observe(&p->breaker, pgpool_stalled(p, now), now))
-        log_warn("PostgreSQL stalled (%s): the breaker is open; submissions are refused at "
-                 "once until it answers again",
-                 pg_pool_ready(p) ? "no answer while every connection is busy"
-                                  : "no healthy connection");
-    if (breaker_probe_due(&p->breaker, now) &&
-        !pg_query(p, "SELECT 1", 0, NULL, pgpool_probe_cb, p))
-        breaker_probe_result(&p->breaker, false, now);
+    if (p->stall_ms > 0)
+        pgpool_watch(p, now);
     if (p->metrics) {
         p->metrics->pg_queue_depth = (int64_t)p->qlen;
         p->metrics->pg_running = (int64_t)p->running;

@@ -98,10 +98,12 @@ size_t pg_pool_queued(const PgPool *p);
 /*
  * The circuit breaker (store/breaker.h), off until this is called: from then on the pool
  * watches itself every min(stall_ms / 5, 100) ms. It trips when no connection is healthy
- * (once one was up) or when every connection is busy and the server has answered nothing
- * for stall_ms; it then sends a probe ("SELECT 1") every probe_ms and closes on its answer
- * or on any other statement's answer. The pool itself keeps running what it is given: the
- * callers ask pg_pool_available() and refuse new work at once while it is false.
+ * (once one was up) or when statements run and the server has answered nothing for
+ * stall_ms — half-way there it sends a probe ("SELECT 1", on an idle connection if any), so
+ * one long statement on a live server is no stall. Open, it probes every probe_ms and
+ * closes on the probe's answer or on any other statement's answer. The pool itself keeps running
+ * what it is given: the callers ask pg_pool_available() and refuse new work at once while it is
+ * false.
  */
 void pg_pool_set_breaker(PgPool *p, int stall_ms, int probe_ms);
 /* true while the breaker is closed (always, when the breaker is off). */

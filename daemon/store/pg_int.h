@@ -94,6 +94,7 @@ struct PgPool {
     int64_t last_done_ms; /* util_now_ms() of the last statement answered or connect made */
     bool ever_up;         /* a connection was up once: "none healthy" is a stall from then */
     bool cb_sent;         /* during a failed query's callback: it had been sent */
+    bool probe_out;       /* the breaker's "SELECT 1" is queued or running */
     Metrics *metrics;     /* statement latencies and pool gauges, or NULL */
 };
 
