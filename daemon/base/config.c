@@ -53,9 +53,9 @@ static const CfgKey keys[] = {
     INT_KEY(pg_max_queue, "10000", 1, 1000000, false,
             "queries waiting for a connection before OVERLOADED"),
     INT_KEY(pg_stall_ms, "500", 0, 600000, false,
-            "every PostgreSQL connection busy and no answer for this long (or none healthy) "
-            "opens the circuit breaker: submissions get UNAVAILABLE at once and /readyz 503 "
-            "until PostgreSQL answers a probe; 0 = no breaker"),
+            "statements running and no answer from PostgreSQL for this long (a probe is sent "
+            "half-way), or no healthy connection, opens the circuit breaker: submissions get "
+            "UNAVAILABLE at once and /readyz 503 until PostgreSQL answers; 0 = no breaker"),
     INT_KEY(submit_deadline_ms, "4000", 100, 600000, true,
             "a submission is answered within this (or the client's shorter deadline_ms): "
             "UNAVAILABLE saying what was recorded, and work not yet sent is dropped"),
