@@ -3,8 +3,8 @@
 -- other daemon whose lease has lapsed (disconnected_at = its last renewal, the last moment
 -- it was known alive; close_reason 'lease_expired'), and of daemons that never held a lease
 -- once such a session is older than a lease (they died before their first renewal). Returns
--- how many sessions it closed. A live daemon's sessions are never touched: its lease is
--- renewed three times per lease period.
+-- how many sessions it closed; leases lapsed for a week with no open session are deleted.
+-- A live daemon's sessions are never touched: its lease is renewed three times per period.
 CREATE OR REPLACE FUNCTION careline_session_lease(p_daemon text, p_lease_ms integer)
 RETURNS integer
 LANGUAGE sql
@@ -28,8 +28,15 @@ AS $$
                     THEN t.connected_at < now() - p_lease_ms * interval '1 millisecond'
                     ELSE l.lease_until < now() END
         RETURNING t.id
+    ), forgotten AS (
+        -- leases of daemons gone for a week with nothing left open (host-pid ids make one
+        -- row per start): the table stays the size of the live fleet
+        DELETE FROM daemon_leases l
+         WHERE l.lease_until < now() - interval '7 days'
+           AND NOT EXISTS (SELECT 1 FROM terminal_sessions t
+                            WHERE t.daemon_id = l.daemon_id AND t.disconnected_at IS NULL)
     )
-    SELECT count(*)::integer FROM closed; -- renew runs all the same (a data-modifying CTE)
+    SELECT count(*)::integer FROM closed; -- the others run all the same (data-modifying CTEs)
 $$;
 
 GRANT EXECUTE ON FUNCTION careline_session_lease(text, integer) TO careline_app;

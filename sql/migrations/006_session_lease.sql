@@ -17,6 +17,6 @@ ALTER TABLE terminal_sessions ADD COLUMN close_reason text
     CHECK (close_reason IN ('disconnected', 'daemon_restarted', 'lease_expired'));
 
 -- ---- careline_app: renew its own lease, close lapsed sessions -------------------------
-GRANT SELECT, INSERT ON daemon_leases TO careline_app;
+GRANT SELECT, INSERT, DELETE ON daemon_leases TO careline_app;
 GRANT UPDATE (renewed_at, lease_until) ON daemon_leases TO careline_app;
 GRANT UPDATE (close_reason) ON terminal_sessions TO careline_app;
