@@ -52,6 +52,16 @@ static const CfgKey keys[] = {
             "work in flight and the batch queues keep the value they started with)"),
     INT_KEY(pg_max_queue, "10000", 1, 1000000, false,
             "queries waiting for a connection before OVERLOADED"),
+    INT_KEY(pg_stall_ms, "500", 0, 600000, false,
+            "statements running and no answer from PostgreSQL for this long (a probe is sent "
+            "half-way), or no healthy connection, opens the circuit breaker: submissions get "
+            "UNAVAILABLE at once and /readyz 503 until PostgreSQL answers; 0 = no breaker"),
+    INT_KEY(submit_deadline_ms, "4000", 100, 600000, true,
+            "a submission is answered within this (or the client's shorter deadline_ms): "
+            "UNAVAILABLE saying what was recorded, and work not yet sent is dropped"),
+    INT_KEY(session_lease_ms, "30000", 300, 3600000, false,
+            "terminal sessions of a daemon that has not renewed its lease for this long are "
+            "closed by any other daemon; renewed every third of it"),
     STR_KEY(redis_host, "127.0.0.1", false, "Redis address; a host name is resolved once at start"),
     INT_KEY(redis_port, "56379", 1, 65535, false, "Redis port"),
     INT_KEY(redis_op_timeout_ms, "2000", 50, 600000, true,

@@ -31,7 +31,10 @@ typedef struct Config {
     int pg_pool_size;                 /* connections to PostgreSQL */
     int pg_query_timeout_ms;          /* a query slower than this fails and its link is reset */
     int pg_max_queue;                 /* queries waiting for a connection before OVERLOADED */
-    char redis_host[64];              /* Redis address (names: config_resolve_hosts) */
+    int pg_stall_ms;        /* busy and no answer this long = the breaker opens; 0 = off */
+    int submit_deadline_ms; /* a submission is answered within this */
+    int session_lease_ms;   /* a daemon's terminal sessions lapse this long after its lease */
+    char redis_host[64];    /* Redis address (names: config_resolve_hosts) */
     int redis_port;
     int redis_op_timeout_ms;   /* a Redis reply later than this resets the link */
     int redis_max_inflight;    /* Redis commands in flight before OVERLOADED */

@@ -14,6 +14,57 @@ const char *metrics_error_name(int code)
     return v ? v->name : "UNKNOWN";
 }
 
+const double metrics_hist_bounds[METRICS_HIST_N] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                    0.25,  0.5,    1,     2.5,  5,     10};
+
+void metrics_hist_observe(MetricsHist *h, double seconds)
+{
+    if (!(seconds >= 0))
+        seconds = 0; /* a clock step or NaN never makes a negative bucket */
+    size_t i = 0;
+    while (i < METRICS_HIST_N && seconds > metrics_hist_bounds[i])
+        i++;
+    h->bucket[i]++;
+    h->count++;
+    h->sum += seconds;
+}
+
+void metrics_hist_render(struct evbuffer *out, const char *name, const char *help,
+                         const char *labels, const MetricsHist *h)
+{
+    const char *sep = labels && labels[0] ? "," : "";
+    const char *lab = labels ? labels : "";
+    if (help)
+        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (size_t i = 0; i <= METRICS_HIST_N; i++) {
+        cum += h->bucket[i];
+        if (i < METRICS_HIST_N)
+            evbuffer_add_printf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, lab, sep,
+                                metrics_hist_bounds[i], (unsigned long long)cum);
+        else
+            evbuffer_add_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, lab, sep,
+                                (unsigned long long)cum);
+    }
+    const char *open = lab[0] ? "{" : "", *close = lab[0] ? "}" : "";
+    evbuffer_add_printf(out, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %llu\n", name, open, lab, close,
+                        h->sum, name, open, lab, close, (unsigned long long)h->count);
+}
+
+const char *metrics_submit_name(MetricsSubmit o)
+{
+    static const char *const names[MSUB_N] = {
+        [MSUB_QUEUED] = "QUEUED",           [MSUB_WAITLISTED] = "WAITLISTED",
+        [MSUB_REJECTED] = "REJECTED",       [MSUB_NOT_REGISTERED] = "NOT_REGISTERED",
+        [MSUB_DEAD_LETTER] = "DEAD_LETTER", [MSUB_OTHER_STATE] = "OTHER_STATE",
+        [MSUB_INVALID] = "INVALID",         [MSUB_CONFLICT] = "CONFLICT",
+        [MSUB_NOT_FOUND] = "NOT_FOUND",     [MSUB_UNAVAILABLE] = "UNAVAILABLE",
+        [MSUB_OVERLOADED] = "OVERLOADED",   [MSUB_ERROR] = "ERROR",
+        [MSUB_CALLER_GONE] = "CALLER_GONE",
+    };
+    return o < MSUB_N ? names[o] : "?";
+}
+
 static void counter(struct evbuffer *out, const char *name, const char *help, uint64_t v)
 {
     evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
@@ -24,6 +75,41 @@ static void gauge(struct evbuffer *out, const char *name, const char *help, int6
 {
     evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", name, help, name, name,
                         (long long)v);
+}
+
+/* Issue 13: submissions by outcome, latencies, queues and the breaker. */
+static void metrics_render_oncall(const Metrics *m, struct evbuffer *out)
+{
+    evbuffer_add_printf(out, "# HELP careline_submissions_total Gateway submissions, by how "
+                             "they ended.\n# TYPE careline_submissions_total counter\n");
+    for (int i = 0; i < MSUB_N; i++)
+        evbuffer_add_printf(out, "careline_submissions_total{outcome=\"%s\"} %llu\n",
+                            metrics_submit_name((MetricsSubmit)i),
+                            (unsigned long long)m->submissions[i]);
+    metrics_hist_render(out, "careline_submit_seconds",
+                        "Gateway submissions, from the frame to the answer, in seconds.", NULL,
+                        &m->submit_seconds);
+    metrics_hist_render(out, "careline_pg_statement_seconds",
+                        "PostgreSQL pool statements, from send to answer or failure, in seconds.",
+                        NULL, &m->pg_seconds);
+    counter(out, "careline_submit_dropped_total",
+            "Submission steps never sent to PostgreSQL: the caller had gone or its deadline "
+            "passed.",
+            m->submit_dropped);
+    gauge(out, "careline_pg_queue_depth", "Statements waiting for a PostgreSQL pool connection.",
+          m->pg_queue_depth);
+    gauge(out, "careline_pg_running", "Statements running on PostgreSQL pool connections.",
+          m->pg_running);
+    gauge(out, "careline_redis_inflight", "Redis commands in flight.", m->redis_inflight);
+    gauge(out, "careline_consoles_connected", "Station consoles connected to this daemon.",
+          m->consoles_current);
+    gauge(out, "careline_waitlist_size",
+          "Waitlisted requests of the county (-1 until first counted).", m->waitlist_size);
+    gauge(out, "careline_pg_breaker_state",
+          "PostgreSQL circuit breaker: 0 closed, 1 open (submissions refused), 2 half open.",
+          m->pg_breaker_state);
+    counter(out, "careline_pg_breaker_trips_total", "Times the PostgreSQL circuit breaker opened.",
+            m->pg_breaker_trips);
 }
 
 void metrics_render(const Metrics *m, struct evbuffer *out, int pg_up, int redis_up)
@@ -96,6 +182,7 @@ void metrics_render(const Metrics *m, struct evbuffer *out, int pg_up, int redis
     for (int i = 0; i < 3; i++)
         evbuffer_add_printf(out, "careline_http_refused_total{limit=\"%s\"} %llu\n", http_reason[i],
                             (unsigned long long)http_n[i]);
+    metrics_render_oncall(m, out);
     evbuffer_add_printf(out, "# HELP careline_errors_total Error frames sent, by code.\n"
                              "# TYPE careline_errors_total counter\n");
     for (unsigned i = 1; i < careline__v1__error_code__descriptor.n_values; i++) {

@@ -11,6 +11,43 @@
 
 #define METRICS_ERROR_CODES 64 /* ErrorCode values are < this */
 
+/*
+ * A Prometheus histogram of durations in seconds with fixed bucket bounds
+ * (metrics_hist_bounds: 1 ms .. 10 s, then +Inf). Observe on the loop thread.
+ */
+#define METRICS_HIST_N 13
+extern const double metrics_hist_bounds[METRICS_HIST_N];
+typedef struct MetricsHist {
+    uint64_t bucket[METRICS_HIST_N + 1]; /* non-cumulative; the last is above every bound */
+    uint64_t count;
+    double sum; /* seconds */
+} MetricsHist;
+void metrics_hist_observe(MetricsHist *h, double seconds);
+/* Appends name_bucket{le=...} (cumulative, +Inf last), name_sum and name_count, with HELP
+ * and TYPE lines. labels: extra labels for every line ("op=\"x\"") or NULL; a labelled family
+ * rendered several times wants help NULL after the first. */
+void metrics_hist_render(struct evbuffer *out, const char *name, const char *help,
+                         const char *labels, const MetricsHist *h);
+
+/* How a gateway's submission ended, for careline_submissions_total{outcome}. */
+typedef enum MetricsSubmit {
+    MSUB_QUEUED,
+    MSUB_WAITLISTED,
+    MSUB_REJECTED,
+    MSUB_NOT_REGISTERED,
+    MSUB_DEAD_LETTER,
+    MSUB_OTHER_STATE, /* a duplicate found in a later state (accepted, done, ...) */
+    MSUB_INVALID,     /* INVALID_ARGUMENT */
+    MSUB_CONFLICT,    /* idempotency key used for other content */
+    MSUB_NOT_FOUND,   /* unknown resident */
+    MSUB_UNAVAILABLE, /* a backend failed, the breaker was open or the deadline passed */
+    MSUB_OVERLOADED,  /* the queues were full */
+    MSUB_ERROR,       /* any other error code */
+    MSUB_CALLER_GONE, /* the connection closed first: dropped, nobody to answer */
+    MSUB_N
+} MetricsSubmit;
+const char *metrics_submit_name(MetricsSubmit o);
+
 typedef struct Metrics {
     uint64_t conns_accepted; /* protocol connections accepted */
     uint64_t conns_refused;  /* closed at once: over max_clients or shutting down */
@@ -51,6 +88,18 @@ typedef struct Metrics {
     uint64_t http_conns_refused;     /* closed at once: over http_max_conns */
     uint64_t http_addr_refused;      /* closed at once: over http_max_conns_per_addr */
     uint64_t http_deadline_closes;   /* request not complete within http_request_deadline_ms */
+    /* ---- issue 13: what a person on call needs ---- */
+    uint64_t submissions[MSUB_N]; /* gateway submissions by outcome */
+    MetricsHist submit_seconds;   /* a gateway submission, frame in to answer */
+    MetricsHist pg_seconds;       /* a PostgreSQL statement, sent to answered (or failed) */
+    uint64_t submit_dropped;      /* steps never sent to PostgreSQL: caller gone or too late */
+    int64_t pg_queue_depth;       /* statements waiting for a pool connection (gauge) */
+    int64_t pg_running;           /* statements running on pool connections (gauge) */
+    int64_t redis_inflight;       /* Redis commands in flight (gauge) */
+    int64_t consoles_current;     /* station consoles connected to this daemon (gauge) */
+    int64_t waitlist_size;        /* waitlisted requests of the county, -1 = not counted yet */
+    int pg_breaker_state;         /* 0 closed, 1 open, 2 half open (store/breaker.h) */
+    uint64_t pg_breaker_trips;    /* times the PostgreSQL breaker opened */
 } Metrics;
 
 /* Appends the whole exposition of m to out; pg_up/redis_up are the backends' current states. */

@@ -37,8 +37,10 @@ static void terminal_close(const Env *env, int64_t terminal_id)
     char id[24];
     snprintf(id, sizeof(id), "%lld", (long long)terminal_id);
     const char *p[] = {id};
-    if (!pg_query(env->pg, "UPDATE terminal_sessions SET disconnected_at = now() WHERE id = $1", 1,
-                  p, NULL, NULL))
+    if (!pg_query(env->pg,
+                  "UPDATE terminal_sessions SET disconnected_at = now(), "
+                  "close_reason = 'disconnected' WHERE id = $1",
+                  1, p, NULL, NULL))
         log_warn("terminal session %s left open (database queue full)", id);
 }
 
@@ -80,6 +82,7 @@ void console_on_auth(void *arg, Conn *c)
     ss->next = st->bucket[b];
     st->bucket[b] = ss;
     st->nsessions++;
+    st->env->metrics->consoles_current++;
     char id[24];
     snprintf(id, sizeof(id), "%lld", (long long)ss->station_id);
     const char *p[] = {id, st->env->server_id, c->peer};
@@ -107,6 +110,7 @@ void console_on_close(void *arg, Conn *c)
     if (*pp)
         *pp = ss->next;
     st->nsessions--;
+    st->env->metrics->consoles_current--;
     if (ss->terminal_id && !st->stopped)
         terminal_close(st->env, ss->terminal_id);
     console_unref(ss);
@@ -123,7 +127,8 @@ void console_close_stale(const Env *env)
     snprintf(since, sizeof(since), "%.3f", (double)util_wall_ms() / 1000.0);
     const char *p[] = {env->cfg->server_id, since};
     if (!pg_query(env->pg,
-                  "UPDATE terminal_sessions SET disconnected_at = now() WHERE daemon_id = $1 "
+                  "UPDATE terminal_sessions SET disconnected_at = now(), "
+                  "close_reason = 'daemon_restarted' WHERE daemon_id = $1 "
                   "AND disconnected_at IS NULL AND connected_at < to_timestamp($2::float8)",
                   2, p, NULL, NULL))
         log_warn("could not close the terminal sessions of this daemon's previous run");

@@ -105,6 +105,36 @@ void dispatch_set_hooks(Dispatch *d, const DispatchHooks *hooks)
     d->hooks = *hooks;
 }
 
+/* ---- gauges for /metrics ------------------------------------------------------------------ */
+
+#define GAUGE_MS         500 /* Redis in flight */
+#define WAITLIST_EVERY_N 10  /* the waitlist count: every 10th gauge tick (5 s) */
+
+static void waitlist_counted(PGresult *res, const char *err, void *arg)
+{
+    Dispatch *d = arg;
+    (void)err;
+    d->counting = false;
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+        d->env->metrics->waitlist_size = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+}
+
+static void gauges_cb(evutil_socket_t fd, short what, void *arg)
+{
+    Dispatch *d = arg;
+    (void)fd;
+    (void)what;
+    d->env->metrics->redis_inflight = (int64_t)rds_inflight(d->env->rds);
+    if (d->stopped || d->counting || d->gauge_ticks++ % WAITLIST_EVERY_N != 0 ||
+        !pg_pool_available(d->env->pg) || !pg_pool_ready(d->env->pg))
+        return;
+    /* the partial index requests_waitlisted_idx holds exactly these rows */
+    d->counting = pg_query(d->env->pg,
+                           "SELECT count(*) FROM requests WHERE state = 'waitlisted' "
+                           "AND service_date >= careline_local_date(now())",
+                           0, NULL, waitlist_counted, d);
+}
+
 /* ---- life cycle -------------------------------------------------------------------------- */
 
 static void directory_changed(void *arg)
@@ -137,6 +167,12 @@ Dispatch *dispatch_new(const Env *env)
                              cfg->circle_minutes};
     parse_window(cfg->lunch_window, d->win[0]);
     parse_window(cfg->dinner_window, d->win[1]);
+    d->deadlines = deadlines_new(env->base, 50);
+    env->metrics->waitlist_size = -1;
+    pg_pool_set_metrics(env->pg, env->metrics);
+    d->gauges = event_new(env->base, -1, EV_PERSIST, gauges_cb, d);
+    ASSERT(d->gauges);
+    event_add(d->gauges, &(struct timeval){0, GAUGE_MS * 1000});
     d->reserve = rds_script_new(env->rds, lua_reserve);
     d->release = rds_script_new(env->rds, lua_release);
     sweep_start(d);
@@ -174,6 +210,9 @@ void dispatch_free(Dispatch *d)
     OPENSSL_cleanse(d->phone_key, sizeof(d->phone_key));
     if (d->sweep)
         event_free(d->sweep);
+    if (d->gauges)
+        event_free(d->gauges);
+    deadlines_free(d->deadlines);
     dir_free(d->dir);
     for (int k = 0; k < BATCH_N; k++)
         pgbatch_free(d->batch[k]);

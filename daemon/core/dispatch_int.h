@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "base/cal.h"
+#include "core/deadline.h"
 #include "core/dispatch.h"
 #include "core/match.h"
 #include "net/session.h"
@@ -60,6 +61,10 @@ struct Dispatch {
     int sweep_left;                           /* subs of the current batch not finished */
     int win[2][2];                            /* [lunch|dinner][start|end] local minutes */
     bool stopped;                             /* dispatch_stop: backends are going away */
+    Deadlines *deadlines;                     /* the gateways' submissions in flight */
+    struct event *gauges;                     /* periodic: Redis in flight, the waitlist */
+    bool counting;                            /* a waitlist count is in flight */
+    int gauge_ticks;                          /* for the slower waitlist count */
     unsigned char phone_key[CONFIG_KEY_MAX];  /* HMAC key of caller-phone hashes (secret) */
     size_t phone_key_len;                     /* bytes of phone_key in use */
 #ifdef CARELINE_TESTING
@@ -107,7 +112,22 @@ typedef struct Sub {
     int64_t ws_ms, we_ms;
     bool reserved; /* this run's script call reserved (or found) capacity */
     char msg[200];
+    /* the caller's deadline (gateway submissions only) */
+    int64_t t0_ms;    /* util_now_ms() when the frame arrived */
+    int64_t due_ms;   /* its deadline: answered by then, whatever the backends do */
+    DeadlineItem dl;  /* armed while the caller waits */
+    bool answered;    /* the caller has its answer (at most one) */
+    bool abandoned;   /* answered "nothing was recorded": nothing more may be written */
+    bool record_sent; /* a fresh record went to the pool: it may commit from now on */
 } Sub;
+
+/*
+ * What an UNAVAILABLE tells the caller about what was recorded (the texts are in submit.c,
+ * one place): SUB_NOTHING never reached a commit; SUB_MAYBE a commit was sent and its
+ * answer lost (retrying with the same key is safe: the submit is idempotent by key);
+ * SUB_PENDING the request is recorded and its outcome will be completed automatically.
+ */
+typedef enum { SUB_NOTHING, SUB_MAYBE, SUB_PENDING } SubRecorded;
 
 /* ---- dispatch.c ---- */
 
@@ -158,6 +178,13 @@ int sub_minute_now(CalDay *today);
 unsigned sub_priority_from_db(const char *csv);
 /* Answers the gateway (no-op when sweep-driven or the connection is gone). */
 void sub_reply_error(Sub *s, int code, const char *field, const char *fmt, ...) PRINTF_LIKE(4, 5);
+/* Answers UNAVAILABLE: cause (one clause, no period) then what was recorded. */
+void sub_unavailable(Sub *s, SubRecorded rec, const char *cause);
+/* The caller will not use the answer any more (connection gone) or has already been told
+ * nothing was recorded: whatever s would still write is dropped. */
+bool sub_gone(const Sub *s);
+/* Starts the caller's deadline: submit_deadline_ms, or the client's own when shorter. */
+void sub_arm_deadline(Sub *s, uint32_t client_ms);
 /* Queues a validated submission for the resolve batch; takes s. */
 void sub_resolve(Sub *s);
 /* The outcome is known: record it (fresh) or move the request on (finish); takes s. */

@@ -165,11 +165,17 @@ void intake_submit(void *arg, Conn *c, Envelope *env)
     if (!intake_validate(s, env->submit, dir_snap(d->dir)))
         goto done;
     content_hash(s, s->hash);
+    if (!pg_pool_available(d->env->pg)) {
+        /* the breaker is open: waiting would only end in a timeout */
+        sub_unavailable(s, SUB_NOTHING, "the database is not answering at the moment");
+        goto done;
+    }
     if (pgbatch_waiting(d->batch[BATCH_RESOLVE]) >= (size_t)d->env->cfg->pg_max_queue) {
         sub_reply_error(s, S(ERROR_CODE__OVERLOADED), NULL,
                         "too many requests are waiting for the database; retry shortly");
         goto done;
     }
+    sub_arm_deadline(s, env->submit->deadline_ms);
     frame_free(env);
     sub_resolve(s);
     return;

@@ -64,11 +64,16 @@ void sub_place(Sub *s)
         sub_free(s);
         return;
     }
+    if (sub_gone(s)) {
+        /* nobody waits for it: it takes no capacity (an existing request is the sweep's) */
+        d->env->metrics->submit_dropped++;
+        sub_free(s);
+        return;
+    }
     const DirSnap *snap = dir_snap(d->dir);
     if (!snap) {
-        sub_reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
-                        "the request is recorded; the station directory is still loading, so "
-                        "it will be matched automatically in a moment");
+        sub_unavailable(s, s->fresh ? SUB_NOTHING : SUB_PENDING,
+                        "the station directory is still loading");
         sub_free(s);
         return;
     }

@@ -219,7 +219,11 @@ void query_status(void *arg, Conn *c, Envelope *env)
                     q->ref_case == 2 ? q->idempotency_key : "",
                     q->ref_case == 3 ? q->caller_phone : "", &ref)) {
         Ask *a = ask_new(d, c, env->seq);
-        if (!pg_query(d->env->pg, status_sql, 4, ref.params, status_done, a)) {
+        if (!pg_pool_available(d->env->pg)) {
+            conn_send_error(c, env->seq, S(ERROR_CODE__UNAVAILABLE), false,
+                            "the database is not answering at the moment; retry shortly");
+            ask_free(a);
+        } else if (!pg_query(d->env->pg, status_sql, 4, ref.params, status_done, a)) {
             conn_send_error(c, env->seq, S(ERROR_CODE__OVERLOADED), false,
                             "too many requests are waiting for the database; retry shortly");
             ask_free(a);
@@ -332,6 +336,10 @@ void query_cancel(void *arg, Conn *c, Envelope *env)
     if (strlen(q->reason) > MAX_NOTE || !util_utf8_valid(q->reason, strlen(q->reason))) {
         conn_send_field_error(c, env->seq, S(ERROR_CODE__INVALID_ARGUMENT), "reason",
                               "reason must be at most %d bytes of valid UTF-8", MAX_NOTE);
+    } else if (!pg_pool_available(d->env->pg)) {
+        conn_send_error(c, env->seq, S(ERROR_CODE__UNAVAILABLE), false,
+                        "the database is not answering at the moment; nothing was cancelled, "
+                        "retry shortly");
     } else if (request_ref(d, c, env->seq, which, q->request_id,
                            which == 2 ? q->idempotency_key : "", which == 3 ? q->caller_phone : "",
                            &ref)) {

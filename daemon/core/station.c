@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "core/session_lease.h"
 #include "core/station_int.h"
 #include "store/scripts.h"
 
@@ -85,6 +86,7 @@ Stations *station_new(const Env *env, Dispatch *dispatch)
     st->env = env;
     st->dispatch = dispatch;
     console_close_stale(env);
+    st->lease = session_lease_new(env);
     keys_wake_channel(&env->keys, st->channel, sizeof(st->channel));
     st->caplim = rds_script_new(env->rds, lua_caplim);
     wake_subscribe(st);
@@ -115,6 +117,7 @@ void station_free(Stations *st)
 {
     if (!st)
         return;
+    session_lease_free(st->lease);
     if (st->tick)
         event_free(st->tick);
     if (st->wake_ev)

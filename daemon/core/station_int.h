@@ -71,10 +71,11 @@ struct Stations {
     char channel[48]; /* "{cCOUNTY}:wake" */
     int64_t *wake;    /* stations to announce at the end of this loop turn */
     size_t nwake, capwake;
-    struct event *wake_ev; /* fires once per turn while wake is non-empty */
-    PgBatch *updates;      /* JobUpdates, group-committed */
-    PgCols update_cols;    /* their result's columns, bound once per batch (job_update.c) */
-    StSession **due;       /* consoles to re-read at the end of this loop turn */
+    struct event *wake_ev;      /* fires once per turn while wake is non-empty */
+    PgBatch *updates;           /* JobUpdates, group-committed */
+    struct SessionLease *lease; /* this daemon's lease on its terminal sessions */
+    PgCols update_cols;         /* their result's columns, bound once per batch (job_update.c) */
+    StSession **due;            /* consoles to re-read at the end of this loop turn */
     size_t ndue, capdue;
     struct event *due_ev; /* fires once per turn while due is non-empty */
     RdsScript *caplim;    /* lua/caplim.lua */

@@ -31,6 +31,7 @@ Sub *sub_new(Dispatch *d, Conn *c, uint64_t seq)
     s->c = c;
     s->seq = seq;
     s->attempt = 1;
+    s->t0_ms = util_now_ms();
     if (c) {
         conn_inflight_begin(c);
         conn_ref(c);
@@ -41,6 +42,10 @@ Sub *sub_new(Dispatch *d, Conn *c, uint64_t seq)
 void sub_free(Sub *s)
 {
     Dispatch *d = s->d;
+    if (d->deadlines)
+        deadline_disarm(d->deadlines, &s->dl);
+    if (s->c && !s->answered)
+        d->env->metrics->submissions[MSUB_CALLER_GONE]++;
     if (s->c) {
         conn_inflight_end(s->c);
         conn_unref(s->c);
@@ -86,10 +91,61 @@ unsigned sub_priority_from_db(const char *csv)
 
 /* ---- replies ---------------------------------------------------------------------------- */
 
+/* The one answer a gateway's submission gets: counted by outcome, its latency observed.
+ * false when there is nobody to answer (sweep-driven, the connection gone, answered). */
+static bool sub_answer(Sub *s, MetricsSubmit outcome)
+{
+    if (!s->c || s->answered || !conn_alive(s->c))
+        return false;
+    Metrics *m = s->d->env->metrics;
+    s->answered = true;
+    m->submissions[outcome]++;
+    metrics_hist_observe(&m->submit_seconds, (double)(util_now_ms() - s->t0_ms) / 1000.0);
+    if (s->d->deadlines)
+        deadline_disarm(s->d->deadlines, &s->dl);
+    return true;
+}
+
+static MetricsSubmit outcome_of_code(int code)
+{
+    switch (code) {
+    case S(ERROR_CODE__INVALID_ARGUMENT):
+        return MSUB_INVALID;
+    case S(ERROR_CODE__CONFLICT):
+        return MSUB_CONFLICT;
+    case S(ERROR_CODE__NOT_FOUND):
+        return MSUB_NOT_FOUND;
+    case S(ERROR_CODE__UNAVAILABLE):
+        return MSUB_UNAVAILABLE;
+    case S(ERROR_CODE__OVERLOADED):
+        return MSUB_OVERLOADED;
+    default:
+        return MSUB_ERROR;
+    }
+}
+
+static MetricsSubmit outcome_of_state(int state)
+{
+    switch (state) {
+    case S(REQUEST_STATE__QUEUED):
+        return MSUB_QUEUED;
+    case S(REQUEST_STATE__WAITLISTED):
+        return MSUB_WAITLISTED;
+    case S(REQUEST_STATE__REJECTED):
+        return MSUB_REJECTED;
+    case S(REQUEST_STATE__NOT_REGISTERED):
+        return MSUB_NOT_REGISTERED;
+    case S(REQUEST_STATE__DEAD_LETTER):
+        return MSUB_DEAD_LETTER;
+    default:
+        return MSUB_OTHER_STATE;
+    }
+}
+
 void sub_reply_error(Sub *s, int code, const char *field, const char *fmt, ...)
 {
-    if (!s->c || !conn_alive(s->c))
-        return; /* sweep-driven: nobody to answer */
+    if (!sub_answer(s, outcome_of_code(code)))
+        return; /* sweep-driven, or nobody left to answer */
     char msg[300];
     va_list ap;
     va_start(ap, fmt);
@@ -109,10 +165,72 @@ static size_t priority_flags(const Sub *s, Careline__V1__PriorityFlag flags[3])
     return n;
 }
 
+/* Every UNAVAILABLE of a submission says what was recorded; these are its only texts. */
+void sub_unavailable(Sub *s, SubRecorded rec, const char *cause)
+{
+    static const char *const what[] = {
+        [SUB_NOTHING] = "nothing was recorded by this call; please retry with the same "
+                        "idempotency key",
+        [SUB_MAYBE] = "the request was sent to be recorded and the answer was lost, so it may "
+                      "have been recorded; retrying with the same idempotency key is safe (a "
+                      "request is never recorded twice)",
+        [SUB_PENDING] = "the request is recorded; its outcome is not saved yet and will be "
+                        "completed automatically (ask its status shortly)",
+    };
+    sub_reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL, "%s; %s", cause, what[rec]);
+}
+
+bool sub_gone(const Sub *s)
+{
+    return s->c && (s->abandoned || !conn_alive(s->c));
+}
+
+/* The caller's deadline: it hears now what is true, and work not yet sent stays unsent. */
+static void sub_deadline_cb(DeadlineItem *it, void *arg)
+{
+    Sub *s = arg;
+    char cause[96];
+    (void)it;
+    snprintf(cause, sizeof(cause), "no answer from the database within the deadline (%lld ms)",
+             (long long)(s->due_ms - s->t0_ms));
+    if (s->record_sent) {
+        sub_unavailable(s, SUB_MAYBE, cause);
+    } else if (s->request_id && !s->fresh) {
+        sub_unavailable(s, SUB_PENDING, cause); /* an existing request: the sweep finishes it */
+    } else {
+        sub_unavailable(s, SUB_NOTHING, cause);
+        s->abandoned = true; /* and so it must stay: nothing of it may be written now */
+    }
+}
+
+void sub_arm_deadline(Sub *s, uint32_t client_ms)
+{
+    Dispatch *d = s->d;
+    int64_t ms = d->env->cfg->submit_deadline_ms;
+    if (client_ms > 0 && client_ms < ms)
+        ms = client_ms;
+    s->due_ms = s->t0_ms + ms;
+    if (s->c && d->deadlines)
+        deadline_arm(d->deadlines, &s->dl, s->due_ms, sub_deadline_cb, s);
+}
+
+/* pgbatch's keep hook: the last look before a step goes to PostgreSQL. */
+static bool sub_keep(void *arg)
+{
+    Sub *s = arg;
+    if (sub_gone(s)) {
+        s->d->env->metrics->submit_dropped++;
+        return false;
+    }
+    if (s->fresh)
+        s->record_sent = true; /* a fresh Sub's only write is its record */
+    return true;
+}
+
 static void reply_result(Sub *s)
 {
     Dispatch *d = s->d;
-    if (!s->c || !conn_alive(s->c))
+    if (!sub_answer(s, outcome_of_state(s->state)))
         return;
     Careline__V1__SubmitResult r = CARELINE__V1__SUBMIT_RESULT__INIT;
     r.request_id = s->request_id;
@@ -275,23 +393,35 @@ enum { FN_STATE, FN_STATION, FN_JOB, FN_CHANGED, FN_N, RC_REQUEST = FN_N, RC_N }
 static const char *const finish_cols[RC_N] = {"state", "station_id", "job_id", "changed",
                                               "request_id"};
 
-static void finish_failed(Sub *s, const char *err)
+/* A fresh record that never reached the server: nothing is recorded, so its reservation
+ * is ours to give back now (the reconciler would only do it later). */
+static void record_not_sent(Sub *s, const char *cause)
 {
+    if (s->reserved)
+        reserve_release(s->d, s->request_id, s->attempt, "not recorded", true);
+    sub_unavailable(s, SUB_NOTHING, cause);
+    sub_free(s);
+}
+
+static void finish_failed(Sub *s, const char *err, bool sent)
+{
+    if (s->fresh && !sent) {
+        if (!sub_gone(s))
+            log_warn("request %lld: not recorded: %s", (long long)s->request_id, err);
+        record_not_sent(s, "the database is unavailable");
+        return;
+    }
     if (s->fresh) {
-        /* nothing is acknowledged; a reservation left behind is the reconciler's (it may not
-         * be ours to give back: the record may have committed just as its link failed) */
+        /* a reservation left behind is the reconciler's (it is not ours to give back: the
+         * record may have committed just as its link failed) */
         log_warn("request %lld: recording it failed: %s", (long long)s->request_id, err);
-        sub_reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
-                        "the request could not be recorded (database unavailable); please "
-                        "retry with the same idempotency key");
+        sub_unavailable(s, SUB_MAYBE, "the database's answer was lost");
         sub_free(s);
         return;
     }
     /* the request stays 'received' in PostgreSQL; the sweep will finish it */
     log_warn("request %lld: recording the outcome failed: %s", (long long)s->request_id, err);
-    sub_reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
-                    "the request is recorded but its outcome could not be saved yet; it will "
-                    "be completed automatically (ask its status shortly)");
+    sub_unavailable(s, SUB_PENDING, "the database is unavailable");
     sub_free(s);
 }
 
@@ -315,7 +445,7 @@ static void finish_row(Sub *s, PGresult *res, int row)
     PgCols *pc = &s->d->finish_pc; /* bound once per result: later rows only confirm it */
     if (!dispatch_bind(pc, res, finish_cols, s->fresh ? RC_N : FN_N,
                        s->fresh ? "careline_submit_record_set" : "careline_submit_finish_set")) {
-        finish_failed(s, "the database's answer lacks a column");
+        finish_failed(s, "the database's answer lacks a column", true);
         return;
     }
     bool changed = pgcols_bool(pc, row, FN_CHANGED);
@@ -350,10 +480,11 @@ static void finish_row(Sub *s, PGresult *res, int row)
 static void finish_done(PGresult *res, int row, const char *err, void *arg)
 {
     Sub *s = arg;
-    if (s->d->stopped)
+    Dispatch *d = s->d;
+    if (d->stopped)
         sub_free(s);
     else if (!res)
-        finish_failed(s, err);
+        finish_failed(s, err, pgbatch_cb_sent(d->batch[s->fresh ? BATCH_RECORD : BATCH_FINISH]));
     else
         finish_row(s, res, row);
 }
@@ -370,10 +501,17 @@ void sub_finish(Sub *s)
         sub_free(s); /* still no room: nothing new to record */
         return;
     }
+    if (s->fresh && s->c && !pg_pool_available(d->env->pg)) {
+        /* the breaker opened since the lookup: the record would only wait */
+        record_not_sent(s, "the database is not answering");
+        return;
+    }
     if (s->fresh)
-        pgbatch_add(d->batch[BATCH_RECORD], record_json(s), finish_done, s);
+        pgbatch_add_until(d->batch[BATCH_RECORD], record_json(s), s->due_ms, sub_keep, finish_done,
+                          s);
     else
-        pgbatch_add(d->batch[BATCH_FINISH], finish_json(s), finish_done, s);
+        pgbatch_add_until(d->batch[BATCH_FINISH], finish_json(s), s->due_ms, sub_keep, finish_done,
+                          s);
 }
 
 /* ---- resolve: what PostgreSQL knows of a submission -------------------------------------- */
@@ -407,10 +545,9 @@ static const char *const resolve_cols[RS_N] = {"outcome",       "request_id",   
 
 static void resolve_failed(Sub *s, const char *err)
 {
-    log_warn("looking a request up failed: %s", err);
-    sub_reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
-                    "the request could not be recorded (database unavailable); nothing was "
-                    "saved, please retry with the same idempotency key");
+    if (!sub_gone(s))
+        log_warn("looking a request up failed: %s", err);
+    sub_unavailable(s, SUB_NOTHING, "the database is unavailable");
     sub_free(s);
 }
 
@@ -474,8 +611,8 @@ static void resolve_row(Sub *s, PGresult *res, int row)
 static void resolve_done(PGresult *res, int row, const char *err, void *arg)
 {
     Sub *s = arg;
-    if (s->d->stopped)
-        sub_free(s);
+    if (s->d->stopped || (res && sub_gone(s)))
+        sub_free(s); /* nobody waits for it: it goes no further */
     else if (!res)
         resolve_failed(s, err);
     else
@@ -489,5 +626,6 @@ void sub_resolve(Sub *s)
         sub_free(s);
         return;
     }
-    pgbatch_add(d->batch[BATCH_RESOLVE], resolve_json(s), resolve_done, s);
+    pgbatch_add_until(d->batch[BATCH_RESOLVE], resolve_json(s), s->due_ms, sub_keep, resolve_done,
+                      s);
 }

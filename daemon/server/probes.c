@@ -22,6 +22,7 @@ void probes_poll(Server *s)
 {
     Ready *r = &s->ready;
     ready_set(r, READY_POSTGRES_DOWN, !pg_pool_ready(s->pg));
+    ready_set(r, READY_POSTGRES_STALLED, !pg_pool_available(s->pg));
     ready_set(r, READY_REDIS_DOWN, !rds_ready(s->rds));
     ready_set(r, READY_SCHEMA, !schema_check_passed(s->schema));
     ready_set(r, READY_DIRECTORY, !(s->dispatch && dispatch_ready(s->dispatch)));

@@ -326,6 +326,7 @@ bool server_init(Server *s, const Config *cfg, const char *config_path)
         log_error("cannot set up the PostgreSQL pool or the Redis link (see above)");
         return false;
     }
+    pg_pool_set_breaker(s->pg, cfg->pg_stall_ms, PG_PROBE_MS);
     s->schema = schema_check_new(s->base, s->pg, addr.pg_conninfo, schema_refused_cb, s);
     s->sessions = sessions_new(s->pg, &s->cfg, s->id, &s->metrics);
     if (!tls_new(&s->cfg, &s->metrics, &s->tls, err, sizeof(err))) {

@@ -59,7 +59,8 @@ typedef struct Server {
     int exit_code;              /* server_run's result: 0, or SCHEMA_EXIT_CODE if refused */
 } Server;
 
-#define JANITOR_HZ 10
+#define JANITOR_HZ  10
+#define PG_PROBE_MS 250 /* an open PostgreSQL breaker probes this often */
 
 /* Sets everything up; on failure logs why and returns false (caller exits non-zero). Holds
  * no process-wide state: several servers may run in one process, each on its own base. */

@@ -22,6 +22,10 @@ static void pgpool_query_free(PgQuery *q)
 
 void pgpool_query_finish(PgPool *p, PgQuery *q, PGresult *res, const char *err)
 {
+    if (q->sent_ms && p->metrics)
+        metrics_hist_observe(&p->metrics->pg_seconds,
+                             (double)(util_now_ms() - q->sent_ms) / 1000.0);
+    p->cb_sent = q->sent_ms != 0;
     p->cb_depth++;
     if (q->cb)
         q->cb(res, err, q->arg);
@@ -100,6 +104,7 @@ PgPool *pg_pool_new(struct event_base *base, const char *conninfo, int size, int
     p->timeout_ms = query_timeout_ms;
     p->max_queue = max_queue;
     p->rng = util_rng_seed(p);
+    breaker_init(&p->breaker, 1);
     if (!strstr(conninfo, "options"))
         snprintf(p->options, sizeof(p->options), "-c statement_timeout=%d",
                  query_timeout_ms + 1000);
@@ -150,6 +155,146 @@ bool pg_query(PgPool *p, const char *sql, int nparams, const char *const *params
     return true;
 }
 
+/* ---- the circuit breaker ------------------------------------------------------------- */
+
+void pgpool_progress(PgPool *p)
+{
+    p->last_done_ms = util_now_ms();
+    p->ever_up = true;
+    if (!breaker_allows(&p->breaker))
+        log_info("PostgreSQL answers again: the breaker is closed (submissions accepted)");
+    breaker_success(&p->breaker);
+}
+
+/*
+ * How long the server has answered nothing while statements run on it: from the later of
+ * the last answer and the oldest running statement's send; -1 when nothing runs. *healthy:
+ * some connection is up.
+ */
+static int64_t pgpool_quiet_ms(const PgPool *p, int64_t now, bool *healthy)
+{
+    int64_t oldest = 0;
+    *healthy = false;
+    for (int i = 0; i < p->size; i++) {
+        const PgConn *c = &p->conns[i];
+        if (c->state == PGC_IDLE || c->state == PGC_BUSY)
+            *healthy = true;
+        if (c->state == PGC_BUSY && c->q && c->q->sent_ms && (!oldest || c->q->sent_ms < oldest))
+            oldest = c->q->sent_ms;
+    }
+    if (!oldest)
+        return -1;
+    return now - (oldest > p->last_done_ms ? oldest : p->last_done_ms);
+}
+
+static void pgpool_probe_cb(PGresult *res, const char *err, void *arg)
+{
+    PgPool *p = arg;
+    (void)err;
+    p->probe_out = false;
+    bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK;
+    breaker_probe_result(&p->breaker, ok, util_now_ms()); /* its answer also closes it */
+}
+
+/* One "SELECT 1" at a time: it runs on an idle connection if there is one, so a server that
+ * answers is told from one that has stopped, whatever its running statements do. */
+static void pgpool_probe(PgPool *p, int64_t now)
+{
+    if (p->probe_out)
+        return;
+    p->probe_out = pg_query(p, "SELECT 1", 0, NULL, pgpool_probe_cb, p);
+    if (!p->probe_out)
+        breaker_probe_result(&p->breaker, false, now);
+}
+
+/*
+ * Stalled: no healthy connection (once one was up), or statements running and no answer
+ * for stall_ms. Half-way there a probe asks the server itself: a live server answers it at
+ * once (an answer resets the quiet time), so one long statement is no stall; a frozen one
+ * does not, and the breaker opens.
+ */
+static void pgpool_watch(PgPool *p, int64_t now)
+{
+    bool healthy;
+    int64_t quiet = pgpool_quiet_ms(p, now, &healthy);
+    if (healthy && quiet > p->stall_ms / 2 && breaker_allows(&p->breaker))
+        pgpool_probe(p, now);
+    bool stalled = healthy ? quiet > p->stall_ms : p->ever_up;
+    if (breaker_observe(&p->breaker, stalled, now))
+        log_warn("PostgreSQL stalled (%s): the breaker is open; submissions are refused at "
+                 "once until it answers again",
+                 healthy ? "no answer to running statements" : "no healthy connection");
+    if (breaker_probe_due(&p->breaker, now) && !p->probe_out)
+        pgpool_probe(p, now); /* one still out (it may time out) counts as this round's */
+}
+
+static void pgpool_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    PgPool *p = arg;
+    int64_t now = util_now_ms();
+    (void)fd;
+    (void)what;
+    if (p->closing)
+        return;
+    if (p->stall_ms > 0)
+        pgpool_watch(p, now);
+    if (p->metrics) {
+        p->metrics->pg_queue_depth = (int64_t)p->qlen;
+        p->metrics->pg_running = (int64_t)p->running;
+        p->metrics->pg_breaker_state = (int)p->breaker.state;
+        p->metrics->pg_breaker_trips = p->breaker.trips;
+    }
+}
+
+/* The tick runs while there is a breaker or metrics to keep (a pool with neither, as in
+ * the pool's own tests, holds no timer: an idle loop may end). */
+static void pgpool_tick_arm(PgPool *p)
+{
+    if (p->tick)
+        event_free(p->tick);
+    p->tick = NULL;
+    if (p->stall_ms <= 0 && !p->metrics)
+        return;
+    int every = p->stall_ms > 0 && p->stall_ms / 5 < 100 ? p->stall_ms / 5 : 100;
+    p->tick = event_new(p->base, -1, EV_PERSIST, pgpool_tick_cb, p);
+    ASSERT(p->tick);
+    struct timeval tv = {0, (every > 0 ? every : 1) * 1000};
+    event_add(p->tick, &tv);
+}
+
+void pg_pool_set_breaker(PgPool *p, int stall_ms, int probe_ms)
+{
+    p->stall_ms = stall_ms > 0 ? stall_ms : 0;
+    breaker_init(&p->breaker, probe_ms);
+    pgpool_tick_arm(p);
+}
+
+void pg_pool_set_metrics(PgPool *p, Metrics *m)
+{
+    p->metrics = m;
+    pgpool_tick_arm(p);
+}
+
+bool pg_pool_available(const PgPool *p)
+{
+    return breaker_allows(&p->breaker);
+}
+
+BreakerState pg_pool_breaker_state(const PgPool *p)
+{
+    return p->breaker.state;
+}
+
+uint64_t pg_pool_breaker_trips(const PgPool *p)
+{
+    return p->breaker.trips;
+}
+
+bool pg_pool_cb_sent(const PgPool *p)
+{
+    return p->cb_sent;
+}
+
 bool pg_pool_ready(const PgPool *p)
 {
     for (int i = 0; i < p->size; i++)
@@ -188,6 +333,8 @@ void pg_pool_free(PgPool *p)
         free(p->lconn);
     }
     ASSERT(p->running == 0 && p->qlen == 0);
+    if (p->tick)
+        event_free(p->tick);
     pglisten_free_all(p);
     event_free(p->qtimer);
     free(p->conns);

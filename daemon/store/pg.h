@@ -26,7 +26,9 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "base/metrics.h"
 #include "common/util.h"
+#include "store/breaker.h"
 
 typedef struct PgPool PgPool;
 
@@ -92,6 +94,31 @@ uint64_t pg_pool_queries(const PgPool *p);
 
 /* Queries waiting for a connection. */
 size_t pg_pool_queued(const PgPool *p);
+
+/*
+ * The circuit breaker (store/breaker.h), off until this is called: from then on the pool
+ * watches itself every min(stall_ms / 5, 100) ms. It trips when no connection is healthy
+ * (once one was up) or when statements run and the server has answered nothing for
+ * stall_ms — half-way there it sends a probe ("SELECT 1", on an idle connection if any), so
+ * one long statement on a live server is no stall. Open, it probes every probe_ms and
+ * closes on the probe's answer or on any other statement's answer. The pool itself keeps running
+ * what it is given: the callers ask pg_pool_available() and refuse new work at once while it is
+ * false.
+ */
+void pg_pool_set_breaker(PgPool *p, int stall_ms, int probe_ms);
+/* true while the breaker is closed (always, when the breaker is off). */
+bool pg_pool_available(const PgPool *p);
+BreakerState pg_pool_breaker_state(const PgPool *p);
+uint64_t pg_pool_breaker_trips(const PgPool *p);
+/*
+ * Inside a PgResultCb with res NULL: true when the statement had been handed to the server
+ * before it failed (a lost link or a timeout): it may have run, and committed. false: it
+ * never left the queue.
+ */
+bool pg_pool_cb_sent(const PgPool *p);
+/* Statement latencies go to m->pg_seconds; the pool's gauges and the breaker's state are
+ * copied into m every 100 ms (at most). m borrowed; NULL stops it. */
+void pg_pool_set_metrics(PgPool *p, Metrics *m);
 
 /*
  * LISTENs on channel (case-sensitive: the name is quoted) on a dedicated extra connection,

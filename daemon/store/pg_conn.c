@@ -158,6 +158,8 @@ static void pgconn_up(PgConn *c)
     else
         log_debug("%s: connected", pgconn_name(c, name));
     p->failures = 0;
+    if (c != p->lconn)
+        pgpool_progress(p);
     pgconn_wait(c, EV_READ);
     pgconn_next(c);
 }
@@ -219,8 +221,10 @@ static void pgconn_complete(PgConn *c)
     c->res = NULL;
     event_del(c->timer);
     c->state = PGC_IDLE;
-    if (user)
+    if (user) {
         p->running--;
+        pgpool_progress(p);
+    }
     pgconn_wait(c, EV_READ);
     if (!res) /* cannot happen after a successful send: libpq always yields a result */
         pgpool_query_finish(p, q, NULL, "database returned no result");
@@ -288,6 +292,7 @@ void pgconn_start(PgConn *c, PgQuery *q)
     else
         ok = PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->params,
                                NULL, NULL, 0);
+    q->sent_ms = util_now_ms(); /* from here the server may have run it */
     if (!ok) {
         pgconn_fail(c, "could not send the query", PQerrorMessage(c->pg));
         return;

@@ -14,6 +14,9 @@
 
 #include <stdint.h>
 
+#include "base/metrics.h"
+#include "store/breaker.h"
+
 #include <event2/event_struct.h>
 
 #define PG_BACKOFF_MIN_MS         100
@@ -31,6 +34,7 @@ struct PgQuery {
     void *arg;        /* opaque for cb */
     int64_t deadline; /* util_now_ms() after which the query fails with "timed out" */
     bool simple;      /* internal: PQsendQuery (several statements, no params) */
+    int64_t sent_ms;  /* util_now_ms() when handed to libpq; 0 while it waits in the queue */
 };
 
 typedef struct PgListen PgListen;
@@ -83,6 +87,15 @@ struct PgPool {
     unsigned failures;      /* link failures since the last healthy connect */
     uint32_t rng;           /* xorshift state for backoff jitter */
     uint64_t queries;       /* statements accepted by pg_query, for /metrics */
+    /* the circuit breaker (store/breaker.h); stall_ms 0 = off */
+    Breaker breaker;
+    int stall_ms;         /* running work and no answer for this long = stalled */
+    struct event *tick;   /* EV_PERSIST: watches for stalls, sends probes */
+    int64_t last_done_ms; /* util_now_ms() of the last statement answered or connect made */
+    bool ever_up;         /* a connection was up once: "none healthy" is a stall from then */
+    bool cb_sent;         /* during a failed query's callback: it had been sent */
+    bool probe_out;       /* the breaker's "SELECT 1" is queued or running */
+    Metrics *metrics;     /* statement latencies and pool gauges, or NULL */
 };
 
 /* ---- pg.c: the pool and its wait queue ---- */
@@ -91,6 +104,8 @@ struct PgPool {
 void pgpool_query_finish(PgPool *p, PgQuery *q, PGresult *res, const char *err);
 /* Starts queued queries on idle connections. Re-entrant: state is consistent at each step. */
 void pgpool_dispatch(PgPool *p);
+/* The server answered (a statement or a connect): progress for the stall watch. */
+void pgpool_progress(PgPool *p);
 
 /* ---- pg_conn.c: one connection ---- */
 

@@ -20,9 +20,10 @@ typedef struct {
     json_t *elem;
     PgBatchCb cb;
     void *arg;
-    int64_t deadline; /* util_now_ms() by which its batch must have left */
-    bool solo;        /* its batch failed: retried alone */
-    int reruns;       /* lone runs repeated after a serialization failure */
+    int64_t deadline;   /* util_now_ms() by which its batch must have left */
+    PgBatchKeepCb keep; /* NULL or asked before sending */
+    bool solo;          /* its batch failed: retried alone */
+    int reruns;         /* lone runs repeated after a serialization failure */
 } Item;
 
 /* A lone item that fails with a serialization failure (SQLSTATE 40001: a concurrent
@@ -37,6 +38,19 @@ static bool serialization_failure(const PGresult *res)
     return st && strcmp(st, "40001") == 0;
 }
 
+/* The database could not be reached or gave up on the statement: no element is to blame,
+ * and running them one by one would wait again for each. */
+static bool unreachable(const PGresult *res)
+{
+    if (!res)
+        return true; /* lost link, timeout, shutting down */
+    const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (!st)
+        return PQresultStatus(res) == PGRES_BAD_RESPONSE;
+    return strncmp(st, "08", 2) == 0 || strncmp(st, "57P0", 4) == 0 || strcmp(st, "57014") == 0 ||
+           strcmp(st, "53300") == 0;
+}
+
 struct PgBatch {
     PgPool *pg;
     char *sql;
@@ -47,6 +61,7 @@ struct PgBatch {
     size_t nwait, capwait;
     int inflight;
     bool freed;
+    bool cb_sent; /* see pgbatch_cb_sent */
 };
 
 typedef struct {
@@ -91,8 +106,19 @@ static void batch_done(PGresult *res, const char *err, void *arg)
     if (ok && !pgcols_bind(&cols, res, batch_cols, COL_N)) {
         /* the statement itself is wrong: retrying the items alone would fail the same way */
         log_error("pgbatch: \"%s\" returned no column \"%s\"", q->sql, cols.missing);
+        q->cb_sent = true; /* it ran: whatever it wrote is committed */
         for (size_t i = 0; i < b->n; i++)
             item_fail(&b->items[i], "the batch statement returned no element index column");
+        q->cb_sent = false;
+    } else if (!ok && unreachable(res)) {
+        log_warn("a batch of %zu failed (%s); not retried: the database is unreachable", b->n,
+                 PG_ERRLINE(res, err));
+        /* an error result means the statement was rolled back; no result means it may have
+         * run to its commit before the link went */
+        q->cb_sent = !res && pg_pool_cb_sent(q->pg);
+        for (size_t i = 0; i < b->n; i++)
+            item_fail(&b->items[i], !res ? err : PG_ERRLINE(res, NULL));
+        q->cb_sent = false;
     } else if (!ok && b->n > 1 && !q->freed) {
         log_warn("a batch of %zu failed (%s); retrying one by one", b->n, PG_ERRLINE(res, err));
         for (size_t i = 0; i < b->n; i++) {
@@ -107,8 +133,10 @@ static void batch_done(PGresult *res, const char *err, void *arg)
         const char *why = !res                                     ? err
                           : PQresultStatus(res) == PGRES_TUPLES_OK ? "incomplete batch result"
                                                                    : PG_ERRLINE(res, NULL);
+        q->cb_sent = res && PQresultStatus(res) == PGRES_TUPLES_OK; /* it ran to its commit */
         for (size_t i = 0; i < b->n; i++)
             item_fail(&b->items[i], why);
+        q->cb_sent = false;
     } else {
         for (size_t i = 0; i < b->n; i++)
             json_decref(b->items[i].elem);
@@ -146,10 +174,13 @@ static void flush(PgBatch *q)
         int64_t now = util_now_ms();
         size_t keep = 0;
         for (size_t i = 0; i < n; i++) {
-            if (b->items[i].deadline < now)
-                item_fail(&b->items[i], "timed out waiting for the database");
+            Item *it = &b->items[i];
+            if (it->keep && !it->keep(it->arg))
+                item_fail(it, "the caller has gone");
+            else if (it->deadline < now)
+                item_fail(it, "timed out waiting for the database");
             else
-                b->items[keep++] = b->items[i];
+                b->items[keep++] = *it;
         }
         b->n = keep;
         json_t *arr = json_array();
@@ -183,7 +214,23 @@ PgBatch *pgbatch_new(PgPool *pg, const char *sql, int max_inflight, size_t max_b
 
 void pgbatch_add(PgBatch *q, json_t *elem, PgBatchCb cb, void *arg)
 {
-    Item it = {.elem = elem, .cb = cb, .arg = arg, .deadline = util_now_ms() + q->max_wait_ms};
+    pgbatch_add_until(q, elem, 0, NULL, cb, arg);
+}
+
+bool pgbatch_cb_sent(const PgBatch *q)
+{
+    return q->cb_sent;
+}
+
+void pgbatch_add_until(PgBatch *q, json_t *elem, int64_t deadline, PgBatchKeepCb keep, PgBatchCb cb,
+                       void *arg)
+{
+    int64_t dflt = util_now_ms() + q->max_wait_ms;
+    Item it = {.elem = elem,
+               .cb = cb,
+               .arg = arg,
+               .deadline = deadline > 0 && deadline < dflt ? deadline : dflt,
+               .keep = keep};
     if (q->freed) {
         item_fail(&it, "shutting down");
         return;

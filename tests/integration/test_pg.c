@@ -623,6 +623,96 @@ static void batch_free_fails_waiting(void)
     t_leak_check();
 }
 
+/* A batch that failed because the database did not answer (the pool's timeout) is not run
+ * again item by item: every item gets the error, and no statement beyond the batches runs. */
+#define SLOW_BATCH_SQL                                                                             \
+    "SELECT (t.ord - 1)::int AS idx, (t.v->>'x')::int, txid_current(), pg_sleep(2) "               \
+    "FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(v, ord)"
+
+static void batch_unreachable_not_rerun(void)
+{
+    struct event_base *b = event_base_new();
+    PgPool *p = pg_pool_new(b, pool_conninfo("bu"), 1, 300, 16);
+    T_ASSERT(iloop_wait(b, pool_ready, p, 5000));
+    PgBatch *q = pgbatch_new(p, SLOW_BATCH_SQL, 1, 50, 5000);
+    static BItem items[5];
+    memset(items, 0, sizeof(items));
+    uint64_t before = pg_pool_queries(p);
+    int64_t t0 = util_now_ms();
+    for (int i = 0; i < 5; i++) /* the first leaves alone at once, the other four together */
+        pgbatch_add(q, json_pack("{si}", "x", i), bitem_cb, &items[i]);
+    BAll all = {items, 5};
+    T_ASSERT(iloop_wait(b, all_called, &all, 10000));
+    int64_t took = util_now_ms() - t0;
+    for (int i = 0; i < 5; i++) {
+        T_EQ_INT(items[i].calls, 1);
+        T_ASSERT(strstr(items[i].err, "timed out") != NULL);
+    }
+    printf("  5 items failed in %lld ms with %llu statements\n", (long long)took,
+           (unsigned long long)(pg_pool_queries(p) - before));
+    T_EQ_INT((int)(pg_pool_queries(p) - before), 2); /* the two batches, no lone re-runs */
+    pgbatch_free(q);
+    pg_pool_free(p);
+    event_base_free(b);
+    t_leak_check();
+}
+
+static bool pool_unavailable(void *arg)
+{
+    return !pg_pool_available(arg);
+}
+
+static bool pool_available(void *arg)
+{
+    return pg_pool_available(arg);
+}
+
+/* The breaker on a real server: the only connection busy and no answer for stall_ms opens
+ * it; the statement's answer closes it again. */
+static void breaker_opens_and_closes(void)
+{
+    struct event_base *b = event_base_new();
+    PgPool *p = pg_pool_new(b, pool_conninfo("bk"), 1, 5000, 16);
+    pg_pool_set_breaker(p, 200, 100);
+    T_ASSERT(iloop_wait(b, pool_ready, p, 5000));
+    T_ASSERT(pg_pool_available(p));
+    One slow = {0};
+    T_ASSERT(pg_query(p, "SELECT pg_sleep(1.2)::text", 0, NULL, one_cb, &slow));
+    T_ASSERT(iloop_wait(b, pool_unavailable, p, 1000)); /* 200 ms + a tick */
+    T_EQ_INT((int)pg_pool_breaker_trips(p), 1);
+    T_ASSERT(pg_pool_breaker_state(p) != BREAKER_CLOSED);
+    T_ASSERT(!slow.done);
+    T_ASSERT(iloop_wait(b, pool_available, p, 5000));
+    T_ASSERT(slow.done);
+    T_EQ_INT((int)pg_pool_breaker_state(p), BREAKER_CLOSED);
+    iloop_run_ms(b, 400); /* answered and idle again: no new trip */
+    T_EQ_INT((int)pg_pool_breaker_trips(p), 1);
+    pg_pool_free(p);
+    event_base_free(b);
+    t_leak_check();
+}
+
+/* One long statement on a server that answers is no stall: the probe the quiet time sends
+ * runs on the idle connection and is answered at once, so the breaker stays closed. */
+static void breaker_long_statement_no_trip(void)
+{
+    struct event_base *b = event_base_new();
+    PgPool *p = pg_pool_new(b, pool_conninfo("bl"), 2, 5000, 16);
+    pg_pool_set_breaker(p, 200, 100);
+    T_ASSERT(iloop_wait(b, pool_ready, p, 5000));
+    One slow = {0};
+    T_ASSERT(pg_query(p, "SELECT pg_sleep(1.2)::text", 0, NULL, one_cb, &slow));
+    for (int i = 0; i < 500 && !slow.done; i++) { /* bounded: 5 s */
+        iloop_run_ms(b, 10);
+        T_ASSERT(pg_pool_available(p));
+    }
+    T_ASSERT(slow.done);
+    T_EQ_INT((int)pg_pool_breaker_trips(p), 0);
+    pg_pool_free(p);
+    event_base_free(b);
+    t_leak_check();
+}
+
 int main(int argc, char **argv)
 {
     static const TCase cases[] = {
@@ -640,6 +730,9 @@ int main(int argc, char **argv)
         {"pgbatch_reruns_serialization_failure", batch_reruns_serialization_failure, 30},
         {"pgbatch_free_fails_waiting", batch_free_fails_waiting, 20},
         {"pgbatch_waits_for_free_connection", batch_waits_for_free_connection, 30},
+        {"pgbatch_unreachable_not_rerun", batch_unreachable_not_rerun, 30},
+        {"pg_breaker_opens_and_closes", breaker_opens_and_closes, 30},
+        {"pg_breaker_long_statement_no_trip", breaker_long_statement_no_trip, 30},
         {NULL, NULL, 0},
     };
     return t_main(argc, argv, cases);
