@@ -27,6 +27,7 @@
 #include "base/cal.h"
 #include "core/dispatch.h"
 #include "core/match.h"
+#include "core/rebuild.h"
 #include "net/session.h"
 #include "store/pgbatch.h"
 #include "store/pgcols.h"
@@ -48,6 +49,7 @@ struct Dispatch {
     Directory *dir;
     TravelModel model;
     RdsScript *reserve, *release;
+    Rebuild *rebuild;     /* the Redis generation: reservations wait while it is not ok */
     struct event *sweep;  /* periodic, and activated by dispatch_kick */
     bool sweeping;        /* a sweep batch is in flight */
     bool waitlist_due;    /* something changed: retry the waitlist on the next sweep */
@@ -106,6 +108,7 @@ typedef struct Sub {
     double minutes;
     int64_t ws_ms, we_ms;
     bool reserved; /* this run's script call reserved (or found) capacity */
+    int64_t gen;   /* the Redis generation it was reserved in (the job row carries it) */
     char msg[200];
 } Sub;
 

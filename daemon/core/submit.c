@@ -240,6 +240,7 @@ static json_t *finish_json(const Sub *s)
     json_object_set_new(o, "we", json_integer(s->we_ms));
     json_object_set_new(o, "expires", json_integer(s->expires_ms));
     json_object_set_new(o, "actor", json_string(s->c ? "gateway" : "daemon"));
+    json_object_set_new(o, "gen", queued && s->gen ? json_integer(s->gen) : json_null());
     return o;
 }
 
@@ -277,9 +278,14 @@ static void finish_failed(Sub *s, const char *err)
         /* nothing is acknowledged; a reservation left behind is the reconciler's (it may not
          * be ours to give back: the record may have committed just as its link failed) */
         log_warn("request %lld: recording it failed: %s", (long long)s->request_id, err);
-        sub_reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
-                        "the request could not be recorded (database unavailable); please "
-                        "retry with the same idempotency key");
+        if (strstr(err, "stale redis generation")) /* refused: see core/rebuild.h */
+            sub_reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
+                            "nothing was recorded: the queue state was being rebuilt; please "
+                            "retry with the same idempotency key");
+        else
+            sub_reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
+                            "the request could not be recorded (database unavailable); please "
+                            "retry with the same idempotency key");
         sub_free(s);
         return;
     }
