@@ -47,6 +47,7 @@ struct Rebuild {
     char run_id[48];         /* Redis' run_id, from INFO */
     bool rebuilding;         /* this daemon holds the lock and is writing */
     bool waiting_logged;     /* "another daemon rebuilds" was logged for this loss */
+    bool check_warned;       /* a refused check was logged since the last good one */
     LiveJob *jobs;           /* the snapshot being written */
     size_t njobs, written;
     int64_t new_gen;
@@ -369,6 +370,10 @@ static void info_cb(redisReply *r, const char *err, void *arg)
     Rebuild *rb = arg;
     (void)err;
     rb->checking = false;
+    if (!rb->freed && r && r->type == REDIS_REPLY_ERROR && !rb->check_warned) {
+        rb->check_warned = true; /* e.g. an ACL without +info: nothing is reserved until fixed */
+        log_error("cannot verify the Redis generation: INFO server refused: %s", r->str);
+    }
     if (rb->freed || !rb->seen_ok || !r || r->type != REDIS_REPLY_STRING ||
         rb->check_epoch != rds_link_epoch(rb->env->rds) || rb->rebuilding) {
         unref(rb);
@@ -379,6 +384,7 @@ static void info_cb(redisReply *r, const char *err, void *arg)
         unref(rb);
         return;
     }
+    rb->check_warned = false;
     const char *sp = strchr(rb->seen, ' ');
     if (rb->seen[0] && sp && strcmp(sp + 1, rb->run_id) == 0 && strtoll(rb->seen, NULL, 10) > 0) {
         adopt(rb, rb->seen, rb->check_epoch);

@@ -11,8 +11,13 @@ local o = redis.call('GET', KEYS[2])
 if o and o ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
 redis.call('DEL', KEYS[1])
+-- SCAN, not KEYS (which the daemon's ACL user may not run); the script is atomic all the same
 for p = 4, #ARGV do
-  local ks = redis.call('KEYS', ARGV[p])
-  for i = 1, #ks, 500 do redis.call('DEL', unpack(ks, i, math.min(i + 499, #ks))) end
+  local cur = '0'
+  repeat
+    local r = redis.call('SCAN', cur, 'MATCH', ARGV[p], 'COUNT', 1000)
+    cur = r[1]
+    if #r[2] > 0 then redis.call('DEL', unpack(r[2])) end
+  until cur == '0'
 end
 return 1
