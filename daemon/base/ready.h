@@ -13,14 +13,14 @@
 #include <stdint.h>
 
 typedef enum ReadyReason {
-    READY_POSTGRES_DOWN,     /* no healthy PostgreSQL pool connection */
-    READY_POSTGRES_STALLED,  /* a statement has stalled past its threshold (breaker open) */
-    READY_REDIS_DOWN,        /* the Redis link is not connected and authenticated */
+    READY_POSTGRES_DOWN,        /* no healthy PostgreSQL pool connection */
+    READY_POSTGRES_STALLED,     /* a statement has stalled past its threshold (breaker open) */
+    READY_REDIS_DOWN,           /* the Redis link is not connected and authenticated */
     READY_REDIS_WRITES_FAILING, /* Redis refuses writes: MISCONF, OOM, AOF write errors */
-    READY_REDIS_REBUILDING,  /* Redis state is being rebuilt from PostgreSQL */
-    READY_SCHEMA,            /* the database's schema version is not checked (or refused) */
-    READY_DIRECTORY,         /* the station directory is not loaded */
-    READY_SHUTTING_DOWN,     /* a graceful stop is under way */
+    READY_REDIS_REBUILDING,     /* Redis state is being rebuilt from PostgreSQL */
+    READY_SCHEMA,               /* the database's schema version is not checked (or refused) */
+    READY_DIRECTORY,            /* the station directory is not loaded */
+    READY_SHUTTING_DOWN,        /* a graceful stop is under way */
     READY_N
 } ReadyReason;
 

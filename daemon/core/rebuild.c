@@ -16,11 +16,11 @@
 #include "store/pgcols.h"
 #include "store/scripts.h"
 
-#define TICK_MS      100   /* while not verified: check this often */
-#define CHECK_MS     1000  /* once verified */
-#define LOCK_TTL_MS  10000 /* refreshed by every chunk */
-#define FILL_CHUNK   200   /* jobs per genfill.lua call */
-#define GEN_VALUE    96
+#define TICK_MS     100   /* while not verified: check this often */
+#define CHECK_MS    1000  /* once verified */
+#define LOCK_TTL_MS 10000 /* refreshed by every chunk */
+#define FILL_CHUNK  200   /* jobs per genfill.lua call */
+#define GEN_VALUE   96
 
 typedef struct {
     int64_t station, request, job;
@@ -34,25 +34,26 @@ struct Rebuild {
     void *arg;
     RdsScript *lock, *fill, *done;
     struct event *tick;
-    int refs;                /* callbacks in flight, +1 while not freed */
-    bool freed;              /* rebuild_free was called: callbacks do nothing */
-    char value[GEN_VALUE];   /* the verified "GEN RUN_ID"; "" = none */
-    int64_t gen;             /* its GEN */
-    uint64_t epoch;          /* rds_link_epoch when it was verified */
-    int64_t next_check;      /* util_now_ms() of the next periodic check */
-    bool checking;           /* GET + INFO in flight */
-    uint64_t check_epoch;    /* the link they were sent on */
-    char seen[GEN_VALUE];    /* what GET returned ("" = nil) */
-    bool seen_ok;            /* GET answered */
-    char run_id[48];         /* Redis' run_id, from INFO */
-    bool rebuilding;         /* this daemon holds the lock and is writing */
-    bool waiting_logged;     /* "another daemon rebuilds" was logged for this loss */
-    bool check_warned;       /* a refused check was logged since the last good one */
-    LiveJob *jobs;           /* the snapshot being written */
+    int refs;              /* callbacks in flight, +1 while not freed */
+    bool freed;            /* rebuild_free was called: callbacks do nothing */
+    char value[GEN_VALUE]; /* the verified "GEN RUN_ID"; "" = none */
+    int64_t gen;           /* its GEN */
+    uint64_t epoch;        /* rds_link_epoch when it was verified */
+    int64_t next_check;    /* util_now_ms() of the next periodic check */
+    bool checking;         /* GET + INFO in flight */
+    uint64_t check_epoch;  /* the link they were sent on */
+    char seen[GEN_VALUE];  /* what GET returned ("" = nil) */
+    bool seen_ok;          /* GET answered */
+    char run_id[48];       /* Redis' run_id, from INFO */
+    bool rebuilding;       /* this daemon holds the lock and is writing */
+    bool waiting_logged;   /* "another daemon rebuilds" was logged for this loss */
+    bool check_warned;     /* a refused check was logged since the last good one */
+    bool pg_due;           /* compare with PostgreSQL's generation on the next check */
+    LiveJob *jobs;         /* the snapshot being written */
     size_t njobs, written;
     int64_t new_gen;
     int64_t started_ms;
-    bool probing;            /* the write probe is in flight */
+    bool probing; /* the write probe is in flight */
     int64_t next_probe;
 };
 
@@ -85,6 +86,12 @@ void rebuild_check_now(Rebuild *rb)
 {
     rb->next_check = 0;
     event_active(rb->tick, EV_TIMEOUT, 0);
+}
+
+void rebuild_note_refused(Rebuild *rb)
+{
+    rb->pg_due = true;
+    rebuild_check_now(rb);
 }
 
 void rebuild_note_reply(Rebuild *rb, const redisReply *reply)
@@ -316,18 +323,21 @@ static void lock_cb(redisReply *r, const char *err, void *arg)
     unref(rb);
 }
 
-static void take_lock(Rebuild *rb)
+/* force: rebuild even though Redis' generation is current for its run_id (PostgreSQL's is
+ * ahead of it). */
+static void take_lock(Rebuild *rb, bool force)
 {
+    rb->pg_due = false; /* a rebuild makes the two agree */
     const Keys *k = &rb->env->keys;
     char gen[64], lock[64], ttl[16], pat[4][64];
     keys_generation(k, gen, sizeof(gen));
     keys_rebuild_lock(k, lock, sizeof(lock));
     snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_MS);
-    const char *args[9] = {gen, lock, rb->env->server_id, rb->run_id, ttl};
-    int nargs = 3;
-    for (int i = 0; keys_rebuilt_pattern(k, i, pat[i], sizeof(pat[i])); i++)
-        args[5 + nargs++ - 3] = pat[i];
-    size_t lens[9];
+    const char *args[10] = {gen, lock, rb->env->server_id, rb->run_id, ttl, force ? "1" : "0"};
+    int nargs = 4;
+    for (int i = 0; i < 4 && keys_rebuilt_pattern(k, i, pat[i], sizeof(pat[i])); i++)
+        args[2 + nargs++] = pat[i];
+    size_t lens[10];
     for (int i = 0; i < 2 + nargs; i++)
         lens[i] = strlen(args[i]);
     rb->rebuilding = true; /* no reservation from here on */
@@ -338,6 +348,37 @@ static void take_lock(Rebuild *rb)
 }
 
 /* ---- the check ---------------------------------------------------------------------------- */
+
+static void take_lock(Rebuild *rb, bool force);
+
+static const char *const pg_gen_cols[] = {"gen"};
+
+/* After a refusal: Redis' generation (rb->seen, current for its run_id) against
+ * PostgreSQL's. */
+static void pg_gen_cb(PGresult *res, const char *err, void *arg)
+{
+    Rebuild *rb = arg;
+    PgCols pc = {0};
+    if (rb->freed || rb->rebuilding || rb->check_epoch != rds_link_epoch(rb->env->rds)) {
+        unref(rb);
+        return;
+    }
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || !pgcols_bind(&pc, res, pg_gen_cols, 1)) {
+        log_warn("reading the Redis generation from PostgreSQL failed: %s", PG_ERRLINE(res, err));
+        rb->pg_due = true; /* the next check asks again */
+        unref(rb);
+        return;
+    }
+    rb->pg_due = false;
+    int64_t pg_gen = PQntuples(res) ? pgcols_ll(&pc, 0, 0) : 0;
+    if (pg_gen == strtoll(rb->seen, NULL, 10)) {
+        adopt(rb, rb->seen, rb->check_epoch);
+    } else {
+        lost(rb, "Redis' generation is not PostgreSQL's");
+        take_lock(rb, true);
+    }
+    unref(rb);
+}
 
 static void gen_cb(redisReply *r, const char *err, void *arg)
 {
@@ -387,11 +428,16 @@ static void info_cb(redisReply *r, const char *err, void *arg)
     rb->check_warned = false;
     const char *sp = strchr(rb->seen, ' ');
     if (rb->seen[0] && sp && strcmp(sp + 1, rb->run_id) == 0 && strtoll(rb->seen, NULL, 10) > 0) {
-        adopt(rb, rb->seen, rb->check_epoch);
+        const char *params[] = {rb->env->cfg->county_code};
+        if (!rb->pg_due)
+            adopt(rb, rb->seen, rb->check_epoch);
+        else if (pg_query(rb->env->pg, "SELECT gen FROM redis_generations WHERE county_code = $1",
+                          1, params, pg_gen_cb, rb))
+            rb->refs++;
     } else {
         lost(rb, !rb->seen[0] ? "its generation key is gone"
                               : "Redis restarted or failed over since the last rebuild");
-        take_lock(rb);
+        take_lock(rb, false);
     }
     unref(rb);
 }

@@ -55,6 +55,10 @@ int64_t rebuild_gen(const Rebuild *rb);
 const char *rebuild_value(const Rebuild *rb);
 /* A script found the generation gone or changed: check now instead of at the next tick. */
 void rebuild_check_now(Rebuild *rb);
+/* PostgreSQL refused a job reserved in a replaced generation: the next check (now) also
+ * compares Redis' generation with PostgreSQL's, and rebuilds when Redis' is behind (a state
+ * no rebuild leaves, but a restore or a hand edit can). */
+void rebuild_note_refused(Rebuild *rb);
 /* A reply to a write: a refused write raises READY_REDIS_WRITES_FAILING (the probe clears
  * it once writes work again). */
 void rebuild_note_reply(Rebuild *rb, const redisReply *reply);

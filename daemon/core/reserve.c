@@ -95,8 +95,7 @@ static void reserve_done(redisReply *r, const char *err, void *arg)
         r->element[0]->type != REDIS_REPLY_INTEGER) {
         log_warn("request %lld: reserving capacity failed: %s", (long long)s->request_id,
                  r ? (r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply") : err);
-        reserve_unavailable(s, rds_write_refused(r) ? "Redis refuses writes"
-                                                    : "Redis unavailable");
+        reserve_unavailable(s, rds_write_refused(r) ? "Redis refuses writes" : "Redis unavailable");
         return;
     }
     long long status = r->element[0]->integer;

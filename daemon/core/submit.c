@@ -274,18 +274,22 @@ static const char *const finish_cols[RC_N] = {"state", "station_id", "job_id", "
 
 static void finish_failed(Sub *s, const char *err)
 {
+    bool stale = strstr(err, "stale redis generation") != NULL; /* see core/rebuild.h */
+    if (stale)
+        rebuild_note_refused(s->d->rebuild);
     if (s->fresh) {
         /* nothing is acknowledged; a reservation left behind is the reconciler's (it may not
          * be ours to give back: the record may have committed just as its link failed) */
         log_warn("request %lld: recording it failed: %s", (long long)s->request_id, err);
-        if (strstr(err, "stale redis generation")) /* refused: see core/rebuild.h */
+        if (stale) {
             sub_reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
                             "nothing was recorded: the queue state was being rebuilt; please "
                             "retry with the same idempotency key");
-        else
+        } else {
             sub_reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
                             "the request could not be recorded (database unavailable); please "
                             "retry with the same idempotency key");
+        }
         sub_free(s);
         return;
     }

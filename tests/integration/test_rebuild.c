@@ -133,6 +133,18 @@ static long metric_sum(const Daemon *a, const Daemon *b, const char *name)
     return itest_metric(a->http_port, name) + itest_metric(b->http_port, name);
 }
 
+/* The cases' rebuilds on the private server numbered generations in the shared database:
+ * the shared server's generation key is now behind it. Dropping the key makes the next
+ * program's first daemon rebuild the shared server from PostgreSQL, as after a loss. */
+static void shared_generation_forget(void)
+{
+    redisContext *r = fix_redis();
+    redisReply *rep = redisCommand(r, "DEL {c330281}:gen");
+    T_ASSERT(rep && rep->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(rep);
+    redisFree(r);
+}
+
 static void loss_during_burst(Loss how, int area)
 {
     PGconn *pg = itest_pg();
@@ -216,8 +228,7 @@ static void loss_during_burst(Loss how, int area)
     for (int i = 0; i < PQntuples(q); i++) {
         long n = fix_stream_count(rd, atoll(PQgetvalue(q, i, 1)), atoll(PQgetvalue(q, i, 0)));
         if (n != 1)
-            t_fail(__FILE__, __LINE__, "request %s has %ld stream entries", PQgetvalue(q, i, 0),
-                   n);
+            t_fail(__FILE__, __LINE__, "request %s has %ld stream entries", PQgetvalue(q, i, 0), n);
     }
     PQclear(q);
     /* every acknowledged QUEUED is queued in PostgreSQL */
@@ -240,6 +251,7 @@ static void loss_during_burst(Loss how, int area)
     T_EQ_INT(itest_daemon_stop(&a, 15000), 0);
     T_EQ_INT(itest_daemon_stop(&b, 15000), 0);
     irds_srv_kill();
+    shared_generation_forget();
     PQfinish(pg);
 }
 
@@ -311,6 +323,66 @@ static void writes_refused(void)
     cl_close(c);
     itest_daemon_down(&d);
     irds_srv_kill();
+    shared_generation_forget();
+    PQfinish(pg);
+}
+
+/* A unit reserved in a generation a rebuild has replaced is refused by PostgreSQL itself:
+ * the generation moves on in the database behind the daemon's back (as a rebuild by
+ * another daemon does between this one's reservation and its commit), the next submission
+ * reserves in the old Redis state and its record is refused; it is answered UNAVAILABLE,
+ * nothing recorded, and the daemon then finds Redis behind PostgreSQL and rebuilds. */
+static void pg_refuses_stale_generation(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 95, &f);
+    int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10});
+    char phone[16];
+    fix_resident(pg, &f, 1, false, phone);
+    irds_srv_start();
+    char port[32], pw[600];
+    const char *args[8];
+    private_args(port, pw, args);
+    Daemon d;
+    itest_daemon_up(&d, args);
+    ClConn *c = isess_gateway(&d, pg);
+    IdispReq q1 = idisp_meal(fix_key("gen-1"), phone);
+    ClEnvelope *r = idisp_submit(&d, c, &q1);
+    T_EQ_INT(isess_result(r)->state, S(REQUEST_STATE__QUEUED));
+    cl_free(r);
+    long before = itest_metric(d.http_port, "careline_redis_rebuilds_total");
+    PQclear(itest_sql(pg, "SELECT * FROM careline_redis_rebuild('330281', 'test')", 0, NULL));
+    const char *key2 = fix_key("gen-2");
+    IdispReq q2 = idisp_meal(key2, phone);
+    r = idisp_submit(&d, c, &q2);
+    T_EQ_INT(r->body_case, BODY(ERROR));
+    T_EQ_INT(r->error->code, S(ERROR_CODE__UNAVAILABLE));
+    T_ASSERT(strstr(r->error->message, "nothing was recorded") != NULL);
+    cl_free(r);
+    T_EQ_INT(idisp_sql_long(pg, "SELECT count(*) FROM requests WHERE idempotency_key = $1", key2),
+             0);
+    /* the daemon rebuilds, and the same key then goes through */
+    int64_t end = util_now_ms() + 10000;
+    while (itest_metric(d.http_port, "careline_redis_rebuilds_total") <= before &&
+           util_now_ms() < end)
+        usleep(50000);
+    T_ASSERT(itest_metric(d.http_port, "careline_redis_rebuilds_total") > before);
+    itest_daemon_wait_ready(&d);
+    r = idisp_submit(&d, c, &q2);
+    T_EQ_INT(isess_result(r)->state, S(REQUEST_STATE__QUEUED));
+    cl_free(r);
+    T_EQ_INT(live_jobs(pg, st), 2);
+    redisContext *rd = irds_admin_connect("127.0.0.1", irds_srv_port());
+    char capk[96];
+    snprintf(capk, sizeof(capk), "{c330281}:cap:%lld:%s:lunch", (long long)st, fix_tomorrow());
+    T_EQ_INT(fix_redis_int(rd, capk), 2);
+    T_EQ_INT(fix_stream_count(rd, st, 0), 2);
+    redisFree(rd);
+    cl_close(c);
+    itest_daemon_down(&d);
+    irds_srv_kill();
+    shared_generation_forget();
     PQfinish(pg);
 }
 
@@ -321,6 +393,7 @@ int main(int argc, char **argv)
         {"rebuild_restart_empty_during_burst", restart_empty_during_burst, 300},
         {"rebuild_restart_stale_during_burst", restart_stale_during_burst, 300},
         {"rebuild_writes_refused", writes_refused, 120},
+        {"rebuild_pg_refuses_stale_generation", pg_refuses_stale_generation, 120},
         {NULL, NULL, 0},
     };
     return t_main(argc, argv, cases);
