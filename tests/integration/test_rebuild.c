@@ -18,6 +18,7 @@
 
 #include "common/util.h"
 #include "fixture.h"
+#include "iconsole.h"
 #include "idispatch.h"
 #include "irds.h"
 #include "isession.h"
@@ -166,8 +167,15 @@ static void loss_during_burst(Loss how, int area)
     itest_daemon_start(&b, args);
     itest_daemon_wait_ready(&a);
     itest_daemon_wait_ready(&b);
-    char tok[64], prefix[64], acked_path[600];
+    char tok[64], prefix[64], acked_path[600], stok[64], sport[16];
     itest_make_token(pg, "gateway", 0, tok);
+    /* a console of the first station, connected through the loss */
+    itest_make_token(pg, "station", st[0], stok);
+    IconProc con;
+    icon_start(&con, &b, false,
+               (const char *const[]){"--port", icon_port_arg(sport, sizeof(sport), b.proto_port),
+                                     "--token", stok, "--json", NULL});
+    icon_wait(&con, 10000, "connected", 0, NULL);
     snprintf(prefix, sizeof(prefix), "%s", fix_key("loss"));
     snprintf(acked_path, sizeof(acked_path), "%s/acked", t_tmpdir());
     char like[96];
@@ -231,6 +239,16 @@ static void loss_during_burst(Loss how, int area)
             t_fail(__FILE__, __LINE__, "request %s has %ld stream entries", PQgetvalue(q, i, 0), n);
     }
     PQclear(q);
+    /* the console kept its jobs: it was shown every job queued at its station */
+    char sid[24];
+    snprintf(sid, sizeof(sid), "%lld", (long long)st[0]);
+    q = itest_sql(pg, "SELECT job_id FROM requests WHERE station_id = $1 AND state = 'queued'", 1,
+                  (const char *[]){sid});
+    T_EQ_INT(PQntuples(q), caps[0]);
+    for (int i = 0; i < PQntuples(q); i++)
+        icon_wait(&con, 10000, "job", atoll(PQgetvalue(q, i, 0)), "offered");
+    PQclear(q);
+    icon_stop(&con);
     /* every acknowledged QUEUED is queued in PostgreSQL */
     FILE *acked = fopen(acked_path, "r");
     char key[128];
