@@ -404,6 +404,63 @@ static void pg_refuses_stale_generation(void)
     PQfinish(pg);
 }
 
+/* While a rebuild runs (held up here by a lock on the county's generation row in
+ * PostgreSQL), both daemons say redis_rebuilding in /readyz and answer submissions at once
+ * with UNAVAILABLE saying nothing was recorded; exactly one of them rebuilds, the other
+ * waits and adopts its generation; then submissions go through again. */
+static void unavailable_while_rebuilding(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 96, &f);
+    fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10});
+    char phone[16];
+    fix_resident(pg, &f, 1, false, phone);
+    irds_srv_start();
+    char port[32], pw[600];
+    const char *args[8];
+    private_args(port, pw, args);
+    Daemon a, b;
+    itest_daemon_up(&a, args);
+    itest_daemon_up(&b, args);
+    ClConn *c = isess_gateway(&a, pg);
+    long rebuilt0 = metric_sum(&a, &b, "careline_redis_rebuilds_total");
+    PGconn *locker = itest_pg();
+    PQclear(itest_sql(locker, "BEGIN", 0, NULL));
+    PQclear(itest_sql(locker,
+                      "SELECT * FROM redis_generations WHERE county_code = '330281' FOR UPDATE", 0,
+                      NULL));
+    irds_admin_cmd("127.0.0.1", irds_srv_port(), "FLUSHALL");
+    T_ASSERT(wait_readyz(&a, 503, "redis_rebuilding", 5000));
+    T_ASSERT(wait_readyz(&b, 503, "redis_rebuilding", 5000));
+    const char *key = fix_key("rebuilding");
+    IdispReq q = idisp_meal(key, phone);
+    int64_t t0 = util_now_ms();
+    ClEnvelope *r = idisp_submit(&a, c, &q);
+    T_ASSERT(util_now_ms() - t0 < 3000); /* at once, not when the rebuild ends */
+    T_EQ_INT(r->body_case, BODY(ERROR));
+    T_EQ_INT(r->error->code, S(ERROR_CODE__UNAVAILABLE));
+    T_ASSERT(strstr(r->error->message, "nothing was recorded") != NULL);
+    T_ASSERT(strstr(r->error->message, "rebuilt") != NULL);
+    cl_free(r);
+    T_EQ_INT(idisp_sql_long(pg, "SELECT count(*) FROM requests WHERE idempotency_key = $1", key),
+             0);
+    PQclear(itest_sql(locker, "COMMIT", 0, NULL));
+    PQfinish(locker);
+    itest_daemon_wait_ready(&a);
+    itest_daemon_wait_ready(&b);
+    T_EQ_INT(metric_sum(&a, &b, "careline_redis_rebuilds_total"), rebuilt0 + 1);
+    r = idisp_submit(&a, c, &q);
+    T_EQ_INT(isess_result(r)->state, S(REQUEST_STATE__QUEUED));
+    cl_free(r);
+    cl_close(c);
+    itest_daemon_down(&a);
+    itest_daemon_down(&b);
+    irds_srv_kill();
+    shared_generation_forget();
+    PQfinish(pg);
+}
+
 int main(int argc, char **argv)
 {
     static const TCase cases[] = {
@@ -412,6 +469,7 @@ int main(int argc, char **argv)
         {"rebuild_restart_stale_during_burst", restart_stale_during_burst, 300},
         {"rebuild_writes_refused", writes_refused, 120},
         {"rebuild_pg_refuses_stale_generation", pg_refuses_stale_generation, 120},
+        {"rebuild_unavailable_while_rebuilding", unavailable_while_rebuilding, 120},
         {NULL, NULL, 0},
     };
     return t_main(argc, argv, cases);
