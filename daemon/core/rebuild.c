@@ -28,6 +28,12 @@ typedef struct {
     char day[11], slot[8];
 } LiveJob;
 
+typedef struct {
+    RebuildWaitCb cb;
+    void *arg;
+    int64_t deadline; /* util_now_ms() */
+} Waiter;
+
 struct Rebuild {
     const Env *env;
     RebuildResumedCb resumed;
@@ -49,7 +55,10 @@ struct Rebuild {
     bool waiting_logged;   /* "another daemon rebuilds" was logged for this loss */
     bool check_warned;     /* a refused check was logged since the last good one */
     bool pg_due;           /* compare with PostgreSQL's generation on the next check */
-    LiveJob *jobs;         /* the snapshot being written */
+    bool lost;             /* the state is known lost: a rebuild is due or running */
+    Waiter *waiters;       /* rebuild_wait callers parked until the check of a new link */
+    size_t nwaiters, capwaiters;
+    LiveJob *jobs; /* the snapshot being written */
     size_t njobs, written;
     int64_t new_gen;
     int64_t started_ms;
@@ -63,7 +72,35 @@ static void unref(Rebuild *rb)
         return;
     event_free(rb->tick);
     free(rb->jobs);
+    free(rb->waiters);
     free(rb);
+}
+
+/* Fires the parked waiters: all of them (all = true), or those past their deadline, with ok. */
+static void waiters_fire(Rebuild *rb, bool all, bool ok)
+{
+    int64_t now = util_now_ms();
+    size_t kept = 0, n = rb->nwaiters;
+    Waiter *w = rb->waiters;
+    rb->waiters = NULL; /* a callback may park a new waiter: it goes to a fresh list */
+    rb->nwaiters = rb->capwaiters = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (all || now >= w[i].deadline)
+            w[i].cb(w[i].arg, ok);
+        else
+            w[kept++] = w[i];
+    }
+    for (size_t i = 0; i < rb->nwaiters; i++) { /* parked by the callbacks */
+        if (kept == n) {
+            n = n ? 2 * n : 8;
+            w = xrealloc(w, n * sizeof(*w));
+        }
+        w[kept++] = rb->waiters[i];
+    }
+    free(rb->waiters);
+    rb->waiters = w;
+    rb->nwaiters = kept;
+    rb->capwaiters = n;
 }
 
 bool rebuild_ok(const Rebuild *rb)
@@ -86,6 +123,25 @@ void rebuild_check_now(Rebuild *rb)
 {
     rb->next_check = 0;
     event_active(rb->tick, EV_TIMEOUT, 0);
+}
+
+void rebuild_wait(Rebuild *rb, int wait_ms, RebuildWaitCb cb, void *arg)
+{
+    if (rebuild_ok(rb)) {
+        cb(arg, true);
+        return;
+    }
+    if (rb->freed || rb->lost || rb->rebuilding || !rds_ready(rb->env->rds)) {
+        cb(arg, false);
+        return;
+    }
+    if (rb->nwaiters == rb->capwaiters) {
+        rb->capwaiters = rb->capwaiters ? 2 * rb->capwaiters : 8;
+        rb->waiters = xrealloc(rb->waiters, rb->capwaiters * sizeof(Waiter));
+    }
+    rb->waiters[rb->nwaiters++] = (Waiter){cb, arg, util_now_ms() + wait_ms};
+    if (!rb->checking)
+        rebuild_check_now(rb);
 }
 
 void rebuild_note_refused(Rebuild *rb)
@@ -112,7 +168,9 @@ static void lost(Rebuild *rb, const char *why)
                  "rebuilt from PostgreSQL",
                  why);
     rb->value[0] = '\0';
+    rb->lost = true;
     ready_set(rb->env->ready, READY_REDIS_REBUILDING, true);
+    waiters_fire(rb, true, false);
 }
 
 static void adopt(Rebuild *rb, const char *value, uint64_t epoch)
@@ -126,7 +184,10 @@ static void adopt(Rebuild *rb, const char *value, uint64_t epoch)
     rb->gen = strtoll(value, NULL, 10);
     rb->epoch = epoch;
     rb->waiting_logged = false;
+    rb->lost = false;
     ready_set(rb->env->ready, READY_REDIS_REBUILDING, false);
+    if (rebuild_ok(rb))
+        waiters_fire(rb, true, true);
     if (!was_ok && rebuild_ok(rb) && rb->resumed)
         rb->resumed(rb->arg);
 }
@@ -498,6 +559,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     Rebuild *rb = arg;
     const Env *env = rb->env;
+    if (rb->nwaiters)
+        waiters_fire(rb, !rds_ready(env->rds) || env->stopping, false); /* due, or all */
     if (env->stopping || !rds_ready(env->rds))
         return; /* READY_REDIS_DOWN says it; checked again once the link is back */
     int64_t now = util_now_ms();
@@ -538,5 +601,6 @@ void rebuild_free(Rebuild *rb)
         return;
     rb->freed = true;
     event_del(rb->tick);
+    waiters_fire(rb, true, false);
     unref(rb);
 }

@@ -50,6 +50,13 @@ void rebuild_free(Rebuild *rb);
 /* true when reservations may be made: the generation was verified on the current
  * connection and no rebuild is under way. */
 bool rebuild_ok(const Rebuild *rb);
+/* Calls cb(arg, ok) exactly once: ok true as soon as reservations may be made (at once when
+ * rebuild_ok). A link that is new and not checked yet (start, reconnect) is waited for, up
+ * to wait_ms, so a reconnect costs callers no error; ok false at once when the state is lost
+ * or being rebuilt, or Redis is down (callers answer UNAVAILABLE), and false after wait_ms
+ * or at rebuild_free. cb may be called from inside rebuild_wait. */
+typedef void (*RebuildWaitCb)(void *arg, bool ok);
+void rebuild_wait(Rebuild *rb, int wait_ms, RebuildWaitCb cb, void *arg);
 /* The verified generation: its number (0 = none) and its value for reserve.lua (""). */
 int64_t rebuild_gen(const Rebuild *rb);
 const char *rebuild_value(const Rebuild *rb);

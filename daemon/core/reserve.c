@@ -136,18 +136,9 @@ static long long expire_at(CalDay day)
     return (long long)(cal_unix_ms(day + 2, 0) / 1000);
 }
 
-void sub_reserve(Sub *s, const MatchCand *cands, size_t n)
+static void reserve_send(Sub *s, const MatchCand *cands, size_t n)
 {
     Dispatch *d = s->d;
-    if (d->stopped) {
-        sub_free(s);
-        return;
-    }
-    if (!rebuild_ok(d->rebuild)) {
-        rebuild_check_now(d->rebuild);
-        reserve_unavailable(s, "the queue state is being rebuilt");
-        return;
-    }
     char day[11];
     cal_format(s->day, day);
     const char *slot = s->kind == S(SERVICE_KIND__HOME_CARE)
@@ -197,4 +188,45 @@ void sub_reserve(Sub *s, const MatchCand *cands, size_t n)
     free(lens);
     if (!ok)
         reserve_done(NULL, "Redis is unavailable or overloaded", s);
+}
+
+/* A submission waiting for the check of a new Redis link, with its candidates. */
+typedef struct {
+    Sub *s;
+    size_t n;
+    MatchCand cands[];
+} ReserveWait;
+
+#define RESERVE_WAIT_MS 1000 /* a new link's check takes one round trip */
+
+static void reserve_resume(void *arg, bool ok)
+{
+    ReserveWait *w = arg;
+    Sub *s = w->s;
+    if (s->d->stopped)
+        sub_free(s);
+    else if (!ok)
+        reserve_unavailable(s, rds_ready(s->d->env->rds) ? "the queue state is being rebuilt"
+                                                         : "Redis unavailable");
+    else
+        reserve_send(s, w->cands, w->n);
+    free(w);
+}
+
+void sub_reserve(Sub *s, const MatchCand *cands, size_t n)
+{
+    Dispatch *d = s->d;
+    if (d->stopped) {
+        sub_free(s);
+        return;
+    }
+    if (rebuild_ok(d->rebuild)) {
+        reserve_send(s, cands, n);
+        return;
+    }
+    ReserveWait *w = xmalloc(sizeof(*w) + n * sizeof(MatchCand));
+    w->s = s;
+    w->n = n;
+    memcpy(w->cands, cands, n * sizeof(MatchCand));
+    rebuild_wait(d->rebuild, RESERVE_WAIT_MS, reserve_resume, w);
 }
