@@ -340,7 +340,7 @@ redis_write_acl() {
         # keep in step with deploy/redis-acl.example.conf
         cat >"$tmp" <<ACL
 user default off resetpass nocommands resetkeys resetchannels
-user $REDIS_USER on #$hash resetkeys ~{c*}:* resetchannels &{c*}:* -@all +@connection +@read +@write +@stream +@pubsub +@scripting -@dangerous -@admin -function -script|flush -script|kill
+user $REDIS_USER on #$hash resetkeys ~{c*}:* resetchannels &{c*}:* -@all +@connection +@read +@write +@stream +@pubsub +@scripting -@dangerous -@admin -function -script|flush -script|kill +info
 ACL
     )
     mv -f "$tmp" "$DIR/redis.acl"

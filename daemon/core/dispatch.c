@@ -175,6 +175,7 @@ Dispatch *dispatch_new(const Env *env)
     event_add(d->gauges, &(struct timeval){0, GAUGE_MS * 1000});
     d->reserve = rds_script_new(env->rds, lua_reserve);
     d->release = rds_script_new(env->rds, lua_release);
+    d->rebuild = rebuild_new(env, directory_changed, d); /* resumed: the waitlist may move */
     sweep_start(d);
     d->dir = dir_new(env->pg, directory_changed, d);
     /* one batch of each kind per pool connection at most; a full one commits 256 requests */
@@ -213,6 +214,7 @@ void dispatch_free(Dispatch *d)
     if (d->gauges)
         event_free(d->gauges);
     deadlines_free(d->deadlines);
+    rebuild_free(d->rebuild);
     dir_free(d->dir);
     for (int k = 0; k < BATCH_N; k++)
         pgbatch_free(d->batch[k]);

@@ -28,6 +28,7 @@
 #include "core/deadline.h"
 #include "core/dispatch.h"
 #include "core/match.h"
+#include "core/rebuild.h"
 #include "net/session.h"
 #include "store/pgbatch.h"
 #include "store/pgcols.h"
@@ -49,6 +50,7 @@ struct Dispatch {
     Directory *dir;
     TravelModel model;
     RdsScript *reserve, *release;
+    Rebuild *rebuild;     /* the Redis generation: reservations wait while it is not ok */
     struct event *sweep;  /* periodic, and activated by dispatch_kick */
     bool sweeping;        /* a sweep batch is in flight */
     bool waitlist_due;    /* something changed: retry the waitlist on the next sweep */
@@ -111,6 +113,7 @@ typedef struct Sub {
     double minutes;
     int64_t ws_ms, we_ms;
     bool reserved; /* this run's script call reserved (or found) capacity */
+    int64_t gen;   /* the Redis generation it was reserved in (the job row carries it) */
     char msg[200];
     /* the caller's deadline (gateway submissions only) */
     int64_t t0_ms;    /* util_now_ms() when the frame arrived */

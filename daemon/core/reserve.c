@@ -5,6 +5,10 @@
  * retry never books twice. lua/release.lua gives a unit back exactly once. A fresh
  * request's reservation is listed as pending until its record commits (settle), so the
  * orphan reconciler can tell a crash's leftovers from recorded work.
+ *
+ * Nothing is reserved unless the county's Redis generation is verified (core/rebuild.h):
+ * every script gets the generation key, reserve.lua refuses when it is gone or differs, and
+ * the job row carries the generation so PostgreSQL refuses a unit reserved in lost state.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +20,7 @@
 static void release_done(redisReply *r, const char *err, void *arg)
 {
     Dispatch *d = arg;
+    rebuild_note_reply(d->rebuild, r);
     if (!r || r->type == REDIS_REPLY_ERROR)
         log_warn("releasing a reservation failed: %s", r ? r->str : err);
     else
@@ -25,12 +30,13 @@ static void release_done(redisReply *r, const char *err, void *arg)
 bool reserve_release_cb(Dispatch *d, int64_t request_id, int attempt, const char *why,
                         bool drop_entry, RdsReplyCb cb, void *arg)
 {
-    char key[96], pend[64];
+    char key[96], pend[64], gen[64];
     keys_reservation(&d->env->keys, request_id, attempt, key, sizeof(key));
     keys_pending(&d->env->keys, pend, sizeof(pend));
-    const char *args[] = {key, pend, why, drop_entry ? "1" : "0"};
-    size_t lens[] = {strlen(key), strlen(pend), strlen(why), 1};
-    return rds_eval(d->env->rds, d->release, cb, arg, 2, 2, args, lens);
+    keys_generation(&d->env->keys, gen, sizeof(gen));
+    const char *args[] = {key, pend, gen, why, drop_entry ? "1" : "0"};
+    size_t lens[] = {strlen(key), strlen(pend), strlen(gen), strlen(why), 1};
+    return rds_eval(d->env->rds, d->release, cb, arg, 3, 2, args, lens);
 }
 
 void reserve_release(Dispatch *d, int64_t request_id, int attempt, const char *why, bool drop_entry)
@@ -61,23 +67,36 @@ void reserve_settle(Dispatch *d, int64_t request_id, int attempt)
                   (long long)request_id);
 }
 
+/* Nothing was reserved: the caller hears what is true. A fresh submission has nothing in
+ * PostgreSQL yet; an existing request stays as it is and the sweep moves it on. */
+static void reserve_unavailable(Sub *s, const char *why)
+{
+    sub_unavailable(s, s->fresh ? SUB_NOTHING : SUB_PENDING, why);
+    sub_free(s);
+}
+
 /* reserve.lua's reply: {0, station, job} reserved now, {1, station, job} reserved by an
- * earlier run, {2, 0, held} no room. */
+ * earlier run, {2, 0, held} no room, {3, 0, 0} / {4, 0, 0} the generation is gone / not
+ * this daemon's (nothing reserved). */
 static void reserve_done(redisReply *r, const char *err, void *arg)
 {
     Sub *s = arg;
     Dispatch *d = s->d;
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+    rebuild_note_reply(d->rebuild, r);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER) {
         log_warn("request %lld: reserving capacity failed: %s", (long long)s->request_id,
                  r ? (r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply") : err);
-        sub_reply_error(s, S(ERROR_CODE__UNAVAILABLE), NULL,
-                        "the request is recorded but could not be queued yet (Redis "
-                        "unavailable); it will be queued automatically");
-        sub_free(s);
+        reserve_unavailable(s, rds_write_refused(r) ? "Redis refuses writes" : "Redis unavailable");
+        return;
+    }
+    long long status = r->element[0]->integer;
+    if (status == 3 || status == 4) {
+        rebuild_check_now(d->rebuild);
+        reserve_unavailable(s, "the queue state is being rebuilt");
         return;
     }
     sub_fault(s, "after_enqueue");
-    long long status = r->element[0]->integer;
     if (status == 2) {
         s->state = S(REQUEST_STATE__WAITLISTED);
         s->reason = S(REASON_CODE__NO_CAPACITY);
@@ -86,6 +105,7 @@ static void reserve_done(redisReply *r, const char *err, void *arg)
         return;
     }
     s->reserved = true;
+    s->gen = rebuild_gen(d->rebuild);
     s->station_id = r->element[1]->integer;
     s->job_id = r->element[2]->integer;
     s->state = S(REQUEST_STATE__QUEUED);
@@ -108,20 +128,17 @@ static long long expire_at(CalDay day)
     return (long long)(cal_unix_ms(day + 2, 0) / 1000);
 }
 
-void sub_reserve(Sub *s, const MatchCand *cands, size_t n)
+static void reserve_send(Sub *s, const MatchCand *cands, size_t n)
 {
     Dispatch *d = s->d;
-    if (d->stopped) {
-        sub_free(s);
-        return;
-    }
     char day[11];
     cal_format(s->day, day);
     const char *slot = s->kind == S(SERVICE_KIND__HOME_CARE)
                            ? "care"
                            : (s->slot == S(MEAL_SLOT__DINNER) ? "dinner" : "lunch");
-    /* keys: marker, (capacity, stream, limit override) per candidate, pending; args after */
-    size_t nkeys = 2 + 3 * n, nargs = 9 + 2 * n;
+    /* keys: marker, (capacity, stream, limit override) per candidate, pending, generation;
+     * args after */
+    size_t nkeys = 3 + 3 * n, nargs = 10 + 2 * n;
     char(*buf)[96] = xcalloc(nkeys + nargs, sizeof(*buf));
     const char **args = xcalloc(nkeys + nargs, sizeof(char *));
     size_t *lens = xcalloc(nkeys + nargs, sizeof(size_t));
@@ -133,6 +150,7 @@ void sub_reserve(Sub *s, const MatchCand *cands, size_t n)
         keys_limit(k, cands[i].station_id, day, slot, buf[3 + 3 * i], sizeof(buf[0]));
     }
     keys_pending(&d->env->keys, buf[1 + 3 * n], sizeof(buf[0]));
+    keys_generation(&d->env->keys, buf[2 + 3 * n], sizeof(buf[0]));
     char(*a)[96] = buf + nkeys;
     snprintf(a[0], 96, "%lld", (long long)s->job_id);
     snprintf(a[1], 96, "%lld", (long long)s->request_id);
@@ -150,6 +168,7 @@ void sub_reserve(Sub *s, const MatchCand *cands, size_t n)
     /* the streams keep what a booking horizon plus two days can still concern */
     snprintf(a[8 + 2 * n], 96, "%lld",
              (long long)(util_wall_ms() - (d->env->cfg->booking_days + 2) * 86400000LL));
+    snprintf(a[9 + 2 * n], 96, "%s", rebuild_value(d->rebuild));
     for (size_t i = 0; i < nkeys + nargs; i++) {
         args[i] = buf[i];
         lens[i] = strlen(buf[i]);
@@ -161,4 +180,45 @@ void sub_reserve(Sub *s, const MatchCand *cands, size_t n)
     free(lens);
     if (!ok)
         reserve_done(NULL, "Redis is unavailable or overloaded", s);
+}
+
+/* A submission waiting for the check of a new Redis link, with its candidates. */
+typedef struct {
+    Sub *s;
+    size_t n;
+    MatchCand cands[];
+} ReserveWait;
+
+#define RESERVE_WAIT_MS 1000 /* a new link's check takes one round trip */
+
+static void reserve_resume(void *arg, bool ok)
+{
+    ReserveWait *w = arg;
+    Sub *s = w->s;
+    if (s->d->stopped)
+        sub_free(s);
+    else if (!ok)
+        reserve_unavailable(s, rds_ready(s->d->env->rds) ? "the queue state is being rebuilt"
+                                                         : "Redis unavailable");
+    else
+        reserve_send(s, w->cands, w->n);
+    free(w);
+}
+
+void sub_reserve(Sub *s, const MatchCand *cands, size_t n)
+{
+    Dispatch *d = s->d;
+    if (d->stopped) {
+        sub_free(s);
+        return;
+    }
+    if (rebuild_ok(d->rebuild)) {
+        reserve_send(s, cands, n);
+        return;
+    }
+    ReserveWait *w = xmalloc(sizeof(*w) + n * sizeof(MatchCand));
+    w->s = s;
+    w->n = n;
+    memcpy(w->cands, cands, n * sizeof(MatchCand));
+    rebuild_wait(d->rebuild, RESERVE_WAIT_MS, reserve_resume, w);
 }

@@ -154,16 +154,17 @@ void status_handle(void *arg, Conn *c, Envelope *env)
     conn_inflight_begin(c);
     conn_ref(c);
     for (size_t i = 0; i < m->n_capacity; i++) {
-        char day[11], used[96], lim[96], left[16], exp[24];
+        char day[11], used[96], lim[96], gen[64], left[16], exp[24];
         cal_format(days[i], day);
         const char *slot = m->capacity[i]->slot == S(MEAL_SLOT__DINNER) ? "dinner" : "lunch";
         keys_capacity(&st->env->keys, c->station_id, day, slot, used, sizeof(used));
         keys_limit(&st->env->keys, c->station_id, day, slot, lim, sizeof(lim));
+        keys_generation(&st->env->keys, gen, sizeof(gen));
         snprintf(left, sizeof(left), "%d", m->capacity[i]->capacity_left);
         snprintf(exp, sizeof(exp), "%lld", (long long)(cal_unix_ms(days[i] + 2, 0) / 1000));
-        const char *args[] = {used, lim, left, exp};
-        size_t lens[] = {strlen(used), strlen(lim), strlen(left), strlen(exp)};
-        if (rds_eval(st->env->rds, st->caplim, cap_done, op, 2, 2, args, lens))
+        const char *args[] = {used, lim, gen, left, exp};
+        size_t lens[] = {strlen(used), strlen(lim), strlen(gen), strlen(left), strlen(exp)};
+        if (rds_eval(st->env->rds, st->caplim, cap_done, op, 3, 2, args, lens))
             op->pending++;
         else
             op->failed = true;

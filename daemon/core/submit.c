@@ -358,6 +358,7 @@ static json_t *finish_json(const Sub *s)
     json_object_set_new(o, "we", json_integer(s->we_ms));
     json_object_set_new(o, "expires", json_integer(s->expires_ms));
     json_object_set_new(o, "actor", json_string(s->c ? "gateway" : "daemon"));
+    json_object_set_new(o, "gen", queued && s->gen ? json_integer(s->gen) : json_null());
     return o;
 }
 
@@ -405,6 +406,9 @@ static void record_not_sent(Sub *s, const char *cause)
 
 static void finish_failed(Sub *s, const char *err, bool sent)
 {
+    bool stale = strstr(err, "stale redis generation") != NULL; /* see core/rebuild.h */
+    if (stale)
+        rebuild_note_refused(s->d->rebuild);
     if (s->fresh && !sent) {
         if (!sub_gone(s))
             log_warn("request %lld: not recorded: %s", (long long)s->request_id, err);
@@ -415,7 +419,12 @@ static void finish_failed(Sub *s, const char *err, bool sent)
         /* a reservation left behind is the reconciler's (it is not ours to give back: the
          * record may have committed just as its link failed) */
         log_warn("request %lld: recording it failed: %s", (long long)s->request_id, err);
-        sub_unavailable(s, SUB_MAYBE, "the database's answer was lost");
+        /* PostgreSQL refused the job for a replaced Redis generation: the transaction rolled
+         * back, so nothing is recorded (and the reservation went with the old state) */
+        if (stale)
+            sub_unavailable(s, SUB_NOTHING, "the queue state was being rebuilt");
+        else
+            sub_unavailable(s, SUB_MAYBE, "the database's answer was lost");
         sub_free(s);
         return;
     }

@@ -183,8 +183,8 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     Dispatch *d = arg;
     if (d->stopped || !dir_snap(d->dir) || !pg_pool_ready(d->env->pg) || !rds_ready(d->env->rds) ||
-        d->env->stopping)
-        return;
+        d->env->stopping || !rebuild_ok(d->rebuild))
+        return; /* while Redis is rebuilt nothing is reserved: the waitlist waits for it */
     reconcile_orphans(d);
     if (d->sweeping)
         return;

@@ -47,3 +47,27 @@ void keys_wake_channel(const Keys *k, char *out, size_t n)
 {
     snprintf(out, n, "%swake", k->prefix);
 }
+
+void keys_generation(const Keys *k, char *out, size_t n)
+{
+    snprintf(out, n, "%sgen", k->prefix);
+}
+
+void keys_rebuild_lock(const Keys *k, char *out, size_t n)
+{
+    snprintf(out, n, "%srebuild", k->prefix);
+}
+
+void keys_probe(const Keys *k, char *out, size_t n)
+{
+    snprintf(out, n, "%sprobe", k->prefix);
+}
+
+bool keys_rebuilt_pattern(const Keys *k, int kind, char *out, size_t n)
+{
+    static const char *const pat[] = {"cap:*", "ra:*", "st:*", "pending"};
+    if (kind < 0 || kind >= (int)(sizeof(pat) / sizeof(pat[0])))
+        return false;
+    snprintf(out, n, "%s%s", k->prefix, pat[kind]);
+    return true;
+}

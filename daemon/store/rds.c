@@ -242,6 +242,28 @@ bool rds_ready(const Rds *r)
     return !r->closing && r->cmd.state == RDS_UP && !r->cmd.failing;
 }
 
+uint64_t rds_link_epoch(const Rds *r)
+{
+    return r->cmd.ups;
+}
+
+bool rds_write_refused(const redisReply *reply)
+{
+    static const char *const prefixes[] = {"OOM ", "MISCONF ", "READONLY ", "NOREPLICAS ",
+                                           "NOTWRITABLE "};
+    if (!reply || reply->type != REDIS_REPLY_ERROR || !reply->str)
+        return false;
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (strncmp(reply->str, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    /* a script's write refused inside it comes back wrapped: "ERR Error running script ...
+     * OOM command not allowed ..." (Redis 7 keeps the original's code in the text) */
+    return strstr(reply->str, "-OOM ") || strstr(reply->str, "-MISCONF ") ||
+           strstr(reply->str, "OOM command not allowed") ||
+           strstr(reply->str, "MISCONF Redis is configured") ||
+           strstr(reply->str, "write command not allowed");
+}
+
 void rds_set_op_timeout(Rds *r, int op_timeout_ms)
 {
     ASSERT(op_timeout_ms >= 1);

@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -86,6 +87,15 @@ bool rds_eval(Rds *r, RdsScript *s, RdsReplyCb cb, void *arg, int nkeys, int nar
 
 /* true when the command link is up (connected and, with a password, authenticated). */
 bool rds_ready(const Rds *r);
+
+/* How many times the command link came up: a new value means a new connection, to a Redis
+ * that may have restarted or failed over since (core/rebuild.c checks it again). */
+uint64_t rds_link_epoch(const Rds *r);
+
+/* true when reply is Redis refusing a write it would otherwise do: OOM (maxmemory with
+ * noeviction), MISCONF (a failed RDB save), READONLY (a replica), NOREPLICAS, an AOF write
+ * error ("MISCONF ... AOF"), also when wrapped by a script error. */
+bool rds_write_refused(const redisReply *reply);
 
 /* Changes op_timeout_ms (SIGHUP). New ops and connects get it; ops in flight keep their
  * deadline, or get now + op_timeout_ms if that is sooner (never extended). */

@@ -40,6 +40,7 @@ typedef struct RdsLink {
     struct event *timer;   /* backoff or connect deadline, by state */
     int backoff_ms;        /* next reconnect base delay */
     unsigned failures;     /* failed attempts since the link was last up */
+    uint64_t ups;          /* times the link came up (rds_link_epoch) */
 } RdsLink;
 
 typedef struct RdsOp RdsOp;

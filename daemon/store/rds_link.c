@@ -72,6 +72,7 @@ void rds_link_up(RdsLink *l)
 {
     event_del(l->timer);
     l->state = RDS_UP;
+    l->ups++;
     l->backoff_ms = RDS_BACKOFF_MIN_MS;
     if (l->failures > 0)
         log_info("%s %s:%d up again after %u failure(s)", l->name, l->r->host, l->r->port,

@@ -9,5 +9,8 @@
 extern const char lua_reserve[]; /* check + reserve + XADD, idempotent per (request, attempt) */
 extern const char lua_release[]; /* give a reservation's capacity back once */
 extern const char lua_caplim[];  /* a station's capacity override from what it has left */
+extern const char lua_genlock[]; /* take the county's rebuild lock, clear what it rewrites */
+extern const char lua_genfill[]; /* one chunk of a rebuild's live jobs */
+extern const char lua_gendone[]; /* publish the rebuilt generation, drop the lock */
 
 #endif

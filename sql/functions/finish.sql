@@ -7,10 +7,13 @@
 -- Moves a 'received' or 'waitlisted' request to its matching outcome. Idempotent: a request
 -- already moved on (by another daemon, or cancelled meanwhile) is left alone and reported
 -- with changed = false, so the caller can undo a Redis reservation nobody will use.
+-- p_gen: the Redis generation the job's capacity was reserved in (007_redis_generation.sql).
+DROP FUNCTION IF EXISTS careline_submit_finish(bigint, bigint, bigint, integer, text, text, text,
+                                               integer, bigint, bigint, bigint, text);
 CREATE OR REPLACE FUNCTION careline_submit_finish(
     p_request bigint, p_job bigint, p_station bigint, p_attempt integer, p_state text,
     p_reason_code text, p_reason text, p_travel integer, p_ws_ms bigint, p_we_ms bigint,
-    p_expires_ms bigint, p_actor text)
+    p_expires_ms bigint, p_actor text, p_gen bigint)
     RETURNS TABLE (state text, station_id bigint, job_id bigint, changed boolean)
     LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -28,9 +31,9 @@ BEGIN
     END IF;
     IF p_state = 'queued' THEN
         INSERT INTO jobs (id, request_id, station_id, attempt, state, travel_minutes,
-                          offer_expires_at)
+                          offer_expires_at, redis_gen)
         VALUES (p_job, p_request, p_station, p_attempt, 'offered', p_travel,
-                to_timestamp(p_expires_ms / 1000.0))
+                to_timestamp(p_expires_ms / 1000.0), p_gen)
         ON CONFLICT DO NOTHING;
         UPDATE requests SET state = 'queued', station_id = p_station, job_id = p_job,
                attempts = p_attempt, travel_minutes = p_travel,
@@ -71,7 +74,7 @@ BEGIN
                                       e->>'state', e->>'reason_code', e->>'reason',
                                       (e->>'travel')::integer, (e->>'ws')::bigint,
                                       (e->>'we')::bigint, (e->>'expires')::bigint,
-                                      e->>'actor') f;
+                                      e->>'actor', (e->>'gen')::bigint) f;
     END LOOP;
 END $$;
 
@@ -111,7 +114,8 @@ BEGIN
                t.v->>'reason_code' AS rc, t.v->>'reason' AS rs, (t.v->>'travel')::integer AS tr,
                to_timestamp((t.v->>'ws')::bigint / 1000.0) AS ws,
                to_timestamp((t.v->>'we')::bigint / 1000.0) AS we,
-               to_timestamp((t.v->>'expires')::bigint / 1000.0) AS ex, t.v->>'actor' AS act
+               to_timestamp((t.v->>'expires')::bigint / 1000.0) AS ex, t.v->>'actor' AS act,
+               (t.v->>'gen')::bigint AS gn
           FROM jsonb_array_elements($1) WITH ORDINALITY AS t(v, ord)),
     upd AS (
         UPDATE requests r
@@ -134,8 +138,8 @@ BEGIN
         RETURNING r.id),
     jobs_in AS (
         INSERT INTO jobs (id, request_id, station_id, attempt, state, travel_minutes,
-                          offer_expires_at)
-        SELECT i.jb, i.rq, i.sn, i.att, 'offered', i.tr, i.ex
+                          offer_expires_at, redis_gen)
+        SELECT i.jb, i.rq, i.sn, i.att, 'offered', i.tr, i.ex, i.gn
           FROM upd JOIN input i ON i.rq = upd.id WHERE i.s = 'queued'),
     ev AS (
         INSERT INTO request_events (request_id, job_id, state, job_state, actor, reason_code,
@@ -205,6 +209,6 @@ BEGIN
 END $$;
 
 GRANT EXECUTE ON FUNCTION careline_submit_finish(bigint, bigint, bigint, integer, text, text,
-    text, integer, bigint, bigint, bigint, text), careline_submit_finish_many(jsonb),
+    text, integer, bigint, bigint, bigint, text, bigint), careline_submit_finish_many(jsonb),
     careline_submit_finish_set(jsonb), careline_cancel(bigint, text, text, bytea, text, text)
     TO careline_app;

@@ -111,7 +111,8 @@ END $$;
 -- it), its job when queued, and one event. "phone_hash" is the daemon's HMAC-SHA256 of the
 -- phone under a key the database never sees (hex; see 005_phone_hmac.sql). Elements: begin's fields plus "request", "job",
 -- "station", "attempt", "state", "reason_code", "reason", "travel", "ws", "we", "expires"
--- (as careline_submit_finish_set) and the resolved "resident_id", "village", "priority";
+-- (as careline_submit_finish_set, "gen" the Redis generation of the reservation: see
+-- 007_redis_generation.sql) and the resolved "resident_id", "village", "priority";
 -- "county" and the call's "lat"/"lon" (or null) place an unregistered caller's follow-up.
 -- A key recorded meanwhile is not written again: changed = false, and the row describes
 -- the request that holds the key (request_id is its id).
@@ -133,7 +134,7 @@ BEGIN
                t.v->>'actor' AS act, (t.v->>'job')::bigint AS jb,
                (t.v->>'station')::bigint AS sn, (t.v->>'attempt')::integer AS att,
                t.v->>'state' AS s, t.v->>'reason_code' AS rc, t.v->>'reason' AS rs,
-               (t.v->>'travel')::integer AS tr,
+               (t.v->>'travel')::integer AS tr, (t.v->>'gen')::bigint AS gn,
                to_timestamp((t.v->>'ws')::bigint / 1000.0) AS ws,
                to_timestamp((t.v->>'we')::bigint / 1000.0) AS we,
                to_timestamp((t.v->>'expires')::bigint / 1000.0) AS ex,
@@ -165,8 +166,8 @@ BEGIN
         RETURNING requests.id),
     jobs_in AS (
         INSERT INTO jobs (id, request_id, station_id, attempt, state, travel_minutes,
-                          offer_expires_at)
-        SELECT i.jb, i.rq, i.sn, i.att, 'offered', i.tr, i.ex
+                          offer_expires_at, redis_gen)
+        SELECT i.jb, i.rq, i.sn, i.att, 'offered', i.tr, i.ex, i.gn
           FROM ins JOIN input i ON i.rq = ins.id WHERE i.s = 'queued'),
     ev AS (
         INSERT INTO request_events (request_id, job_id, state, job_state, actor, reason_code,

@@ -4,10 +4,16 @@
 -- the county's pending set; ARGV: job, request, attempt, expire-at, priority, reserve %, n,
 -- then (station, limit) per candidate, then the time in ms when the request is not recorded
 -- yet ("" otherwise): the reservation is listed as pending until its record commits; then
--- the oldest stream entry id to keep (entries older than any bookable day are trimmed).
+-- the oldest stream entry id to keep (entries older than any bookable day are trimmed);
+-- last, KEYS: the county's generation key, ARGV: the generation the daemon verified.
 -- Returns {0, station, job} reserved now, {1, station, job} reserved by an earlier run, or
--- {2, 0, held} no room (held = 1 when a candidate had only its priority share left).
+-- {2, 0, held} no room (held = 1 when a candidate had only its priority share left), or,
+-- reserving nothing, {3, 0, 0} when the generation key is gone (Redis lost its state: a
+-- rebuild is due) and {4, 0, 0} when it differs from the daemon's (another daemon rebuilt).
 -- Called from daemon/core/reserve.c.
+local g = redis.call('GET', KEYS[#KEYS])
+if not g then return {3, 0, 0} end
+if g ~= ARGV[#ARGV] then return {4, 0, 0} end
 local m = redis.call('HGET', KEYS[1], 'job')
 if m then return {1, tonumber(redis.call('HGET', KEYS[1], 'station')), tonumber(m)} end
 local n = tonumber(ARGV[7])
