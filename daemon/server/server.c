@@ -175,6 +175,7 @@ static void reload(Server *s)
     if (r.restart[0] && !config_validate(&fresh, err, sizeof(err)))
         log_warn("SIGHUP: a restart with %s would be refused: %s", s->config_path, err);
     s->cfg = next;
+    settings_follow_apply(s); /* the admin's settings rows still win over the file */
     apply_live(s);
     log_info("SIGHUP: reloaded %s (changed: %s; log_level %s)", s->config_path,
              r.changed[0] ? r.changed : "nothing", s->cfg.log_level);
@@ -287,6 +288,7 @@ static void modules_new(Server *s)
     s->station = station_new(&s->env, s->dispatch);
     s->bureau = bureau_new(&s->env, s->dispatch);
     s->admin = admin_new(&s->env, s->dispatch, s->station);
+    settings_follow_start(s);
     s->followups = followups_new(&s->env, s->bureau);
     probes_install(s);
 }

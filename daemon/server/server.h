@@ -55,6 +55,11 @@ typedef struct Server {
 
     struct Followups *followups; /* the follow-up list of callers not registered (admin/) */
 
+    /* the settings rows followed live (server/settings_follow.c); "" = no row */
+#define SETTINGS_FOLLOWED 2
+    char settings[SETTINGS_FOLLOWED][16];
+    int settings_base[SETTINGS_FOLLOWED]; /* the config's own values, where no row is */
+
     struct SchemaCheck *schema; /* the database's schema version check (store/schema.h) */
     int exit_code;              /* server_run's result: 0, or SCHEMA_EXIT_CODE if refused */
 } Server;
@@ -82,6 +87,11 @@ void server_shutdown(Server *s, const char *why);
 
 /* /healthz, /readyz and /metrics on the server's Http (server/probes.c). */
 void probes_install(Server *s);
+/* Follows the admin's settings rows that override config keys (server/settings_follow.c):
+ * start LISTENing; apply takes s->cfg's values as the config's own (a SIGHUP just made it)
+ * and puts the last rows read over them. */
+void settings_follow_start(Server *s);
+void settings_follow_apply(Server *s);
 /* Raises or clears the not-ready reasons the server polls (once per janitor tick). */
 void probes_poll(Server *s);
 

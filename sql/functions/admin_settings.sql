@@ -5,8 +5,9 @@
 --                           circle is its config key circle_minutes;
 --   detour_* / speed_*_kmh  travel_params (the SQL travel model, careline_travel_minutes);
 --                           the daemon's model is its config keys of the same names;
---   booking_days, priority_reserve_pct  recorded here for the programme; the daemon follows
---                           its config keys of the same names (reloadable with SIGHUP).
+--   booking_days, priority_reserve_pct  followed live by every dispatchd: a row here wins
+--                           over its config key of the same name (careline_settings NOTIFY,
+--                           daemon/server/settings_follow.c).
 
 CREATE OR REPLACE FUNCTION careline_adm_setting_keys()
     RETURNS TABLE (key text, lo numeric, hi numeric, integral boolean, note text)

@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "fixture.h"
 #include "ihttp.h"
 #include "iproc.h"
@@ -20,6 +22,7 @@
 #include "itest.h"
 #include "t.h"
 
+#define S(x)    CARELINE__V1__##x
 #define BODY(b) CARELINE__V1__ENVELOPE__BODY_##b
 #define ERRC(x) CARELINE__V1__ERROR_CODE__##x
 #define RST(x)  CARELINE__V1__REQUEST_STATE__##x
@@ -564,6 +567,55 @@ static void admin_settings(void)
     PQfinish(pg);
 }
 
+/* booking_days and priority_reserve_pct rows win over the config keys, live on every daemon
+ * (server/settings_follow.c): a meal 4 days ahead is refused once the admin sets a horizon
+ * of 2 days, and served again once the row is gone (the config's 7). */
+static int far_meal(ClConn *g, const char *phone, int n)
+{
+    char key[64], day[16];
+    time_t t = time(NULL) + 8 * 3600 + 4 * 86400; /* the county's calendar: UTC+8 */
+    strftime(day, sizeof(day), "%Y-%m-%d", gmtime(&t));
+    snprintf(key, sizeof(key), "adm-far-%d-%d", n, (int)getpid());
+    Careline__V1__SubmitRequest m;
+    isess_meal(&m, key, phone);
+    m.service_date = day;
+    ClEnvelope *r = isess_submit(&d, g, &m, 15000);
+    int rc = isess_result(r) ? (int)isess_result(r)->reason_code : -1;
+    cl_free(r);
+    return rc;
+}
+
+static void admin_settings_live(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 79, &f);
+    fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 50, .cap_dinner = 50});
+    char phone[16], tok[64];
+    fix_resident(pg, &f, 1, false, phone);
+    itest_daemon_up(&d, NULL); /* booking_days 7 by default */
+    itest_make_token(pg, "admin", 0, tok);
+    ClConn *g = isess_gateway(&d, pg);
+    T_ASSERT(far_meal(g, phone, 0) != S(REASON_CODE__DATE_TOO_FAR));
+    T_EQ_INT(http("POST", "/v1/admin/settings/set", tok,
+                  "{\"key\": \"booking_days\", \"value\": \"2\", \"reason\": \"pilot\"}", NULL),
+             200);
+    int n = 1, rc = 0;
+    for (int64_t until = util_now_ms() + 10000; util_now_ms() < until; usleep(100000))
+        if ((rc = far_meal(g, phone, n++)) == S(REASON_CODE__DATE_TOO_FAR))
+            break;
+    T_EQ_INT(rc, S(REASON_CODE__DATE_TOO_FAR));
+    PQclear(itest_sql(pg, "DELETE FROM settings WHERE key = 'booking_days'", 0, NULL));
+    for (int64_t until = util_now_ms() + 10000; util_now_ms() < until; usleep(100000))
+        if ((rc = far_meal(g, phone, n++)) != S(REASON_CODE__DATE_TOO_FAR))
+            break;
+    T_ASSERT(rc != S(REASON_CODE__DATE_TOO_FAR));
+    T_EQ_INT(itest_log_count(&d, "settings: booking_days = 2"), 1);
+    cl_close(g);
+    itest_daemon_down(&d);
+    PQfinish(pg);
+}
+
 /* ---- registration serves the next call ---------------------------------------------------- */
 
 static void admin_register_then_queued(void)
@@ -958,6 +1010,7 @@ static const TCase cases[] = {
     {"admin_tokens", admin_tokens, 120},
     {"admin_revoke_missed_notify", admin_revoke_missed_notify, 120},
     {"admin_settings", admin_settings, 120},
+    {"admin_settings_live", admin_settings_live, 120},
     {"admin_register_then_queued", admin_register_then_queued, 120},
     {"admin_stations", admin_stations, 180},
     {"admin_ctl_import", admin_ctl_import, 120},

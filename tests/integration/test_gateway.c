@@ -451,14 +451,14 @@ static void spooled_while_daemon_down(void)
     const char *p[] = {ids[0], ids[1], ids[2], ids[3]};
     PGresult *r = itest_sql(pg,
                             "SELECT idempotency_key, created_at FROM requests WHERE "
-                            "idempotency_key IN ($1, $2, $3, $4) ORDER BY id",
+                            "idempotency_key IN ($1, $2, $3, $4)",
                             4, p);
-    T_EQ_INT(PQntuples(r), 4); /* each exactly once (the key is unique) */
-    for (int i = 0; i < 4; i++)
-        T_EQ_STR(PQgetvalue(r, i, 0), ids[i]); /* in call order */
-    for (int i = 1; i < 4; i++)
-        T_ASSERT(strcmp(PQgetvalue(r, i - 1, 1), PQgetvalue(r, i, 1)) <= 0);
+    /* each exactly once (the key is unique). Not their order: request ids and commit times
+     * are not ordered across the daemon's pool connections, which record a burst in parallel */
+    T_EQ_INT(PQntuples(r), 4);
     PQclear(r);
+    for (int i = 0; i < 4; i++)
+        T_EQ_INT(count_key(pg, ids[i]), 1);
     /* a restart after that sends nothing again: the spool was compacted */
     T_EQ_INT(gw_stop(&g, SIGTERM), 0);
     gw_start(&g, port, tokcopy, spool_dir());
