@@ -558,12 +558,67 @@ static void lease_closes_dead_daemons_sessions(void)
     PQfinish(pg);
 }
 
+/* The sweep sends nothing while the breaker is open, and runs at once when it closes. The
+ * freeze ends just after a periodic sweep was skipped: the next periodic one is a whole
+ * reconcile_interval_ms (4 s) away, so a sweep within 1 s of the close is the resumption. */
+static void sweep_pauses_while_breaker_open(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 93, &f);
+    fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 5});
+    Daemon d;
+    itest_daemon_up(&d, (const char *const[]){"--reconcile_interval_ms=4000", NULL});
+    long long paused0 = itest_metric(d.http_port, "careline_sweeps_paused_total");
+    T_ASSERT(paused0 >= 0 && itest_metric(d.http_port, "careline_sweeps_total") >= 0);
+    PgPids pp;
+    pg_freeze(&pp);
+    int64_t frozen = mono_ms();
+    pid_t guard = pg_guardian(&pp, frozen + 40000);
+    long long state = -1;
+    while (mono_ms() < frozen + 5000 &&
+           (state = itest_metric(d.http_port, "careline_pg_breaker_state")) != 1)
+        usleep(20000);
+    T_EQ_INT((int)state, 1);
+    long long sent_open = itest_metric(d.http_port, "careline_sweeps_total");
+    long long paused = paused0;
+    /* two periodic sweeps fall into the freeze; a kick (dispatch_kick) pushes the periodic
+     * timer back by an interval, hence the generous bound */
+    while (mono_ms() < frozen + 30000 &&
+           (paused = itest_metric(d.http_port, "careline_sweeps_paused_total")) < paused0 + 2)
+        usleep(20000);
+    long long sent_frozen = itest_metric(d.http_port, "careline_sweeps_total");
+    pg_signal(&pp, SIGCONT);
+    int64_t thawed = mono_ms();
+    kill(guard, SIGKILL);
+    waitpid(guard, NULL, 0);
+    printf("  sweeps sent %lld -> %lld while the breaker was open; %lld skipped\n", sent_open,
+           sent_frozen, paused - paused0);
+    T_ASSERT(paused >= paused0 + 2);
+    T_EQ_INT((int)sent_frozen, (int)sent_open);
+    int64_t closed = -1, ran = -1;
+    while (mono_ms() < thawed + 10000 && (closed < 0 || ran < 0)) {
+        if (closed < 0 && itest_metric(d.http_port, "careline_pg_breaker_state") == 0)
+            closed = mono_ms();
+        if (ran < 0 && itest_metric(d.http_port, "careline_sweeps_total") > sent_frozen)
+            ran = mono_ms();
+        usleep(20000);
+    }
+    printf("  breaker closed %lld ms after SIGCONT, the sweep ran %lld ms after SIGCONT\n",
+           (long long)(closed - thawed), (long long)(ran - thawed));
+    T_ASSERT(closed >= 0 && ran >= 0);
+    T_ASSERT(ran - closed <= 1000); /* the next periodic sweep was ~4 s away */
+    itest_daemon_down(&d);
+    PQfinish(pg);
+}
+
 int main(int argc, char **argv)
 {
     static const TCase cases[] = {
         {"pg_stall_freeze_under_load", freeze_under_load, 120},
         {"pg_stall_dropped_caller_never_reaches_pg", dropped_caller_never_reaches_pg, 60},
         {"pg_stall_lease_closes_dead_daemons_sessions", lease_closes_dead_daemons_sessions, 60},
+        {"pg_stall_sweep_pauses_while_breaker_open", sweep_pauses_while_breaker_open, 90},
         {NULL, NULL, 0},
     };
     return t_main(argc, argv, cases);
