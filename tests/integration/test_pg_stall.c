@@ -566,9 +566,10 @@ static void sweep_pauses_while_breaker_open(void)
     PGconn *pg = itest_pg();
     Fixture f;
     fix_area(pg, 93, &f);
-    fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 5});
+    int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 5});
     Daemon d;
     itest_daemon_up(&d, (const char *const[]){"--reconcile_interval_ms=4000", NULL});
+    IstConsole *k = ist_open(&d, pg, st);
     long long paused0 = itest_metric(d.http_port, "careline_sweeps_paused_total");
     T_ASSERT(paused0 >= 0 && itest_metric(d.http_port, "careline_sweeps_total") >= 0);
     PgPids pp;
@@ -580,6 +581,19 @@ static void sweep_pauses_while_breaker_open(void)
            (state = itest_metric(d.http_port, "careline_pg_breaker_state")) != 1)
         usleep(20000);
     T_EQ_INT((int)state, 1);
+    /* a StationStatus is answered at once, saying nothing was recorded */
+    Careline__V1__StationStatus m = CARELINE__V1__STATION_STATUS__INIT;
+    m.open = true;
+    ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
+    e.body_case = BODY(STATION_STATUS);
+    e.station_status = &m;
+    char err[128];
+    int64_t t0 = mono_ms();
+    ClEnvelope *r = cl_call(k->c, &e, 5000, err, sizeof(err), ist_on_push, k);
+    T_ASSERT(r && r->body_case == BODY(ERROR) && r->error->code == S(ERROR_CODE__UNAVAILABLE));
+    T_ASSERT(strstr(r->error->message, "nothing was recorded") != NULL);
+    T_ASSERT(mono_ms() - t0 < 1000);
+    cl_free(r);
     long long sent_open = itest_metric(d.http_port, "careline_sweeps_total");
     long long paused = paused0;
     /* two periodic sweeps fall into the freeze; a kick (dispatch_kick) pushes the periodic
@@ -608,6 +622,10 @@ static void sweep_pauses_while_breaker_open(void)
            (long long)(closed - thawed), (long long)(ran - thawed));
     T_ASSERT(closed >= 0 && ran >= 0);
     T_ASSERT(ran - closed <= 1000); /* the next periodic sweep was ~4 s away */
+    T_EQ_INT((int)ist_sql_long(
+                 pg, "SELECT count(*) FROM station_status_events WHERE station_id = $1", st),
+             0);
+    ist_close(k);
     itest_daemon_down(&d);
     PQfinish(pg);
 }

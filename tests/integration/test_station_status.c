@@ -261,7 +261,8 @@ static const char words_sql[] =
     "capacity_limit = 2 AND principal = 'station:' || $1";
 
 /* A station says it has 2 lunches left for tomorrow; Redis loses everything (FLUSHALL);
- * after the rebuild the limit is back from PostgreSQL: 2 more go to it, the rest elsewhere. */
+ * after the rebuild the limit is back from PostgreSQL: 2 more go to it, the rest elsewhere.
+ * Bad input is still named; a word Redis refuses is answered as recorded, not applied. */
 static void limits_survive_redis_loss(void)
 {
     PGconn *pg = itest_pg();
@@ -335,6 +336,19 @@ static void limits_survive_redis_loss(void)
     T_EQ_INT(
         ist_sql_long(pg, "SELECT count(*) FROM station_status_events WHERE station_id = $1", near),
         2);
+    /* Redis refuses the write: recorded, and the answer says so (not "nothing") */
+    irds_admin_cmd("127.0.0.1", irds_srv_port(), "CONFIG SET maxmemory-policy noeviction");
+    irds_admin_cmd("127.0.0.1", irds_srv_port(), "CONFIG SET maxmemory 1");
+    r = station_status(k, true, 1);
+    T_ASSERT(r->body_case == BODY(ERROR) && r->error->code == S(ERROR_CODE__UNAVAILABLE));
+    T_ASSERT(strstr(r->error->message, "the status is recorded") != NULL);
+    cl_free(r);
+    irds_admin_cmd("127.0.0.1", irds_srv_port(), "CONFIG SET maxmemory 0");
+    T_EQ_INT(ist_sql_long(pg,
+                          "SELECT count(*) FROM station_status_events WHERE station_id = $1 AND "
+                          "capacity_left = 1",
+                          near),
+             1);
     ist_close(k);
     for (int i = 0; i < 4; i++)
         cl_free(keep[i]);
