@@ -568,7 +568,10 @@ static void sweep_pauses_while_breaker_open(void)
     fix_area(pg, 93, &f);
     int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 5});
     Daemon d;
-    itest_daemon_up(&d, (const char *const[]){"--reconcile_interval_ms=4000", NULL});
+    /* a long query timeout keeps the frozen connections up: only the breaker stops sweeps */
+    itest_daemon_up(&d, (const char *const[]){"--reconcile_interval_ms=4000",
+                                              "--pg_query_timeout_ms=30000",
+                                              "--orphan_grace_ms=70000", NULL});
     IstConsole *k = ist_open(&d, pg, st);
     long long paused0 = itest_metric(d.http_port, "careline_sweeps_paused_total");
     T_ASSERT(paused0 >= 0 && itest_metric(d.http_port, "careline_sweeps_total") >= 0);
