@@ -163,6 +163,10 @@ void metrics_render(const Metrics *m, struct evbuffer *out, int pg_up, int redis
     counter(out, "careline_redis_rebuilds_total",
             "Times this daemon rebuilt the county's Redis state from PostgreSQL.",
             m->redis_rebuilds);
+    counter(out, "careline_sweeps_total", "Waitlist/received sweeps sent to PostgreSQL.",
+            m->sweeps_sent);
+    counter(out, "careline_sweeps_paused_total",
+            "Sweeps skipped because the PostgreSQL breaker was open.", m->sweeps_paused);
     gauge(out, "careline_loop_lag_max_ms", "Worst event-loop lateness seen by the janitor.",
           (int64_t)m->loop_lag_max_ms);
     gauge(out, "careline_postgres_up", "PostgreSQL reachable (1) or not (0).", pg_up);

@@ -79,6 +79,8 @@ typedef struct Metrics {
     /* ---- issue 12: Redis pub/sub ---- */
     uint64_t wake_rejected;  /* wake-up messages dropped by validation (station_wake.c) */
     uint64_t redis_rebuilds; /* Redis state rebuilt from PostgreSQL by this daemon */
+    uint64_t sweeps_sent;    /* sweep statements sent (core/sweep.c) */
+    uint64_t sweeps_paused;  /* sweeps skipped: the PostgreSQL breaker was open */
     /* TLS and the HTTP listener's limits (net/tls.c, net/http.c) */
     uint64_t tls_handshakes;         /* TLS handshakes completed (both listeners) */
     uint64_t tls_plaintext_refused;  /* connections that sent something other than TLS */

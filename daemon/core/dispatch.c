@@ -211,6 +211,8 @@ void dispatch_free(Dispatch *d)
     OPENSSL_cleanse(d->phone_key, sizeof(d->phone_key));
     if (d->sweep)
         event_free(d->sweep);
+    if (d->resume)
+        event_free(d->resume);
     if (d->gauges)
         event_free(d->gauges);
     deadlines_free(d->deadlines);

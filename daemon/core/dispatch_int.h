@@ -69,6 +69,8 @@ struct Dispatch {
     int gauge_ticks;                          /* for the slower waitlist count */
     unsigned char phone_key[CONFIG_KEY_MAX];  /* HMAC key of caller-phone hashes (secret) */
     size_t phone_key_len;                     /* bytes of phone_key in use */
+
+    struct event *resume; /* polls the PostgreSQL breaker while a sweep waits for it */
 #ifdef CARELINE_TESTING
     int fault_count; /* fault injection: times the point was reached */
 #endif

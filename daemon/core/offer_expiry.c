@@ -49,6 +49,8 @@ static void expire_done(PGresult *res, const char *err, void *arg)
 
 void offer_expiry_start(Stations *st)
 {
+    if (!pg_pool_available(st->env->pg))
+        return; /* the breaker is open: the station tick tries again once it closes */
     char n[16];
     snprintf(n, sizeof(n), "%d", EXPIRE_BATCH);
     const char *p[] = {n};

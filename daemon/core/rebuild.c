@@ -28,6 +28,13 @@ typedef struct {
     char day[11], slot[8];
 } LiveJob;
 
+/* A station's recorded limit (careline_station_limits), written back by gendone.lua. */
+typedef struct {
+    int64_t station;
+    int limit;
+    char day[11], slot[8];
+} Limit;
+
 typedef struct {
     RebuildWaitCb cb;
     void *arg;
@@ -60,6 +67,8 @@ struct Rebuild {
     size_t nwaiters, capwaiters;
     LiveJob *jobs; /* the snapshot being written */
     size_t njobs, written;
+    Limit *limits; /* the stations' recorded limits, from today on */
+    size_t nlimits;
     int64_t new_gen;
     int64_t started_ms;
     bool probing; /* the write probe is in flight */
@@ -72,6 +81,7 @@ static void unref(Rebuild *rb)
         return;
     event_free(rb->tick);
     free(rb->jobs);
+    free(rb->limits);
     free(rb->waiters);
     free(rb);
 }
@@ -199,6 +209,9 @@ static void rebuild_failed(Rebuild *rb, const char *what, const char *err)
     free(rb->jobs);
     rb->jobs = NULL;
     rb->njobs = rb->written = 0;
+    free(rb->limits);
+    rb->limits = NULL;
+    rb->nlimits = 0;
 }
 
 /* ---- writing the snapshot --------------------------------------------------------------- */
@@ -222,26 +235,46 @@ static void done_cb(redisReply *r, const char *err, void *arg)
         rb->rebuilding = false;
         free(rb->jobs);
         rb->jobs = NULL;
+        free(rb->limits);
+        rb->limits = NULL;
+        rb->nlimits = 0;
         adopt(rb, value, rb->check_epoch);
     }
     unref(rb);
 }
 
+static long long expire_at(const char *day);
+
+/* The generation, with the stations' limits (gendone.lua). */
 static bool send_done(Rebuild *rb)
 {
     const Keys *k = &rb->env->keys;
-    char gen[64], lock[64], value[GEN_VALUE];
-    keys_generation(k, gen, sizeof(gen));
-    keys_rebuild_lock(k, lock, sizeof(lock));
-    snprintf(value, sizeof(value), "%lld %s", (long long)rb->new_gen, rb->run_id);
-    const char *args[] = {gen, lock, rb->env->server_id, value};
-    size_t lens[4];
-    for (int i = 0; i < 4; i++)
-        lens[i] = strlen(args[i]);
-    if (!rds_eval(rb->env->rds, rb->done, done_cb, rb, 2, 2, args, lens))
-        return false;
-    rb->refs++;
-    return true;
+    size_t nkeys = 2 + rb->nlimits, nargs = 2 + 2 * rb->nlimits;
+    char(*buf)[96] = xcalloc(nkeys + nargs, sizeof(*buf));
+    const char **args = xcalloc(nkeys + nargs, sizeof(char *));
+    size_t *lens = xcalloc(nkeys + nargs, sizeof(size_t));
+    char(*a)[96] = buf + nkeys;
+    keys_generation(k, buf[0], sizeof(buf[0]));
+    keys_rebuild_lock(k, buf[1], sizeof(buf[1]));
+    snprintf(a[0], 96, "%s", rb->env->server_id);
+    snprintf(a[1], 96, "%lld %s", (long long)rb->new_gen, rb->run_id);
+    for (size_t i = 0; i < rb->nlimits; i++) {
+        const Limit *l = &rb->limits[i];
+        keys_limit(k, l->station, l->day, l->slot, buf[2 + i], 96);
+        snprintf(a[2 + 2 * i], 96, "%d", l->limit);
+        snprintf(a[3 + 2 * i], 96, "%lld", expire_at(l->day));
+    }
+    for (size_t i = 0; i < nkeys + nargs; i++) {
+        args[i] = buf[i];
+        lens[i] = strlen(buf[i]);
+    }
+    bool ok = rds_eval(rb->env->rds, rb->done, done_cb, rb, (int)nkeys, (int)nargs, args, lens);
+    free(buf);
+    free(args);
+    free(lens);
+    if (ok)
+        rb->refs++;
+    return ok;
 }
 
 static bool send_chunk(Rebuild *rb);
@@ -352,6 +385,49 @@ static void snapshot_cb(PGresult *res, const char *err, void *arg)
     unref(rb);
 }
 
+/* ---- the stations' limits ------------------------------------------------------------------ */
+
+enum { LM_STATION, LM_DAY, LM_SLOT, LM_LIMIT, LM_N };
+static const char *const limit_cols[LM_N] = {"station_id", "service_date", "meal_slot",
+                                             "capacity_limit"};
+
+/* The stations' recorded limits (station_status_events), read after the lock cleared the
+ * generation: a word recorded later is applied by its own caplim.lua once the new generation
+ * is out, never before gendone.lua writes these. Then the live jobs. */
+static void limits_cb(PGresult *res, const char *err, void *arg)
+{
+    Rebuild *rb = arg;
+    PgCols pc = {0};
+    if (rb->freed) {
+        unref(rb);
+        return;
+    }
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK ||
+        !pgcols_bind(&pc, res, limit_cols, LM_N)) {
+        rebuild_failed(rb, "reading the stations' limits", PG_ERRLINE(res, err));
+        unref(rb);
+        return;
+    }
+    int rows = PQntuples(res);
+    free(rb->limits);
+    rb->limits = xcalloc((size_t)rows + 1, sizeof(Limit));
+    rb->nlimits = 0;
+    for (int i = 0; i < rows; i++) {
+        Limit *l = &rb->limits[rb->nlimits++];
+        l->station = pgcols_ll(&pc, i, LM_STATION);
+        l->limit = pgcols_int(&pc, i, LM_LIMIT);
+        snprintf(l->day, sizeof(l->day), "%s", pgcols_str(&pc, i, LM_DAY));
+        snprintf(l->slot, sizeof(l->slot), "%s", pgcols_str(&pc, i, LM_SLOT));
+    }
+    const char *params[] = {rb->env->cfg->county_code, rb->env->server_id};
+    if (pg_query(rb->env->pg, "SELECT * FROM careline_redis_rebuild($1, $2)", 2, params,
+                 snapshot_cb, rb))
+        rb->refs++;
+    else
+        rebuild_failed(rb, "reading live jobs", "the database queue is full");
+    unref(rb);
+}
+
 /* ---- the lock ----------------------------------------------------------------------------- */
 
 static void lock_cb(redisReply *r, const char *err, void *arg)
@@ -374,12 +450,12 @@ static void lock_cb(redisReply *r, const char *err, void *arg)
         rb->waiting_logged = true;
     } else {
         rb->started_ms = util_now_ms();
-        const char *params[] = {rb->env->cfg->county_code, rb->env->server_id};
-        if (pg_query(rb->env->pg, "SELECT * FROM careline_redis_rebuild($1, $2)", 2, params,
-                     snapshot_cb, rb))
+        const char *params[] = {rb->env->cfg->county_code};
+        if (pg_query(rb->env->pg, "SELECT * FROM careline_station_limits($1)", 1, params, limits_cb,
+                     rb))
             rb->refs++;
         else
-            rebuild_failed(rb, "reading live jobs", "the database queue is full");
+            rebuild_failed(rb, "reading the stations' limits", "the database queue is full");
     }
     unref(rb);
 }

@@ -10,6 +10,11 @@
  * takes the county's rebuild lock in Redis; the others wait and then adopt its generation —
  * clears the county's counters, reservations, streams and pending set, numbers a new
  * generation in PostgreSQL, and writes the live jobs back (lua/genlock, genfill, gendone).
+ * The stations' own limits (StationStatus: the live jobs then + what was left, recorded in
+ * station_status_events, sql/migrations/010) are read after the lock took the generation
+ * away and written by gendone.lua in the same script that publishes the new generation;
+ * caplim.lua refuses while the generation is gone, so a station's later word is applied
+ * after them, never overwritten by them.
  *
  * Over-capacity across a loss: a reservation made in the lost state may commit after the
  * rebuild's snapshot. PostgreSQL refuses it (the record is the final arbiter, not a wait

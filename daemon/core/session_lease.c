@@ -46,6 +46,8 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (l->inflight || l->env->stopping)
         return;
+    if (!pg_pool_available(l->env->pg))
+        return; /* the breaker is open: it would only wait; the next tick after it closes */
     char ms[16];
     snprintf(ms, sizeof(ms), "%d", l->env->cfg->session_lease_ms);
     const char *p[] = {l->env->server_id, ms};

@@ -13,7 +13,8 @@
 #include "core/dispatch_int.h"
 
 #define SWEEP_BATCH    500
-#define WAITLIST_EVERY 15 /* sweeps between periodic waitlist passes */
+#define WAITLIST_EVERY 15  /* sweeps between periodic waitlist passes */
+#define RESUME_POLL_MS 100 /* how often a paused sweep looks at the breaker */
 
 /* Two pages: requests a crash left 'received', and the next page of the waitlist (priority
  * residents first, then oldest) after the cursor, so a long waitlist is visited in full
@@ -178,12 +179,39 @@ static void sweep_done(PGresult *res, const char *err, void *arg)
     }
 }
 
+/* A sweep skipped while the breaker was open runs as soon as it closes, not a whole
+ * reconcile_interval_ms later: the waitlist and the crash-left requests wait no longer than
+ * the outage. A cheap poll of the breaker's state, armed only while it is open. */
+static void sweep_cb(evutil_socket_t fd, short what, void *arg);
+
+static void sweep_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    Dispatch *d = arg;
+    if (d->stopped || d->env->stopping)
+        return;
+    if (!pg_pool_available(d->env->pg) || !pg_pool_ready(d->env->pg))
+        util_timer_ms(d->resume, RESUME_POLL_MS);
+    else
+        sweep_cb(-1, 0, d); /* not event_active: that would push the periodic tick back */
+}
+
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     Dispatch *d = arg;
-    if (d->stopped || !dir_snap(d->dir) || !pg_pool_ready(d->env->pg) || !rds_ready(d->env->rds) ||
-        d->env->stopping || !rebuild_ok(d->rebuild))
+    if (d->stopped || d->env->stopping)
+        return;
+    if (!pg_pool_available(d->env->pg)) {
+        /* the breaker is open: its statements would only wait and time out, queued ahead
+         * of the probe's answer; the orphan check too (its records cannot be read now) */
+        d->env->metrics->sweeps_paused++;
+        if (!evtimer_pending(d->resume, NULL))
+            util_timer_ms(d->resume, RESUME_POLL_MS);
+        return;
+    }
+    if (!dir_snap(d->dir) || !pg_pool_ready(d->env->pg) || !rds_ready(d->env->rds) ||
+        !rebuild_ok(d->rebuild))
         return; /* while Redis is rebuilt nothing is reserved: the waitlist waits for it */
     reconcile_orphans(d);
     if (d->sweeping)
@@ -202,11 +230,14 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
     d->sweeping = true;
     if (!pg_query(d->env->pg, sweep_sql, 6, params, sweep_done, d))
         d->sweeping = false;
+    else
+        d->env->metrics->sweeps_sent++;
 }
 
 void sweep_start(Dispatch *d)
 {
     sweep_cursor_reset(d);
     d->sweep = event_new(d->env->base, -1, EV_PERSIST, sweep_cb, d);
+    d->resume = evtimer_new(d->env->base, sweep_resume_cb, d);
     util_timer_ms(d->sweep, d->env->cfg->reconcile_interval_ms);
 }

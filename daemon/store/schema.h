@@ -23,7 +23,7 @@
 
 #include "store/pg.h"
 
-#define CARELINE_SCHEMA_VERSION 9  /* = the highest NNN in sql/migrations/NNN_*.sql */
+#define CARELINE_SCHEMA_VERSION 10 /* = the highest NNN in sql/migrations/NNN_*.sql */
 #define SCHEMA_EXIT_CODE        78 /* EX_CONFIG (sysexits.h): the database is not set up */
 
 typedef struct SchemaCheck SchemaCheck;

@@ -558,12 +558,88 @@ static void lease_closes_dead_daemons_sessions(void)
     PQfinish(pg);
 }
 
+/* The sweep sends nothing while the breaker is open, and runs at once when it closes. The
+ * freeze ends just after a periodic sweep was skipped: the next periodic one is a whole
+ * reconcile_interval_ms (4 s) away, so a sweep within 1 s of the close is the resumption. */
+static void sweep_pauses_while_breaker_open(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 93, &f);
+    int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 5});
+    Daemon d;
+    /* a long query timeout keeps the frozen connections up: only the breaker stops sweeps */
+    itest_daemon_up(&d, (const char *const[]){"--reconcile_interval_ms=4000",
+                                              "--pg_query_timeout_ms=30000",
+                                              "--orphan_grace_ms=70000", NULL});
+    IstConsole *k = ist_open(&d, pg, st);
+    long long paused0 = itest_metric(d.http_port, "careline_sweeps_paused_total");
+    T_ASSERT(paused0 >= 0 && itest_metric(d.http_port, "careline_sweeps_total") >= 0);
+    PgPids pp;
+    pg_freeze(&pp);
+    int64_t frozen = mono_ms();
+    pid_t guard = pg_guardian(&pp, frozen + 40000);
+    long long state = -1;
+    while (mono_ms() < frozen + 5000 &&
+           (state = itest_metric(d.http_port, "careline_pg_breaker_state")) != 1)
+        usleep(20000);
+    T_EQ_INT((int)state, 1);
+    /* a StationStatus is answered at once, saying nothing was recorded */
+    Careline__V1__StationStatus m = CARELINE__V1__STATION_STATUS__INIT;
+    m.open = true;
+    ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
+    e.body_case = BODY(STATION_STATUS);
+    e.station_status = &m;
+    char err[128];
+    int64_t t0 = mono_ms();
+    ClEnvelope *r = cl_call(k->c, &e, 5000, err, sizeof(err), ist_on_push, k);
+    T_ASSERT(r && r->body_case == BODY(ERROR) && r->error->code == S(ERROR_CODE__UNAVAILABLE));
+    T_ASSERT(strstr(r->error->message, "nothing was recorded") != NULL);
+    T_ASSERT(mono_ms() - t0 < 1000);
+    cl_free(r);
+    long long sent_open = itest_metric(d.http_port, "careline_sweeps_total");
+    long long paused = paused0;
+    /* two periodic sweeps fall into the freeze; a kick (dispatch_kick) pushes the periodic
+     * timer back by an interval, hence the generous bound */
+    while (mono_ms() < frozen + 30000 &&
+           (paused = itest_metric(d.http_port, "careline_sweeps_paused_total")) < paused0 + 2)
+        usleep(20000);
+    long long sent_frozen = itest_metric(d.http_port, "careline_sweeps_total");
+    pg_signal(&pp, SIGCONT);
+    int64_t thawed = mono_ms();
+    kill(guard, SIGKILL);
+    waitpid(guard, NULL, 0);
+    printf("  sweeps sent %lld -> %lld while the breaker was open; %lld skipped\n", sent_open,
+           sent_frozen, paused - paused0);
+    T_ASSERT(paused >= paused0 + 2);
+    T_EQ_INT((int)sent_frozen, (int)sent_open);
+    int64_t closed = -1, ran = -1;
+    while (mono_ms() < thawed + 10000 && (closed < 0 || ran < 0)) {
+        if (closed < 0 && itest_metric(d.http_port, "careline_pg_breaker_state") == 0)
+            closed = mono_ms();
+        if (ran < 0 && itest_metric(d.http_port, "careline_sweeps_total") > sent_frozen)
+            ran = mono_ms();
+        usleep(20000);
+    }
+    printf("  breaker closed %lld ms after SIGCONT, the sweep ran %lld ms after SIGCONT\n",
+           (long long)(closed - thawed), (long long)(ran - thawed));
+    T_ASSERT(closed >= 0 && ran >= 0);
+    T_ASSERT(ran - closed <= 1000); /* the next periodic sweep was ~4 s away */
+    T_EQ_INT((int)ist_sql_long(
+                 pg, "SELECT count(*) FROM station_status_events WHERE station_id = $1", st),
+             0);
+    ist_close(k);
+    itest_daemon_down(&d);
+    PQfinish(pg);
+}
+
 int main(int argc, char **argv)
 {
     static const TCase cases[] = {
         {"pg_stall_freeze_under_load", freeze_under_load, 120},
         {"pg_stall_dropped_caller_never_reaches_pg", dropped_caller_never_reaches_pg, 60},
         {"pg_stall_lease_closes_dead_daemons_sessions", lease_closes_dead_daemons_sessions, 60},
+        {"pg_stall_sweep_pauses_while_breaker_open", sweep_pauses_while_breaker_open, 90},
         {NULL, NULL, 0},
     };
     return t_main(argc, argv, cases);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "irds.h"
 #include "isession.h"
 #include "istation.h"
 #include "itest.h"
@@ -231,6 +232,132 @@ static void stale_sessions_closed(void)
     PQfinish(pg);
 }
 
+/* ---- the station's word survives a Redis data loss ------------------------------------- */
+
+/* Daemon arguments for the private Redis server (irds), which this case may FLUSHALL. */
+static void private_args(char port[32], char pw[600], const char *args[8])
+{
+    snprintf(port, 32, "--redis_port=%d", irds_srv_port());
+    snprintf(pw, 600, "--redis_password_file=%s", irds_srv_pwfile());
+    const char *a[] = {port, pw, "--redis_user=" IRDS_SRV_USER, "--priority_reserve_pct=0", NULL};
+    memcpy(args, a, sizeof(a));
+}
+
+/* The rebuilds on the private server numbered generations in the shared database: drop the
+ * shared server's generation key so the next program's daemon rebuilds it (as test_rebuild
+ * does). */
+static void shared_generation_forget(void)
+{
+    redisContext *r = fix_redis();
+    redisReply *rep = redisCommand(r, "DEL {c330281}:gen");
+    T_ASSERT(rep && rep->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(rep);
+    redisFree(r);
+}
+
+static const char words_sql[] =
+    "SELECT count(*) FROM station_status_events WHERE station_id = $1 AND service_date = "
+    "careline_local_date(now()) + 1 AND meal_slot = 'lunch' AND capacity_left = 2 AND "
+    "capacity_limit = 2 AND principal = 'station:' || $1";
+
+/* A station says it has 2 lunches left for tomorrow; Redis loses everything (FLUSHALL);
+ * after the rebuild the limit is back from PostgreSQL: 2 more go to it, the rest elsewhere.
+ * Bad input is still named; a word Redis refuses is answered as recorded, not applied. */
+static void limits_survive_redis_loss(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 97, &f);
+    int64_t near = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 30, .dlat = 0.003});
+    int64_t far = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 30, .dlat = 0.008});
+    char p[4][16];
+    for (int i = 0; i < 4; i++)
+        fix_resident(pg, &f, i, false, p[i]);
+    irds_srv_start();
+    char port[32], pw[600];
+    const char *args[8];
+    private_args(port, pw, args);
+    Daemon d;
+    itest_daemon_up(&d, args);
+    IstConsole *k = ist_open(&d, pg, near);
+    ClEnvelope *r = station_status(k, true, 2);
+    T_EQ_INT(r->body_case, BODY(STATION_STATUS_ACK));
+    cl_free(r);
+    /* recorded before the ack: the capacity row and the open/closed row */
+    T_EQ_INT(ist_sql_long(pg, words_sql, near), 1);
+    T_EQ_INT(ist_sql_long(pg,
+                          "SELECT count(*) FROM station_status_events WHERE station_id = $1 AND "
+                          "service_date IS NULL AND is_open AND caregivers_on_duty = 3",
+                          near),
+             1);
+    long long rebuilt0 = itest_metric(d.http_port, "careline_redis_rebuilds_total");
+    irds_admin_cmd("127.0.0.1", irds_srv_port(), "FLUSHALL");
+    int64_t end = util_now_ms() + 10000;
+    while (util_now_ms() < end &&
+           itest_metric(d.http_port, "careline_redis_rebuilds_total") <= rebuilt0)
+        usleep(50000);
+    T_ASSERT(itest_metric(d.http_port, "careline_redis_rebuilds_total") > rebuilt0);
+    /* the limit key is back, as the station said it */
+    char key[128];
+    snprintf(key, sizeof(key), "{c330281}:lim:%lld:%s:lunch", (long long)near, fix_tomorrow());
+    redisContext *rc = irds_admin_connect("127.0.0.1", irds_srv_port());
+    T_ASSERT(rc);
+    redisReply *rep = redisCommand(rc, "GET %s", key);
+    T_ASSERT(rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, "2") == 0);
+    freeReplyObject(rep);
+    redisFree(rc);
+    /* two more lunches to the station, the others elsewhere */
+    ClEnvelope *keep[4];
+    for (int i = 0; i < 4; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "limit-%d", i);
+        Careline__V1__SubmitResult *s = ist_submit_meal(&d, pg, fix_key(name), p[i], &keep[i]);
+        T_EQ_INT(s->state, S(REQUEST_STATE__QUEUED));
+        T_EQ_INT(s->station_id, i < 2 ? near : far);
+    }
+    /* bad input is still named, and records nothing */
+    Careline__V1__StationStatus m = CARELINE__V1__STATION_STATUS__INIT;
+    Careline__V1__SlotCapacity cap = CARELINE__V1__SLOT_CAPACITY__INIT;
+    Careline__V1__SlotCapacity *caps[] = {&cap};
+    cap.slot = S(MEAL_SLOT__LUNCH);
+    cap.service_date = (char *)"2026-02-30";
+    cap.capacity_left = 2;
+    m.open = true;
+    m.n_capacity = 1;
+    m.capacity = caps;
+    ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
+    e.body_case = BODY(STATION_STATUS);
+    e.station_status = &m;
+    char err[128];
+    r = cl_call(k->c, &e, 5000, err, sizeof(err), ist_on_push, k);
+    T_ASSERT(r && r->body_case == BODY(ERROR) && r->error->code == S(ERROR_CODE__INVALID_ARGUMENT));
+    T_ASSERT(strstr(r->error->message, "capacity[0].service_date") != NULL);
+    cl_free(r);
+    T_EQ_INT(
+        ist_sql_long(pg, "SELECT count(*) FROM station_status_events WHERE station_id = $1", near),
+        2);
+    /* Redis refuses the write: recorded, and the answer says so (not "nothing") */
+    irds_admin_cmd("127.0.0.1", irds_srv_port(), "CONFIG SET maxmemory-policy noeviction");
+    irds_admin_cmd("127.0.0.1", irds_srv_port(), "CONFIG SET maxmemory 1");
+    r = station_status(k, true, 1);
+    T_ASSERT(r->body_case == BODY(ERROR) && r->error->code == S(ERROR_CODE__UNAVAILABLE));
+    T_ASSERT(strstr(r->error->message, "the status is recorded") != NULL);
+    cl_free(r);
+    irds_admin_cmd("127.0.0.1", irds_srv_port(), "CONFIG SET maxmemory 0");
+    T_EQ_INT(ist_sql_long(pg,
+                          "SELECT count(*) FROM station_status_events WHERE station_id = $1 AND "
+                          "capacity_left = 1",
+                          near),
+             1);
+    ist_close(k);
+    for (int i = 0; i < 4; i++)
+        cl_free(keep[i]);
+    itest_daemon_down(&d);
+    irds_srv_kill();
+    shared_generation_forget();
+    PQfinish(pg);
+}
+
 int main(int argc, char **argv)
 {
     static const TCase cases[] = {
@@ -238,6 +365,7 @@ int main(int argc, char **argv)
         {"station_welfare_alert", welfare_alert, 60},
         {"station_heartbeats", heartbeats, 60},
         {"station_stale_sessions_closed", stale_sessions_closed, 60},
+        {"station_limits_survive_redis_loss", limits_survive_redis_loss, 60},
         {NULL, NULL, 0},
     };
     return t_main(argc, argv, cases);
