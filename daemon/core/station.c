@@ -1,8 +1,9 @@
 /*
  * station: the module's life cycle and its clock. station_new wires the parts together
  * (session hooks and routes, the dispatch hooks, the wake channel, the JobUpdate queue);
- * the once-a-second tick expires overdue offers, pings quiet consoles and re-reads those
- * not re-read for console_refresh_ms, spreading bursts over ticks. The parts are listed in
+ * the once-a-second tick expires overdue offers, pings quiet consoles, starts the feed of
+ * consoles that sent no StationResume, and reads the stream of those not read for
+ * console_refresh_ms (a lost wake-up), spreading bursts over ticks. The parts are listed in
  * core/station_int.h.
  */
 #include <stdio.h>
@@ -48,7 +49,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
      * wait a tick, and the bursts spread out. */
     size_t n = st->nsessions;
     size_t pings = n * 2 * ST_TICK_MS / (size_t)cfg->heartbeat_interval_ms + 64;
-    size_t rereads = n * 2 * ST_TICK_MS / (size_t)cfg->console_refresh_ms + REFRESH_BATCH;
+    size_t rereads = n * 2 * ST_TICK_MS / (size_t)cfg->console_refresh_ms + 500;
     for (size_t b = 0; b < ST_BUCKETS; b++) {
         for (StSession *ss = st->bucket[b]; ss; ss = ss->next) {
             /* heartbeats both ways: a console that answers our Ping stays active; one that
@@ -59,8 +60,10 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
                 console_ping(ss);
                 pings--;
             }
-            if (rereads > 0 && now - ss->last_refresh_ms >= cfg->console_refresh_ms) {
-                push_refresh(st, ss);
+            if (!ss->started && now - ss->auth_ms >= RESUME_WAIT_MS)
+                stream_start(st, ss, ""); /* a console older than StationResume */
+            else if (rereads > 0 && now - ss->last_refresh_ms >= cfg->console_refresh_ms) {
+                stream_read(st, ss);
                 rereads--;
             }
         }
@@ -74,9 +77,9 @@ static void hook_queued(void *arg, int64_t station_id, const Careline__V1__JobOf
     station_offer(arg, station_id, offer);
 }
 
-static void hook_changed(void *arg, int64_t station_id)
+static void hook_cancelled(void *arg, int64_t station_id, int64_t request_id, int attempt)
 {
-    station_wake(arg, station_id);
+    station_cancelled(arg, station_id, request_id, attempt);
 }
 
 Stations *station_new(const Env *env, Dispatch *dispatch)
@@ -91,7 +94,6 @@ Stations *station_new(const Env *env, Dispatch *dispatch)
     st->caplim = rds_script_new(env->rds, lua_caplim);
     wake_subscribe(st);
     st->wake_ev = event_new(env->base, -1, 0, wake_flush, st);
-    st->due_ev = event_new(env->base, -1, 0, push_due_flush, st);
     st->tick = event_new(env->base, -1, EV_PERSIST, tick_cb, st);
     util_timer_ms(st->tick, ST_TICK_MS);
     session_on_auth(env->sessions, console_on_auth, st);
@@ -100,7 +102,9 @@ Stations *station_new(const Env *env, Dispatch *dispatch)
                               cfg->pg_pool_size, 256, cfg->pg_query_timeout_ms);
     session_route(env->sessions, CARELINE__V1__ENVELOPE__BODY_JOB_UPDATE, job_update_handle, st);
     session_route(env->sessions, CARELINE__V1__ENVELOPE__BODY_STATION_STATUS, status_handle, st);
-    dispatch_set_hooks(dispatch, &(DispatchHooks){hook_queued, hook_changed, st});
+    session_route(env->sessions, CARELINE__V1__ENVELOPE__BODY_STATION_RESUME,
+                  stream_resume_handle, st);
+    dispatch_set_hooks(dispatch, &(DispatchHooks){hook_queued, hook_cancelled, st});
     return st;
 }
 
@@ -122,11 +126,6 @@ void station_free(Stations *st)
         event_free(st->tick);
     if (st->wake_ev)
         event_free(st->wake_ev);
-    if (st->due_ev)
-        event_free(st->due_ev);
-    for (size_t k = 0; k < st->ndue; k++)
-        console_unref(st->due[k]);
-    free(st->due);
     pgbatch_free(st->updates);
     free(st->wake);
     free(st);

@@ -87,18 +87,29 @@ END $$;
 -- JobUpdates from station consoles, in order, in one transaction (one WAL flush for the
 -- batch). Each element: {"job", "station" (null for admin), "action", "reason_code", "note",
 -- "actor"}. An error aborts the batch; the daemon then retries its elements one by one.
-CREATE OR REPLACE FUNCTION careline_job_update_many(p jsonb)
+-- Also the job's station and, when this update accepted it, the resident's phone: the
+-- daemon adds the change to the station's Redis stream, which its consoles are served from
+-- (an accepted job's console may call ahead), without reading the job again.
+DROP FUNCTION IF EXISTS careline_job_update_many(jsonb); -- before the station and phone columns
+CREATE FUNCTION careline_job_update_many(p jsonb)
     RETURNS TABLE (idx integer, outcome text, job_state text, request_id bigint,
-                   attempt integer, request_state text, redispatch boolean, welfare boolean)
+                   attempt integer, request_state text, redispatch boolean, welfare boolean,
+                   station_id bigint, phone text)
     LANGUAGE plpgsql AS $$
+#variable_conflict use_column
 DECLARE
     e jsonb;
     n bigint;
 BEGIN
     FOR e, n IN SELECT t.v, t.ord FROM jsonb_array_elements(p) WITH ORDINALITY AS t(v, ord) LOOP
-        RETURN QUERY SELECT (n - 1)::integer, u.*
+        RETURN QUERY SELECT (n - 1)::integer, u.*, j.station_id,
+               CASE WHEN u.outcome = 'changed' AND u.job_state = 'accepted'
+                    THEN coalesce(x.phone, '') ELSE '' END
           FROM careline_job_update((e->>'job')::bigint, (e->>'station')::bigint, e->>'action',
-                                   e->>'reason_code', e->>'note', e->>'actor') u;
+                                   e->>'reason_code', e->>'note', e->>'actor') u
+          LEFT JOIN jobs j ON j.id = (e->>'job')::bigint AND u.outcome <> 'not_found'
+          LEFT JOIN requests r ON r.id = j.request_id
+          LEFT JOIN residents x ON x.id = r.resident_id;
     END LOOP;
 END $$;
 
