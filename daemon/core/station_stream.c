@@ -76,14 +76,14 @@ static void stream_add(Stations *st, int64_t station_id, char kind,
     snprintf(job, sizeof(job), "%lld", (long long)o->job_id);
     const char *argv[] = {"XADD", key, "MINID", "~", minid, "*", "t", t, "st", sid, "job", job,
                           "p",    (const char *)blob};
-    size_t lens[13];
-    for (int i = 0; i < 12; i++)
+    size_t lens[14];
+    for (int i = 0; i < 13; i++)
         lens[i] = strlen(argv[i]);
-    lens[12] = len;
+    lens[13] = len;
     AddOp *op = xcalloc(1, sizeof(*op));
     op->st = st;
     op->station_id = station_id;
-    if (!rds_command(st->env->rds, add_done, op, 13, argv, lens)) {
+    if (!rds_command(st->env->rds, add_done, op, 14, argv, lens)) {
         log_limited(LOG_WARN,
                     "station %lld: job %lld's entry not added (Redis unavailable); its consoles "
                     "get it after the next rebuild or reconciliation",
@@ -257,8 +257,8 @@ static Careline__V1__JobOffer *stream_check(Stations *st, int64_t station_id,
         why = "bad ids (job, request, attempt)";
     else if (o->state < S(JOB_STATE__OFFERED) || o->state > S(JOB_STATE__JOB_EXPIRED))
         why = "not a job state";
-    else if ((t->str[0] == 'o') != (!o->state_only && o->state == S(JOB_STATE__OFFERED)))
-        why = "kind and state disagree";
+    else if ((t->str[0] == 'o') != !o->state_only || (!o->state_only && job_final(o->state)))
+        why = "kind and state disagree (a new job is open, a change says so)";
     else if (o->resident_phone[0] && !phone_allowed(o->state))
         why = "a phone number on a job not accepted";
     else if (!str_ok(o->service_date) || !str_ok(o->resident_name_masked) ||
