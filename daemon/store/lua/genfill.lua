@@ -20,7 +20,7 @@ for i = 1, n do
   redis.call('EXPIREAT', capk, ARGV[a + 5])
   local eid
   if ARGV[a + 6] ~= '' then
-    eid = redis.call('XADD', sk, '*', 't', 'o', 'st', ARGV[a + 1], 'job', ARGV[a + 4], 'p', ARGV[a + 6])
+    eid = redis.call('XADD', sk, '*', 't', 'o', 'st', ARGV[a + 1], 'job', ARGV[a + 4], 'request', ARGV[a + 2], 'p', ARGV[a + 6])
   else
     eid = redis.call('XADD', sk, '*', 't', 'r', 'job', ARGV[a + 4], 'request', ARGV[a + 2], 'attempt', ARGV[a + 3])
   end
