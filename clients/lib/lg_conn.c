@@ -288,6 +288,12 @@ static void on_hello_reply(Lg *lg, LgConn *c, Envelope *env)
     } else {
         lg->con_ready++;
         c->station_id = env->hello_ok->station_id;
+        /* the full backlog at once (a console that sends none waits a second for it) */
+        Careline__V1__StationResume r = CARELINE__V1__STATION_RESUME__INIT;
+        Envelope renv = CARELINE__V1__ENVELOPE__INIT;
+        renv.body_case = BODY(STATION_RESUME);
+        renv.station_resume = &r;
+        send_env(c, &renv);
     }
     lg_start_connections(lg);
 }
