@@ -78,8 +78,10 @@ typedef struct Metrics {
     int64_t auth_waiting;        /* lookups waiting for a slot of the budget (gauge) */
     /* ---- issue 12: Redis pub/sub ---- */
     uint64_t wake_rejected;  /* wake-up messages dropped by validation (station_wake.c) */
-    uint64_t stream_rejected; /* station stream entries dropped by validation (station_stream) */
     uint64_t redis_rebuilds; /* Redis state rebuilt from PostgreSQL by this daemon */
+
+    /* ---- issue 13: the station streams consoles are served from ---- */
+    uint64_t stream_rejected; /* entries dropped by validation (core/station_stream.c) */
     /* TLS and the HTTP listener's limits (net/tls.c, net/http.c) */
     uint64_t tls_handshakes;         /* TLS handshakes completed (both listeners) */
     uint64_t tls_plaintext_refused;  /* connections that sent something other than TLS */

@@ -31,11 +31,19 @@ static const char *action_db(int action)
 }
 
 /* careline_job_update_many's columns (sql/012), read by name. */
-enum { U_OUTCOME, U_JOB_STATE, U_REQUEST_ID, U_ATTEMPT, U_REDISPATCH, U_WELFARE, U_STATION,
-       U_PHONE, U_N };
-static const char *const update_cols[U_N] = {"outcome",    "job_state", "request_id",
-                                             "attempt",    "redispatch", "welfare",
-                                             "station_id", "phone"};
+enum {
+    U_OUTCOME,
+    U_JOB_STATE,
+    U_REQUEST_ID,
+    U_ATTEMPT,
+    U_REDISPATCH,
+    U_WELFARE,
+    U_STATION,
+    U_PHONE,
+    U_N
+};
+static const char *const update_cols[U_N] = {"outcome",    "job_state", "request_id", "attempt",
+                                             "redispatch", "welfare",   "station_id", "phone"};
 
 /* One row of careline_job_update_many. */
 static void update_done(PGresult *res, int row, const char *err, void *arg)

@@ -102,8 +102,8 @@ Stations *station_new(const Env *env, Dispatch *dispatch)
                               cfg->pg_pool_size, 256, cfg->pg_query_timeout_ms);
     session_route(env->sessions, CARELINE__V1__ENVELOPE__BODY_JOB_UPDATE, job_update_handle, st);
     session_route(env->sessions, CARELINE__V1__ENVELOPE__BODY_STATION_STATUS, status_handle, st);
-    session_route(env->sessions, CARELINE__V1__ENVELOPE__BODY_STATION_RESUME,
-                  stream_resume_handle, st);
+    session_route(env->sessions, CARELINE__V1__ENVELOPE__BODY_STATION_RESUME, stream_resume_handle,
+                  st);
     dispatch_set_hooks(dispatch, &(DispatchHooks){hook_queued, hook_cancelled, st});
     return st;
 }

@@ -27,9 +27,9 @@
 #include "store/pgcols.h"
 #include "store/rds.h"
 
-#define S(x)          CARELINE__V1__##x
-#define ST_BUCKETS    4096 /* console chains, by station id */
-#define ST_TICK_MS    1000 /* the tick: pings, periodic stream reads, offer expiry */
+#define S(x)           CARELINE__V1__##x
+#define ST_BUCKETS     4096 /* console chains, by station id */
+#define ST_TICK_MS     1000 /* the tick: pings, periodic stream reads, offer expiry */
 #define RESUME_WAIT_MS 1000 /* a console without StationResume gets the full backlog after */
 
 /* One station console on this daemon. Freed when refs reaches 0 (console_unref). */
@@ -37,21 +37,21 @@ typedef struct StSession {
     Conn *c;      /* borrowed; holds a ref while the session lives */
     Stations *st; /* borrowed: the module, which outlives its sessions */
     int64_t station_id;
-    int64_t terminal_id;    /* terminal_sessions row, 0 until inserted */
-    bool closed;            /* the connection ended; waiting for in-flight work */
-    int refs;               /* the map + in-flight queries and reads */
-    int64_t auth_ms;        /* when it authenticated (util_now_ms) */
+    int64_t terminal_id; /* terminal_sessions row, 0 until inserted */
+    bool closed;         /* the connection ended; waiting for in-flight work */
+    int refs;            /* the map + in-flight queries and reads */
+    int64_t auth_ms;     /* when it authenticated (util_now_ms) */
     int64_t last_refresh_ms, last_ping_ms;
     /* its feed (station_stream.c) */
-    bool started;         /* StationResume came (or the wait for it ended): reading */
-    bool reading, again;  /* an XRANGE in flight / another asked for meanwhile */
-    bool restart;         /* a StationResume during the read: its page is dropped */
-    bool checking;        /* the read in flight asks whether the cursor is still held */
-    bool live;            /* the backlog was sent, with BacklogEnd: entries go out as read */
-    bool bl_full;         /* this backlog is every open job (not "after a position") */
-    char cursor[48];      /* the last entry read ("MS-SEQ"); "" = from the start */
-    int64_t cursor_gen;   /* the Redis generation the cursor belongs to */
-    int64_t read_gen;     /* the generation when the read in flight was sent */
+    bool started;                /* StationResume came (or the wait for it ended): reading */
+    bool reading, again;         /* an XRANGE in flight / another asked for meanwhile */
+    bool restart;                /* a StationResume during the read: its page is dropped */
+    bool checking;               /* the read in flight asks whether the cursor is still held */
+    bool live;                   /* the backlog was sent, with BacklogEnd: entries go out as read */
+    bool bl_full;                /* this backlog is every open job (not "after a position") */
+    char cursor[48];             /* the last entry read ("MS-SEQ"); "" = from the start */
+    int64_t cursor_gen;          /* the Redis generation the cursor belongs to */
+    int64_t read_gen;            /* the generation when the read in flight was sent */
     Careline__V1__JobOffer **bl; /* the backlog being read, one (owned) message per job */
     size_t nbl, capbl;
     struct StSession *next; /* bucket chain */

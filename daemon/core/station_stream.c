@@ -15,11 +15,11 @@
 #include "common/log.h"
 #include "core/station_int.h"
 
-#define PAGE          200       /* entries per XRANGE */
+#define PAGE          200 /* entries per XRANGE */
 #define PAGE_S        "200"
-#define ENTRY_MAX     16384     /* bytes of one entry's packed JobOffer */
-#define BACKLOG_MAX   20000     /* jobs merged in one backlog */
-#define REJECT_LOG_MS 10000     /* rejected entries: one log line at most this often */
+#define ENTRY_MAX     16384 /* bytes of one entry's packed JobOffer */
+#define BACKLOG_MAX   20000 /* jobs merged in one backlog */
+#define REJECT_LOG_MS 10000 /* rejected entries: one log line at most this often */
 #define DAY_MS        86400000LL
 
 static bool job_final(int state)
@@ -56,8 +56,7 @@ static void add_done(redisReply *r, const char *err, void *arg)
 }
 
 /* XADD the packed offer; kind 'o' (a new job) or 'c' (a state change). */
-static void stream_add(Stations *st, int64_t station_id, char kind,
-                       const Careline__V1__JobOffer *o)
+static void stream_add(Stations *st, int64_t station_id, char kind, const Careline__V1__JobOffer *o)
 {
     size_t len = careline__v1__job_offer__get_packed_size(o);
     if (len > ENTRY_MAX) {
@@ -74,8 +73,8 @@ static void stream_add(Stations *st, int64_t station_id, char kind,
              (long long)(util_wall_ms() - (st->env->cfg->booking_days + 2) * DAY_MS));
     snprintf(sid, sizeof(sid), "%lld", (long long)station_id);
     snprintf(job, sizeof(job), "%lld", (long long)o->job_id);
-    const char *argv[] = {"XADD", key, "MINID", "~", minid, "*", "t", t, "st", sid, "job", job,
-                          "p",    (const char *)blob};
+    const char *argv[] = {"XADD", key,  "MINID", "~",   minid, "*", "t",
+                          t,      "st", sid,     "job", job,   "p", (const char *)blob};
     size_t lens[14];
     for (int i = 0; i < 13; i++)
         lens[i] = strlen(argv[i]);
@@ -206,9 +205,8 @@ static bool str_ok(const char *s)
  * forward, or NULL: a reservation marker (reserve.lua's 't r', passed over quietly) or a
  * bad entry (counted, logged rate-limited). *id gets the entry's id either way when it has
  * a sane one (false: the reply is unusable). */
-static Careline__V1__JobOffer *stream_check(Stations *st, int64_t station_id,
-                                            const redisReply *e, char *id, size_t idn,
-                                            bool *id_sane)
+static Careline__V1__JobOffer *stream_check(Stations *st, int64_t station_id, const redisReply *e,
+                                            char *id, size_t idn, bool *id_sane)
 {
     *id_sane = false;
     if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
@@ -261,9 +259,9 @@ static Careline__V1__JobOffer *stream_check(Stations *st, int64_t station_id,
         why = "kind and state disagree (a new job is open, a change says so)";
     else if (o->resident_phone[0] && !phone_allowed(o->state))
         why = "a phone number on a job not accepted";
-    else if (!str_ok(o->service_date) || !str_ok(o->resident_name_masked) ||
-             !str_ok(o->address) || !str_ok(o->village_name) || !str_ok(o->note) ||
-             !str_ok(o->resident_phone) || !str_ok(o->position))
+    else if (!str_ok(o->service_date) || !str_ok(o->resident_name_masked) || !str_ok(o->address) ||
+             !str_ok(o->village_name) || !str_ok(o->note) || !str_ok(o->resident_phone) ||
+             !str_ok(o->position))
         why = "text that is not UTF-8";
     if (why) {
         stream_reject(st, station_id, why);
@@ -392,7 +390,10 @@ static void read_done(redisReply *r, const char *err, void *arg)
     }
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         log_limited(LOG_INFO, "station %lld: reading its stream failed: %s (retried)",
-                    (long long)ss->station_id, r && r->str ? r->str : err ? err : "bad reply");
+                    (long long)ss->station_id,
+                    r && r->str ? r->str
+                    : err       ? err
+                                : "bad reply");
         read_end(st, ss, false);
         return;
     }
@@ -510,8 +511,8 @@ void stream_start(Stations *st, StSession *ss, const char *position)
     long long gen = 0;
     unsigned long long ms = 0, seq = 0;
     char tail;
-    if (position && sscanf(position, "%lld-%llu-%llu%c", &gen, &ms, &seq, &tail) == 3 &&
-        gen > 0 && gen == ss->cursor_gen && strlen(position) < 64 && position[0] != '0') {
+    if (position && sscanf(position, "%lld-%llu-%llu%c", &gen, &ms, &seq, &tail) == 3 && gen > 0 &&
+        gen == ss->cursor_gen && strlen(position) < 64 && position[0] != '0') {
         snprintf(ss->cursor, sizeof(ss->cursor), "%llu-%llu", ms, seq);
         ss->bl_full = false;
         ss->checking = ms > 0 || seq > 0;

@@ -283,10 +283,8 @@ static void forged_entries_dropped(void)
     /* strlen() in xadd: the packed offers here hold no NUL byte except where cut short,
      * which is one more malformed entry */
     xadd(rd, st, (const char *const[]){"t", "o", "st", sid, "job", "987654321", "p", blob}, 8);
-    xadd(rd, st, (const char *const[]){"t", "o", "st", other, "job", "987654321", "p", okblob},
-         8);
-    xadd(rd, st, (const char *const[]){"t", "o", "st", sid, "job", "987654321", "p", "garbage"},
-         8);
+    xadd(rd, st, (const char *const[]){"t", "o", "st", other, "job", "987654321", "p", okblob}, 8);
+    xadd(rd, st, (const char *const[]){"t", "o", "st", sid, "job", "987654321", "p", "garbage"}, 8);
     xadd(rd, st, (const char *const[]){"st", sid, "job", "987654321", "p", okblob}, 6);
     xadd(rd, st, (const char *const[]){"t", "o", "st", sid, "job", "987654321", "p", big}, 8);
     xadd(rd, st, (const char *const[]){"t", "c", "st", sid, "job", "987654321", "p", okblob}, 8);

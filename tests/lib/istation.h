@@ -21,10 +21,10 @@ typedef struct {
     int n;
     int total; /* JobOffer pushes received (also past the 64 kept) */
     int pings;
-    int ends;           /* BacklogEnd pushes received */
-    int offers_at_end;  /* total when the last BacklogEnd came */
-    bool end_full;      /* the last BacklogEnd's full flag */
-    char position[80];  /* the last JobOffer.position or BacklogEnd.position */
+    int ends;          /* BacklogEnd pushes received */
+    int offers_at_end; /* total when the last BacklogEnd came */
+    bool end_full;     /* the last BacklogEnd's full flag */
+    char position[80]; /* the last JobOffer.position or BacklogEnd.position */
 } IstConsole;
 
 /* Logs in a fresh station principal of station on d (fails the case unless HelloOk) and
