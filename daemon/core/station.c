@@ -44,6 +44,12 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         offer_expiry_start(st);
     int64_t now = util_now_ms();
     const Config *cfg = st->env->cfg;
+    /* a rebuild rewrote the streams: every console starts over with its full backlog now,
+     * not at its next periodic read */
+    int64_t gen = dispatch_redis_gen(st->dispatch);
+    bool rebuilt = gen != st->gen_seen && st->gen_seen != 0 && gen != 0;
+    if (gen != 0)
+        st->gen_seen = gen;
     /* Consoles that connected together would be pinged and re-read together, 10,000 in one
      * turn of the loop while pushes wait. Each tick does at most twice its share; the rest
      * wait a tick, and the bursts spread out. */
@@ -62,7 +68,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
             }
             if (!ss->started && now - ss->auth_ms >= RESUME_WAIT_MS)
                 stream_start(st, ss, ""); /* a console older than StationResume */
-            else if (rereads > 0 && now - ss->last_refresh_ms >= cfg->console_refresh_ms) {
+            else if (rebuilt ||
+                     (rereads > 0 && now - ss->last_refresh_ms >= cfg->console_refresh_ms)) {
                 stream_read(st, ss);
                 rereads--;
             }

@@ -77,6 +77,7 @@ struct Stations {
     int64_t wake_rejects_logged_ms; /* when the last one was logged; 0 = never */
     uint64_t wake_rejects_quiet;    /* dropped since then without a log line */
     /* stream entries that failed validation (station_stream.c): log rate limit */
+    int64_t gen_seen; /* the Redis generation at the last tick (a rebuild: all read now) */
     int64_t stream_rejects_logged_ms;
     uint64_t stream_rejects_quiet;
 };

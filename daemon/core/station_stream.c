@@ -368,6 +368,7 @@ static void resync(StSession *ss, int64_t gen)
     ss->cursor_gen = gen;
     ss->live = false;
     ss->bl_full = true;
+    ss->checking = false;
 }
 
 static void read_end(Stations *st, StSession *ss, bool more)
@@ -388,7 +389,10 @@ static void read_done(redisReply *r, const char *err, void *arg)
         read_end(st, ss, false);
         return;
     }
+    if (r && r->type == REDIS_REPLY_ERROR) /* e.g. a cursor Redis refuses: start over */
+        resync(ss, ss->cursor_gen);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
+        ss->last_refresh_ms = 0; /* the tick tries again */
         log_limited(LOG_INFO, "station %lld: reading its stream failed: %s (retried)",
                     (long long)ss->station_id,
                     r && r->str ? r->str
@@ -445,8 +449,10 @@ static void read_done(redisReply *r, const char *err, void *arg)
 static void read_send(Stations *st, StSession *ss)
 {
     int64_t gen = dispatch_redis_gen(st->dispatch);
-    if (gen == 0)
-        return; /* Redis' state is lost or not verified yet: the tick tries again */
+    if (gen == 0) { /* Redis' state is lost or not verified yet: the next tick tries again */
+        ss->last_refresh_ms = 0;
+        return;
+    }
     if (ss->cursor_gen != gen)
         resync(ss, gen);
     char key[96], from[56];
@@ -499,6 +505,23 @@ int stream_id_cmp(const char *a, const char *b)
     return am != bm ? (am < bm ? -1 : 1) : as != bs ? (as < bs ? -1 : 1) : 0;
 }
 
+/* "GEN-MS-SEQ": three decimal numbers of at most 18 digits, nothing else. */
+static bool position_parse(const char *s, int64_t part[3])
+{
+    for (int i = 0; i < 3; i++) {
+        int64_t v = 0;
+        int n = 0;
+        for (; s[n] >= '0' && s[n] <= '9'; n++)
+            if (n < 18)
+                v = v * 10 + (s[n] - '0');
+        if (n == 0 || n > 18 || s[n] != (i < 2 ? '-' : '\0'))
+            return false;
+        part[i] = v;
+        s += n + (i < 2);
+    }
+    return true;
+}
+
 void stream_start(Stations *st, StSession *ss, const char *position)
 {
     ss->started = true;
@@ -508,14 +531,13 @@ void stream_start(Stations *st, StSession *ss, const char *position)
     ss->cursor[0] = 0;
     ss->cursor_gen = dispatch_redis_gen(st->dispatch);
     /* "GEN-MS-SEQ" of this generation: the backlog after it, if the stream still holds it */
-    long long gen = 0;
-    unsigned long long ms = 0, seq = 0;
-    char tail;
-    if (position && sscanf(position, "%lld-%llu-%llu%c", &gen, &ms, &seq, &tail) == 3 && gen > 0 &&
-        gen == ss->cursor_gen && strlen(position) < 64 && position[0] != '0') {
-        snprintf(ss->cursor, sizeof(ss->cursor), "%llu-%llu", ms, seq);
+    int64_t part[3];
+    if (position && position_parse(position, part) && part[0] == ss->cursor_gen && part[0] > 0) {
         ss->bl_full = false;
-        ss->checking = ms > 0 || seq > 0;
+        ss->checking = part[1] > 0 || part[2] > 0;
+        if (ss->checking) /* else "GEN-0-0": the stream was empty; everything is new */
+            snprintf(ss->cursor, sizeof(ss->cursor), "%lld-%lld", (long long)part[1],
+                     (long long)part[2]);
     }
     if (ss->reading) /* its page is for the old cursor: dropped, then read anew */
         ss->restart = true;
