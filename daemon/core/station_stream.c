@@ -389,6 +389,11 @@ static void read_done(redisReply *r, const char *err, void *arg)
         read_end(st, ss, false);
         return;
     }
+    if (ss->restart) { /* a StationResume came meanwhile: this page was for the old cursor */
+        ss->restart = false;
+        read_end(st, ss, true);
+        return;
+    }
     if (r && r->type == REDIS_REPLY_ERROR) /* e.g. a cursor Redis refuses: start over */
         resync(ss, ss->cursor_gen);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
@@ -399,11 +404,6 @@ static void read_done(redisReply *r, const char *err, void *arg)
                     : err       ? err
                                 : "bad reply");
         read_end(st, ss, false);
-        return;
-    }
-    if (ss->restart) { /* a StationResume came meanwhile: this page was for the old cursor */
-        ss->restart = false;
-        read_end(st, ss, true);
         return;
     }
     if (dispatch_redis_gen(st->dispatch) != ss->read_gen) { /* rebuilt meanwhile */

@@ -55,6 +55,11 @@ for p in dispatchd loadgen bench-match careline-gen; do
 done
 
 DUR=${BENCH_DURATION:-15}
+# BENCH_LOADGEN=PATH: another build's loadgen (e.g. this one's, for its --console-port, against
+# an older daemon's BINDIR); BENCH_LG_CONSOLE_ARGS: added to the consoles runs (--no-resume
+# for a daemon older than StationResume)
+LOADGEN=${BENCH_LOADGEN:-$BINDIR/loadgen}
+read -r -a LG_CON_ARGS <<<"${BENCH_LG_CONSOLE_ARGS:-}"
 WARM=3
 CONSOLES=10000
 T0=$SECONDS
@@ -175,9 +180,9 @@ start_daemon() {
     die "dispatchd never became ready"
 }
 rss_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null; }
-# metric NAME: the daemon's /metrics value of NAME (a full series name with labels)
+# metric NAME [HTTP_PORT]: the daemon's /metrics value of NAME (a full series name with labels)
 metric() {
-    curl -s "${CURL_TLS[@]}" "$SCHEME://127.0.0.1:$HTTP/metrics" |
+    curl -s "${CURL_TLS[@]}" "$SCHEME://127.0.0.1:${2:-$HTTP}/metrics" |
         awk -v k="$1" '$1 == k {printf "%.0f", $2; f = 1} END {if (!f) print 0}'
 }
 
@@ -185,7 +190,7 @@ metric() {
 loadgen() {
     local name=$1
     shift
-    timeout -k 5 600 "$BINDIR/loadgen" --port "$PROTO" --tokens "$TMP/lgtokens.txt" "${LG_TLS[@]}" \
+    timeout -k 5 600 "$LOADGEN" --port "$PROTO" --tokens "$TMP/lgtokens.txt" "${LG_TLS[@]}" \
         --pg "$ADMIN" --run-id "$name-$$" --report "$TMP/$name.kv" "$@" \
         >"$TMP/$name.out" 2>"$TMP/$name.err" || { cat "$TMP/$name.err" "$TMP/$name.out" >&2; die "loadgen $name failed"; }
     sed 's/^/    /' "$TMP/$name.out" >&2
@@ -310,7 +315,8 @@ if ((!SKIP_CONSOLES)); then
     start_daemon
     say "$CONSOLES consoles, 1,000 jobs/s to the $NYUYAO Yuyao stations' consoles, ${WARM}+${DUR} s"
     loadgen consoles --rate 1000 --conns 8 --window 64 --consoles "$CONSOLES" \
-        --duration "$DUR" --warmup "$WARM" --connect-timeout 180 --settle 5 --drain 15 &
+        --duration "$DUR" --warmup "$WARM" --connect-timeout 180 --settle 5 --drain 15 \
+        "${LG_CON_ARGS[@]}" &
     LGPID=$!
     # PostgreSQL statements per job inside the measured window (careline_pg_queries_total
     # over queued submissions): once the consoles are connected, after the warm-up
@@ -320,9 +326,9 @@ if ((!SKIP_CONSOLES)); then
         sleep 0.1
     done
     sleep "$((WARM + 6))" # loadgen settles 5 s after connecting, then warms up
-    Q0=$(metric careline_pg_queries_total) S0=$(metric 'careline_submissions_total{outcome="queued"}')
+    Q0=$(metric careline_pg_queries_total) S0=$(metric 'careline_submissions_total{outcome="QUEUED"}')
     sleep "$((DUR - 2))"
-    Q1=$(metric careline_pg_queries_total) S1=$(metric 'careline_submissions_total{outcome="queued"}')
+    Q1=$(metric careline_pg_queries_total) S1=$(metric 'careline_submissions_total{outcome="QUEUED"}')
     wait "$LGPID" || exit 1
     STMT_JOB=$(awk -v q=$((Q1 - Q0)) -v n=$((S1 - S0)) 'BEGIN {printf "%.2f", n ? q / n : -1}')
     say "consoles: $((Q1 - Q0)) statements for $((S1 - S0)) jobs queued: $STMT_JOB a job"
@@ -332,6 +338,45 @@ if ((!SKIP_CONSOLES)); then
     say "consoles: RSS peak ${RSS_CON} kB, now ${RSS_CON_NOW} kB"
 fi
 stop_daemon
+
+# ---- 6c. consoles on a second daemon ---------------------------------------------------
+# The Yuyao stations' consoles on daemon B (they only watch: --no-accept), the jobs
+# submitted through daemon A: what serving the consoles costs B's PostgreSQL per job queued
+# on A (before issue 13 B re-read the station's jobs on every wake-up; now it reads the
+# station's Redis stream), and the push latency across daemons. Release build, plaintext.
+CON2_DONE=0
+if ((!SKIP_CONSOLES)); then
+    reset_jobs
+    start_daemon
+    PROTO_A=$PROTO HTTP_A=$HTTP DPID_A=$DPID
+    start_daemon
+    PROTO_B=$PROTO HTTP_B=$HTTP DPID_B=$DPID
+    PROTO=$PROTO_A HTTP=$HTTP_A
+    say "$NYUYAO consoles on daemon B, 1,000 jobs/s submitted on daemon A, ${WARM}+${DUR} s"
+    loadgen consoles2 --rate 1000 --conns 8 --window 64 --consoles "$NYUYAO" \
+        --console-port "$PROTO_B" --duration "$DUR" --warmup "$WARM" --connect-timeout 60 \
+        --settle 2 --drain 15 --no-accept "${LG_CON_ARGS[@]}" &
+    LGPID=$!
+    for ((i = 0; i < 600; i++)); do
+        [[ $(metric careline_consoles_connected "$HTTP_B") -ge "$NYUYAO" ]] && break
+        kill -0 "$LGPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    sleep "$((WARM + 3))"
+    Q0=$(metric careline_pg_queries_total "$HTTP_B")
+    S0=$(metric 'careline_submissions_total{outcome="QUEUED"}' "$HTTP_A")
+    sleep "$((DUR - 2))"
+    Q1=$(metric careline_pg_queries_total "$HTTP_B")
+    S1=$(metric 'careline_submissions_total{outcome="QUEUED"}' "$HTTP_A")
+    wait "$LGPID" || exit 1
+    STMT_B=$(awk -v q=$((Q1 - Q0)) -v n=$((S1 - S0)) 'BEGIN {printf "%.3f", n ? q / n : -1}')
+    say "consoles on B: $((Q1 - Q0)) statements on B for $((S1 - S0)) jobs queued on A: $STMT_B a job"
+    DPID=$DPID_B
+    stop_daemon
+    DPID=$DPID_A
+    stop_daemon
+    CON2_DONE=1
+fi
 
 if ((!ONLY_CONSOLES)); then
 # ---- 6b. the closed loop maximum with TLS on both ends ----------------------------------
@@ -391,6 +436,7 @@ if ((ONLY_CONSOLES)); then
     RSS_MB=$(awk -v k="$RSS_CON" 'BEGIN {printf "%.1f", k / 1024}')
     echo "| station consoles held by one daemon | $CR of $CONSOLES connected; RSS peak $RSS_MB MB; QUEUED -> JobOffer p50 $(kv consoles push_p50_ms), p99 $CP99, p99.9 $(kv consoles push_p999_ms) ms at $(fmt "$(kv consoles throughput)") jobs/s ($(kv consoles push_n) timed, $(kv consoles delivered) delivered) | | 10,000 connected, RSS <= 300 MB, push p99 <= 10 ms at 1,000 jobs/s | $(met "$CR >= 10000 && $RSS_MB <= 300 && $CP99 <= 10 && $(kv consoles throughput) >= 950") |"
     echo "| PostgreSQL statements per job while serving the consoles (submit, accept, deliver, consoles) | $STMT_JOB | | — | |"
+    ((CON2_DONE)) && echo "| consoles on daemon B, jobs submitted on A: B's PostgreSQL statements per job (serving the consoles only: they do not accept) | $STMT_B; QUEUED -> JobOffer across daemons p50 $(kv consoles2 push_p50_ms), p99 $(kv consoles2 push_p99_ms), p99.9 $(kv consoles2 push_p999_ms) ms at $(fmt "$(kv consoles2 throughput)") jobs/s ($(kv consoles2 delivered) delivered) | | — | |"
     exit 0
 fi
 C_TPUT=$(kv closed throughput)
@@ -427,6 +473,7 @@ if ((CON_DONE)); then
     RSS_MB=$(awk -v k="$RSS_CON" 'BEGIN {printf "%.1f", k / 1024}')
     echo "| station consoles held by one daemon | $CR of $CONSOLES connected; RSS peak $RSS_MB MB; QUEUED -> JobOffer p50 $(kv consoles push_p50_ms), p99 $CP99, p99.9 $(kv consoles push_p999_ms) ms at $(fmt "$(kv consoles throughput)") jobs/s ($(kv consoles push_n) timed, $(kv consoles delivered) delivered) | | 10,000 connected, RSS <= 300 MB, push p99 <= 10 ms at 1,000 jobs/s | $(met "$CR >= 10000 && $RSS_MB <= 300 && $CP99 <= 10 && $(kv consoles throughput) >= 950") |"
     echo "| PostgreSQL statements per job while serving the consoles (submit, accept, deliver, consoles) | $STMT_JOB | | — | |"
+    ((CON2_DONE)) && echo "| consoles on daemon B, jobs submitted on A: B's PostgreSQL statements per job (serving the consoles only: they do not accept) | $STMT_B; QUEUED -> JobOffer across daemons p50 $(kv consoles2 push_p50_ms), p99 $(kv consoles2 push_p99_ms), p99.9 $(kv consoles2 push_p999_ms) ms at $(fmt "$(kv consoles2 throughput)") jobs/s ($(kv consoles2 delivered) delivered) | | — | |"
 else
     echo "| station consoles held by one daemon | skipped | | 10,000, RSS <= 300 MB, push p99 <= 10 ms | |"
 fi
