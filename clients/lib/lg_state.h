@@ -78,7 +78,7 @@ struct Lg {
     struct event_base *base;
     struct event *tick, *sigint;
     struct sockaddr_in addr, console_addr; /* the gateways' and the consoles' daemon */
-    TlsClient *tls; /* NULL = plaintext (--plaintext) */
+    TlsClient *tls;                        /* NULL = plaintext (--plaintext) */
     Phase phase;
     LgConn *conn;
     int nconn, ngw;

@@ -276,12 +276,13 @@ static Careline__V1__JobOffer *stream_check(Stations *st, int64_t station_id, co
 
 static void send_offer(StSession *ss, Careline__V1__JobOffer *o, const char *pos)
 {
+    char *own = o->position; /* the unpacked message's, freed with it */
     o->position = (char *)pos;
     Envelope env = CARELINE__V1__ENVELOPE__INIT;
     env.body_case = CARELINE__V1__ENVELOPE__BODY_JOB_OFFER;
     env.job_offer = o;
     conn_send(ss->c, &env);
-    o->position = NULL; /* ours, not the unpacked message's: not freed with it */
+    o->position = own;
 }
 
 static void backlog_clear(StSession *ss)
