@@ -86,7 +86,7 @@ static void hook_queued(void *arg, int64_t station_id, const Careline__V1__JobOf
 
 static void hook_cancelled(void *arg, int64_t station_id, int64_t request_id, int attempt)
 {
-    station_cancelled(arg, station_id, request_id, attempt);
+    station_withdrawn(arg, station_id, request_id, attempt, S(JOB_STATE__JOB_CANCELLED));
 }
 
 Stations *station_new(const Env *env, Dispatch *dispatch)

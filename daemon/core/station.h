@@ -51,8 +51,11 @@ void station_offer(Stations *st, int64_t station_id, const Careline__V1__JobOffe
 /* A committed change of a job's state: an entry (phone: once accepted, else NULL). */
 void station_change(Stations *st, int64_t station_id, int64_t job_id, int64_t request_id,
                     int attempt, int state, const char *phone);
-/* A committed cancel: the job id is looked up in its reservation, then station_change. */
-void station_cancelled(Stations *st, int64_t station_id, int64_t request_id, int attempt);
+/* A committed end of request_id's attempt at station_id known without its job id (a
+ * cancel: JOB_CANCELLED; a retired or closed station's offer: JOB_REJECTED): the job id is
+ * looked up in its reservation, then station_change. */
+void station_withdrawn(Stations *st, int64_t station_id, int64_t request_id, int attempt,
+                       int state);
 
 /* Tells every daemon that station_id's stream has new entries (PUBLISH), and reads it for
  * this daemon's consoles; fire and forget. */

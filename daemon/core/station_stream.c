@@ -118,11 +118,12 @@ void station_change(Stations *st, int64_t station_id, int64_t job_id, int64_t re
     stream_add(st, station_id, 'c', &o);
 }
 
-/* A cancel knows the request and attempt; the job id is in the reservation hash. */
+/* A cancel (or a retired station's offers) knows the request and attempt; the job id is in
+ * the reservation hash. */
 typedef struct {
     Stations *st;
     int64_t station_id, request_id;
-    int attempt;
+    int attempt, state;
 } CancelOp;
 
 static void cancel_job_done(redisReply *r, const char *err, void *arg)
@@ -133,17 +134,16 @@ static void cancel_job_done(redisReply *r, const char *err, void *arg)
     if (r && r->type == REDIS_REPLY_STRING)
         job = strtoll(r->str, NULL, 10);
     if (job > 0 && !op->st->stopped)
-        station_change(op->st, op->station_id, job, op->request_id, op->attempt,
-                       S(JOB_STATE__JOB_CANCELLED), NULL);
+        station_change(op->st, op->station_id, job, op->request_id, op->attempt, op->state, NULL);
     else if (!op->st->stopped)
         log_limited(LOG_INFO,
-                    "request %lld's cancelled job not found in Redis; its console drops it "
+                    "request %lld's withdrawn job not found in Redis; its console drops it "
                     "at the next rebuild",
                     (long long)op->request_id);
     free(op);
 }
 
-void station_cancelled(Stations *st, int64_t station_id, int64_t request_id, int attempt)
+void station_withdrawn(Stations *st, int64_t station_id, int64_t request_id, int attempt, int state)
 {
     if (!st || st->stopped)
         return;
@@ -152,7 +152,7 @@ void station_cancelled(Stations *st, int64_t station_id, int64_t request_id, int
     const char *argv[] = {"HGET", key, "job"};
     size_t lens[] = {4, strlen(key), 3};
     CancelOp *op = xcalloc(1, sizeof(*op));
-    *op = (CancelOp){st, station_id, request_id, attempt};
+    *op = (CancelOp){st, station_id, request_id, attempt, state};
     if (!rds_command(st->env->rds, cancel_job_done, op, 3, argv, lens))
         free(op);
 }

@@ -2,9 +2,9 @@
  * Integration tests of the one queue path (issue 13): station consoles are served from the
  * station's Redis stream. A console reconnecting after a rebuild (FLUSHALL) sees exactly its
  * open jobs, then BacklogEnd; one resuming from its position sees only what it missed; a
- * garbage position gets the full backlog; pushes and state changes cross daemons through
- * the stream; forged entries are counted and never shown; and serving consoles costs the
- * database no statement per job.
+ * garbage position gets the full backlog; pushes and state changes (an accept, a cancel)
+ * cross daemons through the stream; forged entries are counted and never shown; and serving
+ * consoles costs the database no statement per job.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -224,6 +224,44 @@ static void across_daemons(void)
     PQfinish(pg);
 }
 
+/* A caller's cancel reaches the station's console as a change (JOB_CANCELLED, the job id
+ * found in its reservation), and a later full backlog no longer lists the job. */
+static void cancel_reaches_console(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 48, &f);
+    int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10});
+    char phone[16];
+    fix_resident(pg, &f, 1, false, phone);
+    Daemon d;
+    itest_daemon_up(&d, NULL);
+    IstConsole *k = ist_open(&d, pg, st);
+    T_ASSERT(ist_wait_backlog_end(k, 5000));
+    int64_t job = submit(&d, pg, "cancel-1", phone, NULL);
+    T_ASSERT(ist_wait(k, job, S(JOB_STATE__OFFERED), 5000) != NULL);
+    ClConn *gw = isess_gateway(&d, pg);
+    Careline__V1__CancelRequest q = CARELINE__V1__CANCEL_REQUEST__INIT;
+    q.ref_case = CARELINE__V1__CANCEL_REQUEST__REF_IDEMPOTENCY_KEY;
+    q.idempotency_key = (char *)fix_key("cancel-1");
+    ClEnvelope e = CARELINE__V1__ENVELOPE__INIT;
+    e.body_case = CARELINE__V1__ENVELOPE__BODY_CANCEL;
+    e.cancel = &q;
+    ClEnvelope *r = isess_call(&d, gw, &e, 10000, "cancel", NULL, NULL);
+    T_EQ_INT(r->body_case, CARELINE__V1__ENVELOPE__BODY_CANCEL_RESULT);
+    cl_free(r);
+    cl_close(gw);
+    Careline__V1__JobOffer *c = ist_wait(k, job, S(JOB_STATE__JOB_CANCELLED), 5000);
+    T_ASSERT(c && c->state_only && c->request_id > 0);
+    ist_close(k);
+    k = ist_open(&d, pg, st);
+    T_ASSERT(ist_wait_backlog_end(k, 5000));
+    T_ASSERT(k->end_full && !ist_saw(k, job));
+    ist_close(k);
+    itest_daemon_down(&d);
+    PQfinish(pg);
+}
+
 static void xadd(redisContext *rd, int64_t st, const char *const *fv, int n)
 {
     const char *argv[16];
@@ -365,6 +403,7 @@ int main(int argc, char **argv)
         {"console_stream_backlog_after_rebuild", backlog_after_rebuild, 90},
         {"console_stream_resume_from_position", resume_from_position, 60},
         {"console_stream_across_daemons", across_daemons, 60},
+        {"console_stream_cancel_reaches_console", cancel_reaches_console, 60},
         {"console_stream_forged_entries_dropped", forged_entries_dropped, 60},
         {"console_stream_no_statements_per_job", no_statements_per_job, 120},
         {NULL, NULL, 0},
