@@ -42,6 +42,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         return;
     if (!st->expiring && pg_pool_ready(st->env->pg) && dispatch_ready(st->dispatch))
         offer_expiry_start(st);
+    if (st->retry_head)
+        stream_retry(st);
     int64_t now = util_now_ms();
     const Config *cfg = st->env->cfg;
     /* a rebuild rewrote the streams: every console starts over with its full backlog now,
@@ -134,6 +136,7 @@ void station_free(Stations *st)
     if (st->wake_ev)
         event_free(st->wake_ev);
     pgbatch_free(st->updates);
+    stream_retry_free(st);
     free(st->wake);
     free(st);
 }

@@ -33,6 +33,8 @@
 #define RESUME_WAIT_MS 1000 /* a console without StationResume gets the full backlog after */
 
 /* One station console on this daemon. Freed when refs reaches 0 (console_unref). */
+typedef struct PendingAdd PendingAdd;
+
 typedef struct StSession {
     Conn *c;      /* borrowed; holds a ref while the session lives */
     Stations *st; /* borrowed: the module, which outlives its sessions */
@@ -78,6 +80,8 @@ struct Stations {
     uint64_t wake_rejects_quiet;    /* dropped since then without a log line */
     /* stream entries that failed validation (station_stream.c): log rate limit */
     int64_t gen_seen; /* the Redis generation at the last tick (a rebuild: all read now) */
+    struct PendingAdd *retry_head, *retry_tail; /* stream entries Redis refused, oldest first */
+    size_t nretry;
     int64_t stream_rejects_logged_ms;
     uint64_t stream_rejects_quiet;
 };
@@ -116,6 +120,9 @@ void stream_start(Stations *st, StSession *ss, const char *position);
 void stream_resume_handle(void *arg, Conn *c, Envelope *env);
 /* Frees what the session's feed holds (not the session). */
 void stream_session_free(StSession *ss);
+/* Sends again the entries Redis refused (the tick); frees them all (station_free). */
+void stream_retry(Stations *st);
+void stream_retry_free(Stations *st);
 /* Orders two stream ids "MS-SEQ". */
 int stream_id_cmp(const char *a, const char *b);
 

@@ -35,24 +35,104 @@ static bool phone_allowed(int state)
 
 /* ---- writing: an entry per committed offer or change -------------------------------------- */
 
-typedef struct {
+/* One entry on its way to the stream; kept and sent again at the next ticks while Redis
+ * refuses it (a link down, a write refused), up to RETRY_MAX entries: the job is recorded
+ * and its consoles must hear of it. What is still refused when the list is full is left to
+ * the rebuild (a lost state) and offer expiry (an offer nobody saw moves on). */
+struct PendingAdd {
     Stations *st;
-    int64_t station_id;
-} AddOp;
+    int64_t station_id, job_id;
+    char kind;
+    uint8_t *blob; /* the packed JobOffer (owned) */
+    size_t len;
+    int tries;
+    struct PendingAdd *next;
+};
+#define RETRY_MAX 10000
+
+static void add_free(PendingAdd *pa)
+{
+    free(pa->blob);
+    free(pa);
+}
+
+static void add_keep(PendingAdd *pa, const char *why)
+{
+    Stations *st = pa->st;
+    if (st->stopped || st->nretry >= RETRY_MAX) {
+        log_limited(LOG_WARN,
+                    "station %lld: job %lld's entry not added to its stream (%s; %zu waiting "
+                    "already): its consoles hear of it after a rebuild, or the offer moves on",
+                    (long long)pa->station_id, (long long)pa->job_id, why, st->nretry);
+        add_free(pa);
+        return;
+    }
+    if (pa->tries++ == 0)
+        log_limited(LOG_INFO, "station %lld: job %lld's entry not added yet (%s); retried",
+                    (long long)pa->station_id, (long long)pa->job_id, why);
+    pa->next = NULL;
+    if (st->retry_tail)
+        st->retry_tail->next = pa;
+    else
+        st->retry_head = pa;
+    st->retry_tail = pa;
+    st->nretry++;
+}
 
 static void add_done(redisReply *r, const char *err, void *arg)
 {
-    AddOp *op = arg;
-    Stations *st = op->st;
+    PendingAdd *pa = arg;
+    Stations *st = pa->st;
     if (!r || r->type == REDIS_REPLY_ERROR) {
-        log_limited(LOG_WARN,
-                    "station %lld: a job's entry was not added to its stream: %s (its "
-                    "consoles get it after the next rebuild or reconciliation)",
-                    (long long)op->station_id, r ? r->str : err);
-    } else if (!st->stopped) {
-        station_wake(st, op->station_id); /* our consoles now, the others' by PUBLISH */
+        add_keep(pa, r ? r->str : err);
+        return;
     }
-    free(op);
+    if (!st->stopped)
+        station_wake(st, pa->station_id); /* our consoles now, the others' by PUBLISH */
+    add_free(pa);
+}
+
+static void add_send(PendingAdd *pa)
+{
+    Stations *st = pa->st;
+    char key[96], minid[24], sid[24], job[24], t[2] = {pa->kind, 0};
+    keys_stream(&st->env->keys, pa->station_id, key, sizeof(key));
+    /* see station.h: nothing an open job still needs is older than this */
+    snprintf(minid, sizeof(minid), "%lld",
+             (long long)(util_wall_ms() - (st->env->cfg->booking_days + 2) * DAY_MS));
+    snprintf(sid, sizeof(sid), "%lld", (long long)pa->station_id);
+    snprintf(job, sizeof(job), "%lld", (long long)pa->job_id);
+    const char *argv[] = {"XADD", key,  "MINID", "~",   minid, "*", "t",
+                          t,      "st", sid,     "job", job,   "p", (const char *)pa->blob};
+    size_t lens[14];
+    for (int i = 0; i < 13; i++)
+        lens[i] = strlen(argv[i]);
+    lens[13] = pa->len;
+    if (!rds_command(st->env->rds, add_done, pa, 14, argv, lens))
+        add_keep(pa, "Redis unavailable");
+}
+
+void stream_retry(Stations *st)
+{
+    PendingAdd *pa = st->retry_head;
+    size_t n = st->nretry;
+    st->retry_head = st->retry_tail = NULL;
+    st->nretry = 0;
+    for (size_t i = 0; i < n && pa; i++) { /* each once: a refusal queues it again */
+        PendingAdd *next = pa->next;
+        add_send(pa);
+        pa = next;
+    }
+}
+
+void stream_retry_free(Stations *st)
+{
+    for (PendingAdd *pa = st->retry_head, *next; pa; pa = next) {
+        next = pa->next;
+        add_free(pa);
+    }
+    st->retry_head = st->retry_tail = NULL;
+    st->nretry = 0;
 }
 
 /* XADD the packed offer; kind 'o' (a new job) or 'c' (a state change). */
@@ -64,32 +144,18 @@ static void stream_add(Stations *st, int64_t station_id, char kind, const Careli
                  (long long)station_id, (long long)o->job_id, len, ENTRY_MAX);
         return;
     }
-    uint8_t *blob = xmalloc(len ? len : 1);
-    careline__v1__job_offer__pack(o, blob);
-    char key[96], minid[24], sid[24], job[24], t[2] = {kind, 0};
-    keys_stream(&st->env->keys, station_id, key, sizeof(key));
-    /* see station.h: nothing an open job still needs is older than this */
-    snprintf(minid, sizeof(minid), "%lld",
-             (long long)(util_wall_ms() - (st->env->cfg->booking_days + 2) * DAY_MS));
-    snprintf(sid, sizeof(sid), "%lld", (long long)station_id);
-    snprintf(job, sizeof(job), "%lld", (long long)o->job_id);
-    const char *argv[] = {"XADD", key,  "MINID", "~",   minid, "*", "t",
-                          t,      "st", sid,     "job", job,   "p", (const char *)blob};
-    size_t lens[14];
-    for (int i = 0; i < 13; i++)
-        lens[i] = strlen(argv[i]);
-    lens[13] = len;
-    AddOp *op = xcalloc(1, sizeof(*op));
-    op->st = st;
-    op->station_id = station_id;
-    if (!rds_command(st->env->rds, add_done, op, 14, argv, lens)) {
-        log_limited(LOG_WARN,
-                    "station %lld: job %lld's entry not added (Redis unavailable); its consoles "
-                    "get it after the next rebuild or reconciliation",
-                    (long long)station_id, (long long)o->job_id);
-        free(op);
-    }
-    free(blob);
+    PendingAdd *pa = xcalloc(1, sizeof(*pa));
+    pa->st = st;
+    pa->station_id = station_id;
+    pa->job_id = o->job_id;
+    pa->kind = kind;
+    pa->len = len;
+    pa->blob = xmalloc(len ? len : 1);
+    careline__v1__job_offer__pack(o, pa->blob);
+    if (st->retry_head) /* after those waiting: a station's entries stay in order */
+        add_keep(pa, "earlier entries are waiting");
+    else
+        add_send(pa);
 }
 
 void station_offer(Stations *st, int64_t station_id, const Careline__V1__JobOffer *offer)
