@@ -46,6 +46,18 @@ static int pushes_for(const IstConsole *k, int from, int64_t job)
     return n;
 }
 
+/* A case's daemon on the private server rebuilt it, numbering a generation in the shared
+ * database: the shared server's key is behind it now; dropping it makes the next daemon
+ * rebuild the shared server from PostgreSQL. */
+static void shared_generation_forget(void)
+{
+    redisContext *r = fix_redis();
+    redisReply *rep = redisCommand(r, "DEL {c330281}:gen");
+    T_ASSERT(rep && rep->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(rep);
+    redisFree(r);
+}
+
 /* After a FLUSHALL and the rebuild, a console that reconnects with its old position (of the
  * lost generation) gets exactly the station's open jobs — the accepted one with its phone,
  * not the delivered one — then BacklogEnd with full set. */
@@ -114,13 +126,42 @@ static void backlog_after_rebuild(void)
     ist_close(k);
     itest_daemon_down(&d);
     irds_srv_kill();
-    /* the rebuild numbered a generation in the shared database: the shared server's key is
-     * behind it now; dropping it makes the next daemon rebuild the shared server */
-    redisContext *r = fix_redis();
-    redisReply *rep = redisCommand(r, "DEL {c330281}:gen");
-    T_ASSERT(rep && rep->type == REDIS_REPLY_INTEGER);
-    freeReplyObject(rep);
-    redisFree(r);
+    shared_generation_forget();
+    PQfinish(pg);
+}
+
+/* An entry Redis refuses (here: XADD taken from the daemon's ACL user) is kept and sent
+ * again: the accept on one console reaches the other once Redis takes writes again. */
+static void refused_entry_retried(void)
+{
+    PGconn *pg = itest_pg();
+    Fixture f;
+    fix_area(pg, 49, &f);
+    int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10});
+    char phone[16];
+    fix_resident(pg, &f, 1, false, phone);
+    irds_srv_start();
+    char port[32], pw[600];
+    snprintf(port, sizeof(port), "--redis_port=%d", irds_srv_port());
+    snprintf(pw, sizeof(pw), "--redis_password_file=%s", irds_srv_pwfile());
+    Daemon d;
+    itest_daemon_up(&d, (const char *const[]){port, pw, "--redis_user=" IRDS_SRV_USER, NULL});
+    IstConsole *k1 = ist_open(&d, pg, st), *k2 = ist_open(&d, pg, st);
+    T_ASSERT(ist_wait_backlog_end(k1, 5000) && ist_wait_backlog_end(k2, 5000));
+    int64_t job = submit(&d, pg, "retry-1", phone, NULL);
+    T_ASSERT(ist_wait(k2, job, S(JOB_STATE__OFFERED), 5000) != NULL);
+    irds_admin_cmd("127.0.0.1", irds_srv_port(), "ACL SETUSER " IRDS_SRV_USER " -xadd");
+    ist_update_ok(k1, job, S(JOB_ACTION__ACCEPT), 0, S(JOB_STATE__JOB_ACCEPTED), true);
+    T_ASSERT(ist_wait(k2, job, S(JOB_STATE__JOB_ACCEPTED), 1500) == NULL); /* refused */
+    irds_admin_cmd("127.0.0.1", irds_srv_port(), "ACL SETUSER " IRDS_SRV_USER " +xadd");
+    Careline__V1__JobOffer *c = ist_wait(k2, job, S(JOB_STATE__JOB_ACCEPTED), 10000);
+    T_ASSERT(c && strcmp(c->resident_phone, phone) == 0);
+    T_ASSERT(itest_log_count(&d, "entry not added yet") >= 1);
+    ist_close(k1);
+    ist_close(k2);
+    itest_daemon_down(&d);
+    irds_srv_kill();
+    shared_generation_forget();
     PQfinish(pg);
 }
 
@@ -401,6 +442,7 @@ int main(int argc, char **argv)
 {
     static const TCase cases[] = {
         {"console_stream_backlog_after_rebuild", backlog_after_rebuild, 90},
+        {"console_stream_refused_entry_retried", refused_entry_retried, 60},
         {"console_stream_resume_from_position", resume_from_position, 60},
         {"console_stream_across_daemons", across_daemons, 60},
         {"console_stream_cancel_reaches_console", cancel_reaches_console, 60},
