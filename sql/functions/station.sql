@@ -175,13 +175,11 @@ BEGIN
     END LOOP;
 END $$;
 
--- The consoles' view of their jobs, many stations in one statement: for each station,
--- everything live, plus the jobs it was shown before (p_known) so it learns when one of
--- them was withdrawn or finished elsewhere. The job's station is the last column; rows
--- are ordered by station, then job. Each console is re-read every console_refresh_ms in
--- case a wake-up was lost; with 10,000 consoles one query per station (the function this
--- replaced) was 1,000 queries a second queued ahead of the submissions (bench: 313
--- instead of 1,000 jobs/s).
+-- The console-safe view of stations' jobs, many stations in one statement: for each
+-- station, everything live, plus the jobs in p_known. The job's station is the last column;
+-- rows are ordered by station, then job. Since issue 13 consoles are served from their
+-- stations' Redis streams, not from this function: the rebuild (core/rebuild.c) reads it
+-- once to write every live job's console entry into the rebuilt streams.
 CREATE OR REPLACE FUNCTION careline_station_jobs_many(p_stations bigint[], p_known bigint[])
     RETURNS TABLE (job_id bigint, request_id bigint, state text, attempt integer, kind text,
                    meal_slot text, service_date text, care_subtype text, resident_name text,
