@@ -30,6 +30,7 @@
 #define S(x)           CARELINE__V1__##x
 #define ST_BUCKETS     4096 /* console chains, by station id */
 #define ST_TICK_MS     1000 /* the tick: pings, periodic stream reads, offer expiry */
+#define ST_SLICES      10   /* ...run as this many slices, each a part of the consoles */
 #define RESUME_WAIT_MS 1000 /* a console without StationResume gets the full backlog after */
 
 /* One station console on this daemon. Freed when refs reaches 0 (console_unref). */
@@ -59,6 +60,13 @@ typedef struct StSession {
     struct StSession *next; /* bucket chain */
 } StSession;
 
+/* A wake-up this daemon published and has not heard back yet (see station_wake.c). */
+typedef struct OwnWake {
+    int64_t station_id; /* 0: heard back (a hole in the ring) */
+    int64_t at_ms;      /* when published (monotonic) */
+} OwnWake;
+#define OWN_WAKES 4096
+
 struct Stations {
     const Env *env;     /* borrowed from the server */
     Dispatch *dispatch; /* borrowed: directory, key prefix, re-dispatch */
@@ -78,8 +86,12 @@ struct Stations {
     /* wake-ups that failed validation (station_wake.c): log rate limit */
     int64_t wake_rejects_logged_ms; /* when the last one was logged; 0 = never */
     uint64_t wake_rejects_quiet;    /* dropped since then without a log line */
+    OwnWake own[OWN_WAKES];         /* wake-ups published here, oldest at own_head */
+    size_t own_head, own_n;         /* ring of the last OWN_WAKES at most */
     /* stream entries that failed validation (station_stream.c): log rate limit */
-    int64_t gen_seen; /* the Redis generation at the last tick (a rebuild: all read now) */
+    int64_t gen_seen;   /* the Redis generation at the last tick (a rebuild: all read now) */
+    int slice;          /* the tick's slice now, 0 .. ST_SLICES - 1 */
+    int rebuilt_slices; /* slices still to read all their consoles after a rebuild */
     struct PendingAdd *retry_head, *retry_tail; /* stream entries Redis refused, oldest first */
     size_t nretry;
     int64_t stream_rejects_logged_ms;

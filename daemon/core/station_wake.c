@@ -27,6 +27,44 @@ static void publish_done(redisReply *r, const char *err, void *arg)
         log_debug("wake-up not published: %s", r ? r->str : err);
 }
 
+/* Pub/sub delivers every message to its publisher too, whose consoles were read when it
+ * published: reading them again for the echo was one more XRANGE per console per entry at
+ * full load. Our publishes wait here until their echo comes back (any message for the
+ * station takes one: a read then still follows every other daemon's entry, see below);
+ * what never comes back (a publish lost with a Redis restart) ages out after
+ * OWN_WAKE_TTL_MS, and the periodic read covers the rare wake-up skipped meanwhile. */
+#define OWN_WAKE_TTL_MS 2000
+
+static void own_add(Stations *st, int64_t station_id)
+{
+    if (st->own_n == OWN_WAKES) { /* full: forget the oldest (at worst one extra read) */
+        st->own_head = (st->own_head + 1) % OWN_WAKES;
+        st->own_n--;
+    }
+    st->own[(st->own_head + st->own_n++) % OWN_WAKES] = (OwnWake){station_id, util_now_ms()};
+}
+
+/* true (and forgotten) when a publish of ours for station_id is waiting for its echo. With
+ * another daemon's message for the station arriving first, that one is taken instead and
+ * our echo, later, reads: either way a read follows the other daemon's XADD. */
+static bool own_take(Stations *st, int64_t station_id)
+{
+    int64_t old = util_now_ms() - OWN_WAKE_TTL_MS;
+    while (st->own_n > 0 &&
+           (st->own[st->own_head].station_id == 0 || st->own[st->own_head].at_ms < old)) {
+        st->own_head = (st->own_head + 1) % OWN_WAKES;
+        st->own_n--;
+    }
+    for (size_t i = 0; i < st->own_n; i++) {
+        OwnWake *w = &st->own[(st->own_head + i) % OWN_WAKES];
+        if (w->station_id == station_id) {
+            w->station_id = 0;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* A decimal id > 0 filling s[0..n) exactly (no sign, no leading zero, no overflow). */
 static bool parse_id(const char *s, size_t n, int64_t *out)
 {
@@ -64,7 +102,8 @@ static void wake_cb(const char *channel, const char *msg, size_t len, void *arg)
 {
     (void)channel;
     Stations *st = arg;
-    if (!msg) { /* (re)subscribed: anything may have been missed */
+    if (!msg) {        /* (re)subscribed: anything may have been missed */
+        st->own_n = 0; /* echoes of what was published before may never come */
         for (size_t b = 0; b < ST_BUCKETS; b++)
             for (StSession *ss = st->bucket[b]; ss; ss = ss->next)
                 stream_read(st, ss);
@@ -86,6 +125,8 @@ static void wake_cb(const char *channel, const char *msg, size_t len, void *arg)
         wake_reject(st, len, "no such station");
         return;
     }
+    if (own_take(st, station_id))
+        return; /* our own: its consoles here were read when we published */
     stream_read_station(st, station_id);
 }
 
@@ -111,7 +152,9 @@ void wake_flush(evutil_socket_t fd, short what, void *arg)
         snprintf(id, sizeof(id), "%lld", (long long)st->wake[i]);
         const char *argv[] = {"PUBLISH", st->channel, id};
         size_t lens[] = {7, strlen(st->channel), strlen(id)};
-        if (!rds_command(st->env->rds, publish_done, NULL, 3, argv, lens))
+        if (rds_command(st->env->rds, publish_done, NULL, 3, argv, lens))
+            own_add(st, st->wake[i]);
+        else
             log_debug("wake-up for station %s not published (Redis unavailable); the "
                       "periodic stream read will deliver it",
                       id);
