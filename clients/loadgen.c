@@ -52,6 +52,8 @@ static void usage(void)
             "  --slot lunch|dinner|both (default lunch)  --care-pct P  (home care share, 0)\n"
             "  --consoles N        station consoles (station lines of --console-tokens, or of\n"
             "                      --tokens); they accept and deliver offers unless --no-accept\n"
+            "  --console-port P    the consoles' daemon (default: --port; e.g. a second daemon)\n"
+            "  --no-resume         consoles send no StationResume (a daemon older than it)\n"
             "  --connect-timeout S (default 60)  --settle S (wait after the consoles logged in)\n"
             "  --run-id ID  --seed N\n"
             "  --report FILE       also write the figures as shell-sourceable KEY=VALUE lines\n"
@@ -305,6 +307,10 @@ static bool parse_args(Opts *o, int argc, char **argv)
             o->report = argv[++i];
         else if (strcmp(a, "--no-accept") == 0)
             o->accept = false;
+        else if (ARG("--console-port"))
+            o->console_port = atoi(argv[++i]);
+        else if (strcmp(a, "--no-resume") == 0)
+            o->no_resume = true;
         else if (strcmp(a, "--quiet") == 0)
             o->quiet = true;
         else
@@ -371,6 +377,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "loadgen: --host must be a 127.x.x.x address (loopback only)\n");
         return 2;
     }
+    lg->console_addr = lg->addr;
+    if (o->console_port > 0 && o->console_port <= 65535)
+        lg->console_addr.sin_port = htons((uint16_t)o->console_port);
     char tls_err[512];
     if (!tlsc_new(&o->tls, o->host, &lg->tls, tls_err, sizeof(tls_err))) {
         fprintf(stderr, "loadgen: %s\n", tls_err);

@@ -4,8 +4,10 @@
  * --json the same events are one JSON line each, for scripts and tests. One poll() loop
  * watches the daemon's socket, stdin and a few deadlines (reconnect backoff, heartbeats,
  * auto-mode timers), so nothing the operator types waits on the network and pushes appear
- * while they type. The screen is a table of open jobs keyed by job id: the backlog the
- * daemon resends after every reconnect updates entries in place instead of repeating them.
+ * while they type. The screen is a table of open jobs keyed by job id. After every
+ * (re)connect the console tells the daemon the last feed position it was given
+ * (StationResume) and gets what it missed, updating entries in place, then "backlog
+ * complete" (BacklogEnd; after a full backlog the jobs not resent leave the table).
  *
  *   station-console [--host H] [--port P] (--token T | --tokens FILE --station ID) [--json]
  *                   [--auto-accept] [--complete-after MS] [--reject-all REASON]

@@ -1,8 +1,11 @@
 /*
  * console_session: the station console's link to dispatchd: connect, Hello, heartbeats,
  * reconnect with backoff, and what the daemon sends (offers, updates, withdrawals, results).
- * After a reconnect the daemon resends the open jobs; those not resent within SETTLE_MS
- * are gone and leave the table.
+ * On every HelloOk the console sends StationResume with the last position the daemon gave
+ * (JobOffer.position, BacklogEnd.position): the daemon sends what it missed, then
+ * BacklogEnd. After a full backlog (a first connect, a rebuilt feed, a position the feed no
+ * longer holds) the jobs it did not resend are gone and leave the table; a daemon older
+ * than BacklogEnd is given SETTLE_MS instead.
  */
 #include "console_state.h"
 
@@ -136,6 +139,16 @@ static void on_hello_reply(Console *c, ClEnvelope *r)
     c->settle_at_ms = c->njobs ? now + SETTLE_MS : 0;
     for (size_t i = 0; i < c->njobs; i++)
         c->jobs[i].resent = false;
+    Careline__V1__StationResume res = CARELINE__V1__STATION_RESUME__INIT;
+    res.position = c->position;
+    ClEnvelope renv = CARELINE__V1__ENVELOPE__INIT;
+    renv.seq = c->next_seq++;
+    renv.body_case = BODY(STATION_RESUME);
+    renv.station_resume = &res;
+    if (!con_send_env(c, &renv)) {
+        link_down(c, "could not send StationResume");
+        return;
+    }
     if (c->opt.json) {
         con_emit(c, json_pack("{s:s, s:I, s:s, s:s, s:I}", "event", "connected", "station_id",
                               (json_int_t)ok->station_id, "station_name", ok->principal_name,
@@ -184,8 +197,77 @@ static int state_rank(int state)
                                                  : 1;
 }
 
+/* A state change of a job we show (JobOffer.state_only): merged into what we show. */
+static void on_change(Console *c, ClEnvelope *env)
+{
+    JobOffer *o = env->job_offer;
+    int64_t id = o->job_id;
+    Job *j = con_job_find(c, id);
+    if (!j || state_rank(o->state) < state_rank(j->o->state)) {
+        if (!j && cview_state_final(o->state))
+            con_job_finished(c, id);
+        if (j)
+            j->resent = true;
+        cl_free(env);
+        return;
+    }
+    bool changed = (int)j->o->state != (int)o->state;
+    j->o->state = o->state;
+    if (o->resident_phone[0]) { /* swapped: each string stays its own message's to free */
+        char *t = j->o->resident_phone;
+        j->o->resident_phone = o->resident_phone;
+        o->resident_phone = t;
+    }
+    cl_free(env);
+    j->resent = true;
+    o = j->o;
+    if (c->opt.json) {
+        json_t *line = json_pack("{s:s}", "event", "job");
+        json_t *body = cview_job_json(o);
+        json_object_update(line, body);
+        json_decref(body);
+        json_object_set_new(line, "first", json_false());
+        json_object_set_new(line, "changed", json_boolean(changed));
+        con_emit(c, line);
+    } else if (changed) {
+        con_say(c, "• 任务 job #%lld → %s\n", (long long)id, cview_state_label(o->state));
+        if (o->resident_phone[0])
+            con_say(c, "    老人电话 resident phone: %s（可提前联系 call ahead）\n",
+                    o->resident_phone);
+    }
+    if (cview_state_final(o->state)) {
+        con_job_remove(c, j);
+        con_job_finished(c, id);
+        return;
+    }
+    con_auto_step(c, j);
+}
+
+/* The backlog after StationResume is complete. */
+static void on_backlog_end(Console *c, const Careline__V1__BacklogEnd *b)
+{
+    if (b->position[0])
+        snprintf(c->position, sizeof(c->position), "%s", b->position);
+    if (b->full)
+        sweep_stale(c); /* every open job was sent: what was not is gone */
+    else
+        c->settle_at_ms = 0; /* only what we missed: changes of our jobs came as such */
+    if (c->opt.json)
+        con_emit(c, json_pack("{s:s, s:b, s:I}", "event", "backlog_end", "full", b->full, "jobs",
+                              (json_int_t)b->jobs));
+    else
+        con_say(c, "✔ 待办已同步 backlog complete (%u 个任务 jobs%s)\n", b->jobs,
+                b->full ? "" : " missed while away");
+}
+
 static void on_offer(Console *c, ClEnvelope *env)
 {
+    if (env->job_offer->position[0])
+        snprintf(c->position, sizeof(c->position), "%s", env->job_offer->position);
+    if (env->job_offer->state_only) {
+        on_change(c, env);
+        return;
+    }
     JobOffer *o = env->job_offer;
     int64_t id = o->job_id;
     Job *j = con_job_find(c, id);
@@ -381,6 +463,9 @@ static void on_frame(Console *c, ClEnvelope *env)
     case BODY(JOB_OFFER):
         on_offer(c, env);
         return; /* env kept by the table or freed there */
+    case BODY(BACKLOG_END):
+        on_backlog_end(c, env->backlog_end);
+        break;
     case BODY(JOB_UPDATE_RESULT):
         if (con_pending_take(c, env->seq, &p))
             on_update_result(c, &p, env->job_update_result);

@@ -82,6 +82,7 @@ typedef struct {
     unsigned failures;     /* failed attempts since the last success */
     uint32_t heartbeat_ms; /* from HelloOk */
     int64_t next_ping_ms, last_rx_ms, settle_at_ms;
+    char position[80]; /* the last feed position the daemon gave: StationResume sends it */
     uint64_t next_seq, ping_nonce;
     int64_t station_id;
     char station_name[128];

@@ -288,6 +288,13 @@ static void on_hello_reply(Lg *lg, LgConn *c, Envelope *env)
     } else {
         lg->con_ready++;
         c->station_id = env->hello_ok->station_id;
+        /* the full backlog at once (a console that sends none waits a second for it) */
+        Careline__V1__StationResume r = CARELINE__V1__STATION_RESUME__INIT;
+        Envelope renv = CARELINE__V1__ENVELOPE__INIT;
+        renv.body_case = BODY(STATION_RESUME);
+        renv.station_resume = &r;
+        if (!lg->o.no_resume)
+            send_env(c, &renv);
     }
     lg_start_connections(lg);
 }
@@ -412,7 +419,8 @@ static bool conn_open(Lg *lg, LgConn *c)
         return false;
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&lg->addr, sizeof(lg->addr)) != 0) {
+    struct sockaddr_in *to = c->kind == LC_GATEWAY ? &lg->addr : &lg->console_addr;
+    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)to, sizeof(*to)) != 0) {
         bufferevent_free(c->bev);
         c->bev = NULL;
         return false;

@@ -65,6 +65,8 @@ typedef struct {
     const char *host, *token, *tokens, *console_tokens, *phones_file, *pg, *date, *slot;
     const char *run_id, *report;
     int port, conns, window, consoles, care_pct;
+    int console_port; /* the consoles' daemon (--console-port; 0 = port) */
+    bool no_resume;   /* consoles send no StationResume (daemons older than it) */
     double rate, duration, warmup, drain, connect_timeout, settle;
     bool closed, accept, quiet;
     uint64_t max_requests, seed;
@@ -75,8 +77,8 @@ struct Lg {
     Opts o;
     struct event_base *base;
     struct event *tick, *sigint;
-    struct sockaddr_in addr;
-    TlsClient *tls; /* NULL = plaintext (--plaintext) */
+    struct sockaddr_in addr, console_addr; /* the gateways' and the consoles' daemon */
+    TlsClient *tls;                        /* NULL = plaintext (--plaintext) */
     Phase phase;
     LgConn *conn;
     int nconn, ngw;

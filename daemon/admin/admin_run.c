@@ -255,12 +255,13 @@ static void redispatch(AdminReq *r, const json_t *res)
     for (size_t i = 0; i < json_array_size(moved); i++) {
         const json_t *m = json_array_get(moved, i);
         int64_t req = json_integer_value(json_object_get(m, "request_id"));
-        dispatch_release(r->a->dispatch, req,
-                         (int)json_integer_value(json_object_get(m, "attempt")), "rejected");
+        int attempt = (int)json_integer_value(json_object_get(m, "attempt"));
+        dispatch_release(r->a->dispatch, req, attempt, "rejected");
         dispatch_redispatch(r->a->dispatch, req);
+        /* its consoles drop it: a change on the station's stream */
+        station_withdrawn(r->a->st, json_integer_value(json_object_get(res, "id")), req, attempt,
+                          CARELINE__V1__JOB_STATE__JOB_REJECTED);
     }
-    if (json_array_size(moved) > 0)
-        station_wake(r->a->st, json_integer_value(json_object_get(res, "id")));
 }
 
 static void run_done(PGresult *res, const char *err, void *arg)

@@ -68,6 +68,9 @@ bool auth_allowed(Role role, Careline__V1__Envelope__BodyCase body)
     case CARELINE__V1__ENVELOPE__BODY_STATION_STATUS:
         allowed = R(STATION) | R(ADMIN);
         break;
+    case CARELINE__V1__ENVELOPE__BODY_STATION_RESUME:
+        allowed = R(STATION);
+        break;
     case CARELINE__V1__ENVELOPE__BODY_COVERAGE_QUERY:
         allowed = R(BUREAU) | R(ADMIN);
         break;

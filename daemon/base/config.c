@@ -145,7 +145,7 @@ static const CfgKey keys[] = {
     INT_KEY(max_attempts, "3", 1, 20, true,
             "stations a request is offered to before it goes to the dead-letter list"),
     INT_KEY(console_refresh_ms, "10000", 200, 600000, true,
-            "each station console's jobs are re-read this often, in case a wake-up was lost"),
+            "each station console's stream is read this often, in case a wake-up was lost"),
     INT_KEY(reconcile_interval_ms, "2000", 100, 600000, false,
             "how often unfinished and waitlisted requests are swept (not reloadable: the "
             "sweep's timer is set at start)"),

@@ -76,7 +76,7 @@ typedef struct Config {
     int match_candidates;          /* nearest eligible stations tried per request */
     int offer_timeout_s;           /* a station must accept within this (re-dispatch after) */
     int max_attempts;              /* stations offered a request before it is dead-lettered */
-    int console_refresh_ms;        /* re-read each console's jobs this often (missed wake-ups) */
+    int console_refresh_ms;        /* read each console's stream this often (missed wake-ups) */
     int reconcile_interval_ms;     /* sweep for unfinished and waitlisted requests */
     int reconcile_age_ms;          /* a request unfinished this long is resumed by the sweep */
     int orphan_grace_ms;           /* a reservation never recorded is given back when this old */

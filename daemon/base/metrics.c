@@ -160,6 +160,9 @@ void metrics_render(const Metrics *m, struct evbuffer *out, int pg_up, int redis
     counter(out, "careline_wake_rejected_total",
             "Wake-up messages from Redis pub/sub dropped as malformed or for an unknown station.",
             m->wake_rejected);
+    counter(out, "careline_stream_rejected_total",
+            "Station stream entries dropped as malformed, oversized or of another station.",
+            m->stream_rejected);
     counter(out, "careline_redis_rebuilds_total",
             "Times this daemon rebuilt the county's Redis state from PostgreSQL.",
             m->redis_rebuilds);

@@ -81,6 +81,9 @@ typedef struct Metrics {
     uint64_t redis_rebuilds; /* Redis state rebuilt from PostgreSQL by this daemon */
     uint64_t sweeps_sent;    /* sweep statements sent (core/sweep.c) */
     uint64_t sweeps_paused;  /* sweeps skipped: the PostgreSQL breaker was open */
+
+    /* ---- issue 13: the station streams consoles are served from ---- */
+    uint64_t stream_rejected; /* entries dropped by validation (core/station_stream.c) */
     /* TLS and the HTTP listener's limits (net/tls.c, net/http.c) */
     uint64_t tls_handshakes;         /* TLS handshakes completed (both listeners) */
     uint64_t tls_plaintext_refused;  /* connections that sent something other than TLS */

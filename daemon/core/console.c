@@ -27,7 +27,7 @@ void console_unref(StSession *ss)
     if (--ss->refs > 0)
         return;
     conn_unref(ss->c);
-    free(ss->seen);
+    stream_session_free(ss);
     free(ss);
 }
 
@@ -92,8 +92,9 @@ void console_on_auth(void *arg, Conn *c)
                   "VALUES ($1, $2, $3) RETURNING id",
                   3, p, terminal_open_done, ss))
         ss->refs--;
-    ss->last_ping_ms = util_now_ms();
-    push_refresh(st, ss); /* the backlog */
+    ss->last_ping_ms = ss->auth_ms = util_now_ms();
+    /* the backlog starts with the console's StationResume (station_stream.c), or at the
+     * tick after RESUME_WAIT_MS for a console that sends none */
 }
 
 void console_on_close(void *arg, Conn *c)

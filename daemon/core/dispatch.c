@@ -105,6 +105,11 @@ void dispatch_set_hooks(Dispatch *d, const DispatchHooks *hooks)
     d->hooks = *hooks;
 }
 
+int64_t dispatch_redis_gen(const Dispatch *d)
+{
+    return rebuild_gen(d->rebuild);
+}
+
 /* ---- gauges for /metrics ------------------------------------------------------------------ */
 
 #define GAUGE_MS         500 /* Redis in flight */

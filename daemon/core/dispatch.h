@@ -23,14 +23,16 @@ typedef struct Dispatch Dispatch;
 Dispatch *dispatch_new(const Env *env);
 
 /* Who hears of a job's progress (the stations module): queued = a job was just committed
- * at station_id (offer borrowed for the call); changed = station_id's jobs changed (a
- * cancel). Either may be NULL. */
+ * at station_id (offer borrowed for the call); cancelled = the job of request_id's attempt
+ * at station_id was cancelled (committed). Either may be NULL. */
 typedef struct DispatchHooks {
     void (*queued)(void *arg, int64_t station_id, const Careline__V1__JobOffer *offer);
-    void (*changed)(void *arg, int64_t station_id);
+    void (*cancelled)(void *arg, int64_t station_id, int64_t request_id, int attempt);
     void *arg;
 } DispatchHooks;
 void dispatch_set_hooks(Dispatch *d, const DispatchHooks *hooks);
+/* The Redis generation this daemon verified (0: none yet, or lost). */
+int64_t dispatch_redis_gen(const Dispatch *d);
 /* From now on callbacks only clean up (called before the backends are freed). */
 void dispatch_stop(Dispatch *d);
 void dispatch_free(Dispatch *d);

@@ -2,7 +2,9 @@
  * job_update: the JobUpdate handler. A console (or an admin) moves one job through its
  * state machine (sql/011 careline_job_update); updates from all consoles are group-committed
  * through one pgbatch queue, so a burst costs one transaction. A rejected job's capacity is
- * given back and its request goes to the next station; the station's consoles follow.
+ * given back and its request goes to the next station; each committed change becomes an
+ * entry of the station's stream (with the resident's phone once accepted), which the
+ * station's consoles follow.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,9 +31,19 @@ static const char *action_db(int action)
 }
 
 /* careline_job_update_many's columns (sql/012), read by name. */
-enum { U_OUTCOME, U_JOB_STATE, U_REQUEST_ID, U_ATTEMPT, U_REDISPATCH, U_WELFARE, U_N };
-static const char *const update_cols[U_N] = {"outcome", "job_state",  "request_id",
-                                             "attempt", "redispatch", "welfare"};
+enum {
+    U_OUTCOME,
+    U_JOB_STATE,
+    U_REQUEST_ID,
+    U_ATTEMPT,
+    U_REDISPATCH,
+    U_WELFARE,
+    U_STATION,
+    U_PHONE,
+    U_N
+};
+static const char *const update_cols[U_N] = {"outcome",    "job_state", "request_id", "attempt",
+                                             "redispatch", "welfare",   "station_id", "phone"};
 
 /* One row of careline_job_update_many. */
 static void update_done(PGresult *res, int row, const char *err, void *arg)
@@ -91,8 +103,9 @@ static void update_done(PGresult *res, int row, const char *err, void *arg)
     env.body_case = CARELINE__V1__ENVELOPE__BODY_JOB_UPDATE_RESULT;
     env.job_update_result = &r;
     conn_send(c, &env);
-    if (changed) /* this station's other consoles (and this one's screen) follow */
-        station_wake(st, op->station_id ? op->station_id : c->station_id);
+    if (changed) /* committed: an entry on the station's stream, which its consoles follow */
+        station_change(st, pgcols_ll(pc, row, U_STATION), op->job_id, request_id, attempt, state,
+                       pgcols_str(pc, row, U_PHONE));
 out:
     conn_inflight_end(c);
     conn_unref(c);

@@ -2,7 +2,7 @@
  * offer_expiry: offers a station did not accept within offer_timeout_s are expired in
  * PostgreSQL (sql/011 careline_expire_offers, EXPIRE_BATCH a statement, on whichever daemon
  * gets there first: SKIP LOCKED), their capacity is given back and their requests go to the
- * next station; the station's consoles drop them.
+ * next station; an entry on the station's stream makes its consoles drop them.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +40,8 @@ static void expire_done(PGresult *res, const char *err, void *arg)
                  pgcols_str(&pc, i, E_JOB_ID), (long long)station);
         dispatch_release(st->dispatch, req, pgcols_int(&pc, i, E_ATTEMPT), "expired");
         dispatch_redispatch(st->dispatch, req);
-        station_wake(st, station); /* its console drops the offer */
+        station_change(st, station, pgcols_ll(&pc, i, E_JOB_ID), req, pgcols_int(&pc, i, E_ATTEMPT),
+                       S(JOB_STATE__JOB_EXPIRED), NULL); /* its consoles drop the offer */
     }
     /* a full batch means more are overdue (say, after an outage): drain now, not at 200/s */
     if (PQntuples(res) == EXPIRE_BATCH && !st->stopped)

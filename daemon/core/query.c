@@ -314,9 +314,9 @@ static void cancel_done(PGresult *res, const char *err, void *arg)
     op->cancelled = pgcols_bool(&pc, 0, CN_CANCELLED);
     int attempt = pgcols_int(&pc, 0, CN_ATTEMPT);
     int64_t station = pgcols_ll(&pc, 0, CN_STATION);
-    if (op->cancelled && station > 0 && !a->d->stopped)
-        if (a->d->hooks.changed)
-            a->d->hooks.changed(a->d->hooks.arg, station);
+    if (op->cancelled && station > 0 && attempt > 0 && !a->d->stopped)
+        if (a->d->hooks.cancelled)
+            a->d->hooks.cancelled(a->d->hooks.arg, station, op->request_id, attempt);
     if (!op->cancelled || attempt < 1 || a->d->stopped) {
         cancel_reply(op);
         return;

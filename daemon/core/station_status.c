@@ -126,12 +126,13 @@ static void status_pg_done(PGresult *res, const char *err, void *arg)
             continue;
         }
         int64_t req = pgcols_ll(&pc, i, W_REQUEST_ID);
-        dispatch_release(st->dispatch, req, pgcols_int(&pc, i, W_ATTEMPT), "rejected");
+        int attempt = pgcols_int(&pc, i, W_ATTEMPT);
+        dispatch_release(st->dispatch, req, attempt, "rejected");
         dispatch_redispatch(st->dispatch, req);
+        /* the station's consoles drop it: a change on its stream */
+        station_withdrawn(st, op->c->station_id, req, attempt, S(JOB_STATE__JOB_REJECTED));
         op->redispatched++;
     }
-    if (op->redispatched)
-        station_wake(st, op->c->station_id);
     if (op->open)
         dispatch_kick(st->dispatch); /* an opened station may take waiting requests */
     status_finish(op);

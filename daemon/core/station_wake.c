@@ -1,14 +1,13 @@
 /*
  * station_wake: the fan-out that lets any daemon reach a console held by another. One
- * Redis pub/sub channel per county carries ids only: "STATION_ID" (its jobs changed) or
- * "STATION_ID JOB_ID" (a new job was offered to it). Nothing from Redis goes to a console:
- * a wake-up only makes the receiving daemon re-read the station's jobs from PostgreSQL
- * (the record), so whoever can publish can at most cause a re-read of a known station with
- * a console here (coalesced per console), never show an offer. A message that is not
- * exactly that shape, or names an unknown station, is dropped, counted
- * (careline_wake_rejected_total) and logged at most every WAKE_LOG_EVERY_MS. Consoles on
- * the daemon that took the request get the offer at once, in memory (station_offer).
- * Wake-ups are collected per loop turn so a burst for one station costs one PUBLISH.
+ * Redis pub/sub channel per county carries ids only: "STATION_ID" (its stream has new
+ * entries; "STATION_ID JOB_ID" from older daemons means the same). A wake-up only makes the
+ * receiving daemon read the station's stream from its consoles' cursors, where every entry
+ * is checked (station_stream.c), so whoever can publish can at most cause a read of a known
+ * station with a console here. A message that is not exactly that shape, or names an
+ * unknown station, is dropped, counted (careline_wake_rejected_total) and logged at most
+ * every WAKE_LOG_EVERY_MS. Wake-ups are collected per loop turn so a burst for one station
+ * costs one PUBLISH.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,58 +27,42 @@ static void publish_done(redisReply *r, const char *err, void *arg)
         log_debug("wake-up not published: %s", r ? r->str : err);
 }
 
-/* Pub/sub delivers every message to every subscriber, the publisher too, and this daemon's
- * consoles were served when it published: without this it would re-read from PostgreSQL,
- * for each of its own offers, every console that has since finished the job (one statement
- * per job at full load). Own offers wait here until they come back; what never does (a
- * publish lost with a Redis restart) ages out after OWN_WAKE_TTL_MS. */
-#define OWN_WAKE_TTL_MS 10000
+/* Pub/sub delivers every message to its publisher too, whose consoles were read when it
+ * published: reading them again for the echo was one more XRANGE per console per entry at
+ * full load. Our publishes wait here until their echo comes back (any message for the
+ * station takes one: a read then still follows every other daemon's entry, see below);
+ * what never comes back (a publish lost with a Redis restart) ages out after
+ * OWN_WAKE_TTL_MS, and the periodic read covers the rare wake-up skipped meanwhile. */
+#define OWN_WAKE_TTL_MS 2000
 
-static void own_add(Stations *st, int64_t station_id, int64_t job_id)
+static void own_add(Stations *st, int64_t station_id)
 {
-    if (st->own_n == OWN_WAKES) { /* full: forget the oldest (at worst one extra re-read) */
+    if (st->own_n == OWN_WAKES) { /* full: forget the oldest (at worst one extra read) */
         st->own_head = (st->own_head + 1) % OWN_WAKES;
         st->own_n--;
     }
-    st->own[(st->own_head + st->own_n++) % OWN_WAKES] =
-        (OwnWake){station_id, job_id, util_now_ms()};
+    st->own[(st->own_head + st->own_n++) % OWN_WAKES] = (OwnWake){station_id, util_now_ms()};
 }
 
-/* true (and forgotten) when (station, job) is one of ours coming back. */
-static bool own_take(Stations *st, int64_t station_id, int64_t job_id)
+/* true (and forgotten) when a publish of ours for station_id is waiting for its echo. With
+ * another daemon's message for the station arriving first, that one is taken instead and
+ * our echo, later, reads: either way a read follows the other daemon's XADD. */
+static bool own_take(Stations *st, int64_t station_id)
 {
     int64_t old = util_now_ms() - OWN_WAKE_TTL_MS;
     while (st->own_n > 0 &&
-           (st->own[st->own_head].job_id == 0 || st->own[st->own_head].at_ms < old)) {
+           (st->own[st->own_head].station_id == 0 || st->own[st->own_head].at_ms < old)) {
         st->own_head = (st->own_head + 1) % OWN_WAKES;
         st->own_n--;
     }
-    for (size_t i = 0; i < st->own_n; i++) { /* in flight: a few dozen at most */
+    for (size_t i = 0; i < st->own_n; i++) {
         OwnWake *w = &st->own[(st->own_head + i) % OWN_WAKES];
-        if (w->job_id == job_id && w->station_id == station_id) {
-            w->job_id = 0;
+        if (w->station_id == station_id) {
+            w->station_id = 0;
             return true;
         }
     }
     return false;
-}
-
-void station_offer(Stations *st, int64_t station_id, const Careline__V1__JobOffer *o)
-{
-    if (!st || st->stopped)
-        return;
-    push_offer(st, station_id, o); /* consoles on this daemon: at once, from memory */
-    /* the others: "STATION_ID JOB_ID"; they read the job from PostgreSQL */
-    char msg[WAKE_MSG_MAX + 1];
-    int n = snprintf(msg, sizeof(msg), "%lld %lld", (long long)station_id, (long long)o->job_id);
-    const char *argv[] = {"PUBLISH", st->channel, msg};
-    size_t lens[] = {7, strlen(st->channel), (size_t)n};
-    if (rds_command(st->env->rds, publish_done, NULL, 3, argv, lens))
-        own_add(st, station_id, o->job_id);
-    else
-        log_debug("offer for station %lld not published (Redis unavailable); the periodic "
-                  "re-read will deliver it",
-                  (long long)station_id);
 }
 
 /* A decimal id > 0 filling s[0..n) exactly (no sign, no leading zero, no overflow). */
@@ -119,10 +102,11 @@ static void wake_cb(const char *channel, const char *msg, size_t len, void *arg)
 {
     (void)channel;
     Stations *st = arg;
-    if (!msg) { /* (re)subscribed: anything may have been missed */
+    if (!msg) {        /* (re)subscribed: anything may have been missed */
+        st->own_n = 0; /* echoes of what was published before may never come */
         for (size_t b = 0; b < ST_BUCKETS; b++)
             for (StSession *ss = st->bucket[b]; ss; ss = ss->next)
-                push_refresh(st, ss);
+                stream_read(st, ss);
         return;
     }
     if (len > WAKE_MSG_MAX) {
@@ -141,22 +125,15 @@ static void wake_cb(const char *channel, const char *msg, size_t len, void *arg)
         wake_reject(st, len, "no such station");
         return;
     }
-    if (!job_id) { /* its jobs changed: re-read them */
-        push_refresh_station(st, station_id);
-        return;
-    }
-    if (own_take(st, station_id, job_id))
-        return; /* ours: its consoles here were served when it was published */
-    /* a new job: consoles that have not shown it re-read the station's jobs */
-    for (StSession *ss = console_chain(st, station_id); ss; ss = ss->next)
-        if (ss->station_id == station_id && !push_has_seen(ss, job_id))
-            push_refresh(st, ss);
+    if (own_take(st, station_id))
+        return; /* our own: its consoles here were read when we published */
+    stream_read_station(st, station_id);
 }
 
 void wake_subscribe(Stations *st)
 {
     if (!rds_subscribe(st->env->rds, st->channel, wake_cb, st))
-        log_warn("cannot subscribe to %s; consoles rely on the periodic re-read", st->channel);
+        log_warn("cannot subscribe to %s; consoles rely on the periodic stream read", st->channel);
 }
 
 /* Announces the stations collected this loop turn, each once (a burst of jobs for one
@@ -175,9 +152,11 @@ void wake_flush(evutil_socket_t fd, short what, void *arg)
         snprintf(id, sizeof(id), "%lld", (long long)st->wake[i]);
         const char *argv[] = {"PUBLISH", st->channel, id};
         size_t lens[] = {7, strlen(st->channel), strlen(id)};
-        if (!rds_command(st->env->rds, publish_done, NULL, 3, argv, lens))
+        if (rds_command(st->env->rds, publish_done, NULL, 3, argv, lens))
+            own_add(st, st->wake[i]);
+        else
             log_debug("wake-up for station %s not published (Redis unavailable); the "
-                      "periodic re-read will deliver it",
+                      "periodic stream read will deliver it",
                       id);
     }
     st->nwake = 0;
@@ -187,7 +166,7 @@ void station_wake(Stations *st, int64_t station_id)
 {
     if (!st || st->stopped)
         return;
-    push_refresh_station(st, station_id); /* local consoles at once, without the round trip */
+    stream_read_station(st, station_id); /* local consoles at once, without the round trip */
     if (st->nwake == st->capwake) {
         if (st->capwake >= 4096) {
             wake_flush(-1, 0, st); /* a huge burst: announce what we have now */

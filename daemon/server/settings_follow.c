@@ -65,8 +65,8 @@ static void read_done(PGresult *res, const char *err, void *arg)
                 snprintf(now[i], sizeof(now[i]), "%s", PQgetvalue(res, r, 1));
     for (int i = 0; i < SETTINGS_FOLLOWED; i++)
         if (strcmp(now[i], s->settings[i]) != 0)
-            log_info("settings: %s %s%s", followed[i], now[i][0] ? "= " : "row removed: back to the config's value",
-                     now[i]);
+            log_info("settings: %s %s%s", followed[i],
+                     now[i][0] ? "= " : "row removed: back to the config's value", now[i]);
     memcpy(s->settings, now, sizeof(now));
     apply(s);
 }

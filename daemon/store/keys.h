@@ -9,7 +9,8 @@
  *                                  yet, scored by time (the orphan reconciler reads it)
  *   {cCOUNTY}:cap:STATION:DAY:SLOT counter: reserved units of a day's capacity
  *   {cCOUNTY}:lim:STATION:DAY:SLOT the station's own word on that capacity (StationStatus)
- *   {cCOUNTY}:st:STATION:jobs      stream: the station's job queue
+ *   {cCOUNTY}:st:STATION:jobs      stream: the station's job queue, which its consoles are
+ *                                  served from (entries and trimming: core/station.h)
  *   {cCOUNTY}:wake                 pub/sub channel: a station's jobs changed (wake-ups)
  *   {cCOUNTY}:gen                  "GEN RUN_ID": the generation of the county's state and
  *                                  the run_id of the Redis it was rebuilt in (rebuild.c);

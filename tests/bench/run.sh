@@ -4,7 +4,10 @@
 # each target met or not met. Exit 0 even when a target is missed; non-zero only when
 # something broke (the stack, the daemon, the load generator).
 #
-#   tests/bench/run.sh --bin BINDIR [--skip-postgis] [--skip-consoles]
+#   tests/bench/run.sh --bin BINDIR [--skip-postgis] [--skip-consoles] [--only-consoles]
+#
+# --only-consoles: steps 1 and 6 only, and only their rows (e.g. to compare two builds'
+# console path: push latency and PostgreSQL statements per job).
 #
 # Steps: install the bench-only packages (deploy/install-bench-deps.sh); a private
 # PostgreSQL + Redis (deploy/stack.sh, durable: fsync and synchronous_commit on, Redis
@@ -30,9 +33,9 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 HERE=$ROOT/tests/bench
-BINDIR='' SKIP_POSTGIS=0 SKIP_CONSOLES=0
+BINDIR='' SKIP_POSTGIS=0 SKIP_CONSOLES=0 ONLY_CONSOLES=0
 usage() {
-    echo "usage: tests/bench/run.sh --bin BINDIR [--skip-postgis] [--skip-consoles]" >&2
+    echo "usage: tests/bench/run.sh --bin BINDIR [--skip-postgis] [--skip-consoles] [--only-consoles]" >&2
     exit 2
 }
 while (($#)); do
@@ -40,6 +43,7 @@ while (($#)); do
     --bin) BINDIR=${2:-}; shift ;;
     --skip-postgis) SKIP_POSTGIS=1 ;;
     --skip-consoles) SKIP_CONSOLES=1 ;;
+    --only-consoles) ONLY_CONSOLES=1 SKIP_POSTGIS=1 ;;
     *) usage ;;
     esac
     shift
@@ -51,6 +55,11 @@ for p in dispatchd loadgen bench-match careline-gen; do
 done
 
 DUR=${BENCH_DURATION:-15}
+# BENCH_LOADGEN=PATH: another build's loadgen (e.g. this one's, for its --console-port, against
+# an older daemon's BINDIR); BENCH_LG_CONSOLE_ARGS: added to the consoles runs (--no-resume
+# for a daemon older than StationResume)
+LOADGEN=${BENCH_LOADGEN:-$BINDIR/loadgen}
+read -r -a LG_CON_ARGS <<<"${BENCH_LG_CONSOLE_ARGS:-}"
 WARM=3
 CONSOLES=10000
 T0=$SECONDS
@@ -171,12 +180,17 @@ start_daemon() {
     die "dispatchd never became ready"
 }
 rss_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null; }
+# metric NAME [HTTP_PORT]: the daemon's /metrics value of NAME (a full series name with labels)
+metric() {
+    curl -s "${CURL_TLS[@]}" "$SCHEME://127.0.0.1:${2:-$HTTP}/metrics" |
+        awk -v k="$1" '$1 == k {printf "%.0f", $2; f = 1} END {if (!f) print 0}'
+}
 
 # loadgen NAME ARGS...: one run; its KEY=VALUE report in $TMP/NAME.kv, output in NAME.out
 loadgen() {
     local name=$1
     shift
-    timeout -k 5 600 "$BINDIR/loadgen" --port "$PROTO" --tokens "$TMP/lgtokens.txt" "${LG_TLS[@]}" \
+    timeout -k 5 600 "$LOADGEN" --port "$PROTO" --tokens "$TMP/lgtokens.txt" "${LG_TLS[@]}" \
         --pg "$ADMIN" --run-id "$name-$$" --report "$TMP/$name.kv" "$@" \
         >"$TMP/$name.out" 2>"$TMP/$name.err" || { cat "$TMP/$name.err" "$TMP/$name.out" >&2; die "loadgen $name failed"; }
     sed 's/^/    /' "$TMP/$name.out" >&2
@@ -245,6 +259,7 @@ sleep 3
 RSS_IDLE=$(rss_kb "$DPID" VmRSS)
 say "idle RSS ${RSS_IDLE} kB"
 
+if ((!ONLY_CONSOLES)); then
 # ---- 2. XADD reference ---------------------------------------------------------------------
 # as the stack's ACL user, like dispatchd (AUTH once per connection); the key is inside its
 # key pattern ({c*}:*). redis-benchmark takes the password only as -a (unlike redis-cli it
@@ -288,6 +303,8 @@ loadgen fast --closed --conns 32 --window 32 --duration 10 --warmup 2
 psql_q -c "ALTER SYSTEM RESET synchronous_commit" -c "SELECT pg_reload_conf()" >/dev/null
 reset_jobs
 
+fi
+
 # ---- 6. 10,000 consoles ------------------------------------------------------------------
 CON_DONE=0
 if ((!SKIP_CONSOLES)); then
@@ -298,7 +315,23 @@ if ((!SKIP_CONSOLES)); then
     start_daemon
     say "$CONSOLES consoles, 1,000 jobs/s to the $NYUYAO Yuyao stations' consoles, ${WARM}+${DUR} s"
     loadgen consoles --rate 1000 --conns 8 --window 64 --consoles "$CONSOLES" \
-        --duration "$DUR" --warmup "$WARM" --connect-timeout 180 --settle 5 --drain 15
+        --duration "$DUR" --warmup "$WARM" --connect-timeout 180 --settle 5 --drain 15 \
+        "${LG_CON_ARGS[@]}" &
+    LGPID=$!
+    # PostgreSQL statements per job inside the measured window (careline_pg_queries_total
+    # over queued submissions): once the consoles are connected, after the warm-up
+    for ((i = 0; i < 2000; i++)); do
+        [[ $(metric careline_consoles_connected) -ge $((CONSOLES * 99 / 100)) ]] && break
+        kill -0 "$LGPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    sleep "$((WARM + 6))" # loadgen settles 5 s after connecting, then warms up
+    Q0=$(metric careline_pg_queries_total) S0=$(metric 'careline_submissions_total{outcome="QUEUED"}')
+    sleep "$((DUR - 2))"
+    Q1=$(metric careline_pg_queries_total) S1=$(metric 'careline_submissions_total{outcome="QUEUED"}')
+    wait "$LGPID" || exit 1
+    STMT_JOB=$(awk -v q=$((Q1 - Q0)) -v n=$((S1 - S0)) 'BEGIN {printf "%.2f", n ? q / n : -1}')
+    say "consoles: $((Q1 - Q0)) statements for $((S1 - S0)) jobs queued: $STMT_JOB a job"
     RSS_CON=$(rss_kb "$DPID" VmHWM)
     RSS_CON_NOW=$(rss_kb "$DPID" VmRSS)
     CON_DONE=1
@@ -306,6 +339,46 @@ if ((!SKIP_CONSOLES)); then
 fi
 stop_daemon
 
+# ---- 6c. consoles on a second daemon ---------------------------------------------------
+# The Yuyao stations' consoles on daemon B (they only watch: --no-accept), the jobs
+# submitted through daemon A: what serving the consoles costs B's PostgreSQL per job queued
+# on A (before issue 13 B re-read the station's jobs on every wake-up; now it reads the
+# station's Redis stream), and the push latency across daemons. Release build, plaintext.
+CON2_DONE=0
+if ((!SKIP_CONSOLES)); then
+    reset_jobs
+    start_daemon
+    PROTO_A=$PROTO HTTP_A=$HTTP DPID_A=$DPID
+    start_daemon
+    PROTO_B=$PROTO HTTP_B=$HTTP DPID_B=$DPID
+    PROTO=$PROTO_A HTTP=$HTTP_A
+    say "$NYUYAO consoles on daemon B, 1,000 jobs/s submitted on daemon A, ${WARM}+${DUR} s"
+    loadgen consoles2 --rate 1000 --conns 8 --window 64 --consoles "$NYUYAO" \
+        --console-port "$PROTO_B" --duration "$DUR" --warmup "$WARM" --connect-timeout 60 \
+        --settle 2 --drain 15 --no-accept "${LG_CON_ARGS[@]}" &
+    LGPID=$!
+    for ((i = 0; i < 600; i++)); do
+        [[ $(metric careline_consoles_connected "$HTTP_B") -ge "$NYUYAO" ]] && break
+        kill -0 "$LGPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    sleep "$((WARM + 3))"
+    Q0=$(metric careline_pg_queries_total "$HTTP_B")
+    S0=$(metric 'careline_submissions_total{outcome="QUEUED"}' "$HTTP_A")
+    sleep "$((DUR - 2))"
+    Q1=$(metric careline_pg_queries_total "$HTTP_B")
+    S1=$(metric 'careline_submissions_total{outcome="QUEUED"}' "$HTTP_A")
+    wait "$LGPID" || exit 1
+    STMT_B=$(awk -v q=$((Q1 - Q0)) -v n=$((S1 - S0)) 'BEGIN {printf "%.3f", n ? q / n : -1}')
+    say "consoles on B: $((Q1 - Q0)) statements on B for $((S1 - S0)) jobs queued on A: $STMT_B a job"
+    DPID=$DPID_B
+    stop_daemon
+    DPID=$DPID_A
+    stop_daemon
+    CON2_DONE=1
+fi
+
+if ((!ONLY_CONSOLES)); then
 # ---- 6b. the closed loop maximum with TLS on both ends ----------------------------------
 # after the consoles: its ~100,000 extra requests would otherwise slow their re-reads and
 # updates (measured: 1,001 -> 568 jobs/s when it ran before them)
@@ -347,10 +420,25 @@ if ((POSTGIS)); then
     fi
 fi
 
+fi
+
 # ---- the table -----------------------------------------------------------------------------
 met() { if awk "BEGIN {exit !($1)}"; then echo "met"; else echo "NOT met"; fi; }
 fmt() { awk -v x="$1" 'BEGIN {s = sprintf("%.0f", x); n = ""; while (length(s) > 3) {n = "," substr(s, length(s) - 2) n; s = substr(s, 1, length(s) - 3)} print s n}'; }
 
+if ((ONLY_CONSOLES)); then
+    echo
+    echo "Careline benchmark (consoles only) — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores"
+    echo
+    echo "| figure | measured | reference (same run) | target | |"
+    echo "|---|---|---|---|---|"
+    CR=$(kv consoles consoles_ready) CP99=$(kv consoles push_p99_ms)
+    RSS_MB=$(awk -v k="$RSS_CON" 'BEGIN {printf "%.1f", k / 1024}')
+    echo "| station consoles held by one daemon | $CR of $CONSOLES connected; RSS peak $RSS_MB MB; QUEUED -> JobOffer p50 $(kv consoles push_p50_ms), p99 $CP99, p99.9 $(kv consoles push_p999_ms) ms at $(fmt "$(kv consoles throughput)") jobs/s ($(kv consoles push_n) timed, $(kv consoles delivered) delivered) | | 10,000 connected, RSS <= 300 MB, push p99 <= 10 ms at 1,000 jobs/s | $(met "$CR >= 10000 && $RSS_MB <= 300 && $CP99 <= 10 && $(kv consoles throughput) >= 950") |"
+    echo "| PostgreSQL statements per job while serving the consoles (submit, accept, deliver, consoles) | $STMT_JOB | | — | |"
+    ((CON2_DONE)) && echo "| consoles on daemon B, jobs submitted on A: B's PostgreSQL statements per job (serving the consoles only: they do not accept) | $STMT_B; QUEUED -> JobOffer across daemons p50 $(kv consoles2 push_p50_ms), p99 $(kv consoles2 push_p99_ms), p99.9 $(kv consoles2 push_p999_ms) ms at $(fmt "$(kv consoles2 throughput)") jobs/s ($(kv consoles2 delivered) delivered) | | — | |"
+    exit 0
+fi
 C_TPUT=$(kv closed throughput)
 RATIO=$(awk -v a="$C_TPUT" -v b="$XADD" 'BEGIN {printf "%.2f", a / b}')
 O_P99=$(kv open submit_p99_ms) O_P999=$(kv open submit_p999_ms)
@@ -384,6 +472,8 @@ if ((CON_DONE)); then
     CR=$(kv consoles consoles_ready) CP99=$(kv consoles push_p99_ms)
     RSS_MB=$(awk -v k="$RSS_CON" 'BEGIN {printf "%.1f", k / 1024}')
     echo "| station consoles held by one daemon | $CR of $CONSOLES connected; RSS peak $RSS_MB MB; QUEUED -> JobOffer p50 $(kv consoles push_p50_ms), p99 $CP99, p99.9 $(kv consoles push_p999_ms) ms at $(fmt "$(kv consoles throughput)") jobs/s ($(kv consoles push_n) timed, $(kv consoles delivered) delivered) | | 10,000 connected, RSS <= 300 MB, push p99 <= 10 ms at 1,000 jobs/s | $(met "$CR >= 10000 && $RSS_MB <= 300 && $CP99 <= 10 && $(kv consoles throughput) >= 950") |"
+    echo "| PostgreSQL statements per job while serving the consoles (submit, accept, deliver, consoles) | $STMT_JOB | | — | |"
+    ((CON2_DONE)) && echo "| consoles on daemon B, jobs submitted on A: B's PostgreSQL statements per job (serving the consoles only: they do not accept) | $STMT_B; QUEUED -> JobOffer across daemons p50 $(kv consoles2 push_p50_ms), p99 $(kv consoles2 push_p99_ms), p99.9 $(kv consoles2 push_p999_ms) ms at $(fmt "$(kv consoles2 throughput)") jobs/s ($(kv consoles2 delivered) delivered) | | — | |"
 else
     echo "| station consoles held by one daemon | skipped | | 10,000, RSS <= 300 MB, push p99 <= 10 ms | |"
 fi

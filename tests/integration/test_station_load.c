@@ -138,9 +138,11 @@ static void offers_to_stalled_console(void)
     PQfinish(pg);
 }
 
-/* The periodic re-read of many consoles' jobs is a few statements a round, not one per
- * console: 60 consoles asking every 200 ms are re-read on each 1 s tick, 240 statements in
- * 4 s one by one (10,000 consoles were 1,000 queries a second ahead of every submission). */
+/* The periodic read of many consoles' feeds costs the database nothing: 60 consoles read
+ * every 200 ms are read from their stations' Redis streams on each 1 s tick; in 4 s only
+ * the daemon's own timers (offer expiry, leases) reach PostgreSQL. One re-read per console
+ * was 240 statements, batched re-reads (before issue 13) about a dozen (10,000 consoles
+ * were once 1,000 queries a second ahead of every submission). */
 static void rereads_batched(void)
 {
     PGconn *pg = itest_pg();
@@ -160,8 +162,8 @@ static void rereads_batched(void)
     long long before = itest_metric(d.http_port, "careline_pg_queries_total");
     usleep(4000000);
     long long n = itest_metric(d.http_port, "careline_pg_queries_total") - before;
-    printf("  %lld statements in 4 s with %d consoles re-read every second\n", n, N);
-    T_ASSERT(before > 0 && n < 60); /* one by one: >= 240 */
+    printf("  %lld statements in 4 s with %d consoles read every second\n", n, N);
+    T_ASSERT(before > 0 && n < 20); /* one by one: >= 240; the timers: ~2 a second */
     /* and the consoles are still served: a job reaches its station's console */
     char phone[16];
     fix_resident(pg, &f, 1, false, phone);

@@ -65,6 +65,8 @@ static void close_and_capacity(void)
     cl_free(r);
     Careline__V1__JobOffer *o = ist_wait(kf, 0, S(JOB_STATE__OFFERED), 5000);
     T_ASSERT(o && o->request_id == s->request_id);
+    /* and the near station's console is told its offer is gone (a change on its stream) */
+    T_ASSERT(ist_wait(kn, s->job_id, S(JOB_STATE__JOB_REJECTED), 5000));
     T_EQ_INT(ist_sql_long(pg,
                           "SELECT count(*) FROM stations WHERE id = $1 AND NOT is_open AND "
                           "caregivers_on_duty = 3",

@@ -32,7 +32,7 @@ static void wake_publish(redisContext *rd, const char *msg, size_t len)
  * anything on a console: a forged JobOffer in the old "STATION_ID <packed offer>" form, a
  * made-up job id, garbage, ids out of range and unknown stations show nothing; each bad
  * message is counted and the lot logged once; a genuine offer still arrives, by wake-up,
- * with what PostgreSQL holds. */
+ * from the station's stream (what PostgreSQL committed). */
 static void forged_wake_offer_not_shown(void)
 {
     PGconn *pg = itest_pg();
@@ -44,7 +44,8 @@ static void forged_wake_offer_not_shown(void)
     fix_resident(pg, &f, 1, false, phone);
     Daemon a, b;
     itest_daemon_up(&a, NULL);
-    /* B re-reads consoles only every minute: whatever its console shows came by wake-up */
+    /* B reads its consoles' streams on its own only every minute: whatever its console
+     * shows came by wake-up */
     itest_daemon_up(&b, (const char *const[]){"--console_refresh_ms=60000", NULL});
     IstConsole *k = ist_open(&b, pg, st);
     usleep(300000); /* the console's first read (its backlog: nothing) */
@@ -83,8 +84,8 @@ static void forged_wake_offer_not_shown(void)
     memset(big, '7', sizeof(big));
     wake_publish(rd, big, sizeof(big));
     int nbad = 1 + (int)(sizeof(bad) / sizeof(bad[0])) + 2;
-    /* well-formed ids for a job that does not exist (or is not this station's): a re-read
-     * from PostgreSQL, which shows nothing */
+    /* well-formed ids for a job that does not exist (or is not this station's): a read of
+     * the station's stream, which holds nothing new */
     snprintf(one, sizeof(one), "%lld 987654321", (long long)st);
     wake_publish(rd, one, strlen(one));
     snprintf(one, sizeof(one), "%lld", (long long)st);
@@ -124,8 +125,8 @@ static int cmp_ll(const void *x, const void *y)
 }
 
 /* Not a pass/fail figure: how long a job taken on daemon A takes to reach a console on B
- * (wake-up -> re-read from PostgreSQL), submit included, next to the same on A's own
- * console (pushed from memory). Only bounded loosely. */
+ * (A's XADD, its wake-up, B's read of the stream), submit included, next to the same on
+ * A's own console (A's XADD, A's read). Only bounded loosely. */
 static void wake_latency(void)
 {
     enum { N = 40 };
@@ -155,7 +156,7 @@ static void wake_latency(void)
     }
     qsort(remote, N, sizeof(remote[0]), cmp_ll);
     qsort(local, N, sizeof(local[0]), cmp_ll);
-    printf("  submit -> offer, %d jobs: console on A (memory) p50 %lld p99 %lld ms; on B "
+    printf("  submit -> offer, %d jobs: console on A (same daemon) p50 %lld p99 %lld ms; on B "
            "(wake-up) p50 %lld p99 %lld ms\n",
            N, local[N / 2], local[N - 1], remote[N / 2], remote[N - 1]);
     T_ASSERT(remote[N - 1] < 3000);

@@ -23,10 +23,18 @@ void ist_take(IstConsole *k, ClEnvelope *e)
         r.body_case = BODY(PONG);
         r.pong = &pong;
         cl_send(k->c, &r);
-    } else if (e->body_case == BODY(JOB_OFFER) && k->total++ < 64) {
-        k->offers[k->n++] = e->job_offer;
-        e->job_offer = NULL; /* kept; the envelope shell is freed */
-        e->body_case = 0;
+    } else if (e->body_case == BODY(BACKLOG_END)) {
+        k->ends++;
+        k->offers_at_end = k->total;
+        k->end_full = e->backlog_end->full;
+        snprintf(k->position, sizeof(k->position), "%s", e->backlog_end->position);
+    } else if (e->body_case == BODY(JOB_OFFER)) {
+        snprintf(k->position, sizeof(k->position), "%s", e->job_offer->position);
+        if (k->total++ < 64) {
+            k->offers[k->n++] = e->job_offer;
+            e->job_offer = NULL; /* kept; the envelope shell is freed */
+            e->body_case = 0;
+        }
     }
     cl_free(e);
 }
@@ -36,12 +44,43 @@ void ist_on_push(ClEnvelope *e, void *arg)
     ist_take(arg, e);
 }
 
-IstConsole *ist_open(const Daemon *d, PGconn *pg, int64_t station)
+IstConsole *ist_open_at(const Daemon *d, PGconn *pg, int64_t station, const char *position)
 {
     IstConsole *k = calloc(1, sizeof(*k));
     k->c = isess_login_as(d, pg, "station", station);
     k->station = station;
+    if (position) {
+        Careline__V1__StationResume r = CARELINE__V1__STATION_RESUME__INIT;
+        r.position = (char *)position;
+        ClEnvelope env = CARELINE__V1__ENVELOPE__INIT;
+        env.seq = 0;
+        env.body_case = BODY(STATION_RESUME);
+        env.station_resume = &r;
+        cl_send(k->c, &env);
+    }
     return k;
+}
+
+IstConsole *ist_open(const Daemon *d, PGconn *pg, int64_t station)
+{
+    return ist_open_at(d, pg, station, "");
+}
+
+bool ist_wait_backlog_end(IstConsole *k, int timeout_ms)
+{
+    int64_t deadline = util_now_ms() + timeout_ms;
+    int want = k->ends + 1;
+    while (k->ends < want) {
+        int left = (int)(deadline - util_now_ms());
+        if (left <= 0)
+            return false;
+        char err[128];
+        ClEnvelope *e = cl_recv(k->c, left, err, sizeof(err));
+        if (!e)
+            return false;
+        ist_take(k, e);
+    }
+    return true;
 }
 
 void ist_close(IstConsole *k)

@@ -21,11 +21,19 @@ typedef struct {
     int n;
     int total; /* JobOffer pushes received (also past the 64 kept) */
     int pings;
+    int ends;          /* BacklogEnd pushes received */
+    int offers_at_end; /* total when the last BacklogEnd came */
+    bool end_full;     /* the last BacklogEnd's full flag */
+    char position[80]; /* the last JobOffer.position or BacklogEnd.position */
 } IstConsole;
 
-/* Logs in a fresh station principal of station on d (fails the case unless HelloOk). Free
- * with ist_close. */
+/* Logs in a fresh station principal of station on d (fails the case unless HelloOk) and
+ * asks for its full backlog (StationResume ""). Free with ist_close. */
 IstConsole *ist_open(const Daemon *d, PGconn *pg, int64_t station);
+/* ist_open resuming from position (NULL: sends no StationResume, as an old console). */
+IstConsole *ist_open_at(const Daemon *d, PGconn *pg, int64_t station, const char *position);
+/* Waits up to timeout_ms for the next BacklogEnd (counted in k->ends); false on timeout. */
+bool ist_wait_backlog_end(IstConsole *k, int timeout_ms);
 /* Frees the kept offers, closes the connection, frees k. */
 void ist_close(IstConsole *k);
 /* Takes one received envelope (owned; freed here): a Ping is answered with a Pong, a

@@ -10,6 +10,8 @@
 -- {2, 0, held} no room (held = 1 when a candidate had only its priority share left), or,
 -- reserving nothing, {3, 0, 0} when the generation key is gone (Redis lost its state: a
 -- rebuild is due) and {4, 0, 0} when it differs from the daemon's (another daemon rebuilt).
+-- The stream entry is a reservation marker (t = r), not for consoles: the job's console-safe
+-- entry (t = o) is added by the daemon once PostgreSQL committed it (core/station.h).
 -- Called from daemon/core/reserve.c.
 local g = redis.call('GET', KEYS[#KEYS])
 if not g then return {3, 0, 0} end
@@ -30,7 +32,7 @@ for i = 1, n do
   if used < allowed then
     redis.call('INCR', capk)
     redis.call('EXPIREAT', capk, ARGV[4])
-    local eid = redis.call('XADD', KEYS[3 * i], 'MINID', ARGV[9 + 2 * n], '*', 'job', ARGV[1], 'request', ARGV[2], 'attempt', ARGV[3])
+    local eid = redis.call('XADD', KEYS[3 * i], 'MINID', ARGV[9 + 2 * n], '*', 't', 'r', 'job', ARGV[1], 'request', ARGV[2], 'attempt', ARGV[3])
     redis.call('HSET', KEYS[1], 'job', ARGV[1], 'station', sid, 'cap', capk, 'stream', KEYS[3 * i], 'entry', eid, 'state', 'held')
     redis.call('EXPIREAT', KEYS[1], ARGV[4])
     if ARGV[8 + 2 * n] ~= '' then
