@@ -82,7 +82,8 @@ static const CfgKey keys[] = {
     INT_KEY(idle_timeout_ms, "120000", 100, 86400000, true,
             "a connection that sends nothing for this long is closed"),
     INT_KEY(heartbeat_interval_ms, "30000", 100, 3600000, true,
-            "advertised in HelloOk; clients Ping at least this often"),
+            "advertised in HelloOk; clients Ping at least this often (the daemon pings a quiet "
+            "station console about as often, looked at once a second)"),
     INT_KEY(obuf_soft_bytes, "1048576", 1024, INT_MAX, true,
             "output buffered above this pauses reading from the peer"),
     INT_KEY(obuf_hard_bytes, "8388608", 1024, INT_MAX, true,

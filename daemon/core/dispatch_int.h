@@ -71,6 +71,8 @@ struct Dispatch {
     size_t phone_key_len;                     /* bytes of phone_key in use */
 
     struct event *resume; /* polls the PostgreSQL breaker while a sweep waits for it */
+
+    bool sweep_owed; /* a sweep was skipped by the breaker and none sent since */
 #ifdef CARELINE_TESTING
     int fault_count; /* fault injection: times the point was reached */
 #endif

@@ -184,6 +184,13 @@ static void sweep_done(PGresult *res, const char *err, void *arg)
  * the outage. A cheap poll of the breaker's state, armed only while it is open. */
 static void sweep_cb(evutil_socket_t fd, short what, void *arg);
 
+/* A skipped sweep is owed until one is sent: polled for while anything holds it back. */
+static void owe_poll(Dispatch *d)
+{
+    if (d->sweep_owed && !evtimer_pending(d->resume, NULL))
+        util_timer_ms(d->resume, RESUME_POLL_MS);
+}
+
 static void sweep_resume_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -206,16 +213,22 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
         /* the breaker is open: its statements would only wait and time out, queued ahead
          * of the probe's answer; the orphan check too (its records cannot be read now) */
         d->env->metrics->sweeps_paused++;
-        if (!evtimer_pending(d->resume, NULL))
-            util_timer_ms(d->resume, RESUME_POLL_MS);
+        d->sweep_owed = true;
+        owe_poll(d);
         return;
     }
+    /* while Redis is rebuilt nothing is reserved: the waitlist waits for it */
     if (!dir_snap(d->dir) || !pg_pool_ready(d->env->pg) || !rds_ready(d->env->rds) ||
-        !rebuild_ok(d->rebuild))
-        return; /* while Redis is rebuilt nothing is reserved: the waitlist waits for it */
-    reconcile_orphans(d);
-    if (d->sweeping)
+        !rebuild_ok(d->rebuild)) {
+        owe_poll(d);
         return;
+    }
+    reconcile_orphans(d);
+    if (d->sweeping) { /* e.g. the one that hung in the outage, answering only now */
+        owe_poll(d);
+        return;
+    }
+    d->sweep_owed = false;
     char age[16], batch[16];
     snprintf(age, sizeof(age), "%d", d->env->cfg->reconcile_age_ms);
     snprintf(batch, sizeof(batch), "%d", SWEEP_BATCH);

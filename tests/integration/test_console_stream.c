@@ -46,18 +46,6 @@ static int pushes_for(const IstConsole *k, int from, int64_t job)
     return n;
 }
 
-/* A case's daemon on the private server rebuilt it, numbering a generation in the shared
- * database: the shared server's key is behind it now; dropping it makes the next daemon
- * rebuild the shared server from PostgreSQL. */
-static void shared_generation_forget(void)
-{
-    redisContext *r = fix_redis();
-    redisReply *rep = redisCommand(r, "DEL {c330281}:gen");
-    T_ASSERT(rep && rep->type == REDIS_REPLY_INTEGER);
-    freeReplyObject(rep);
-    redisFree(r);
-}
-
 /* After a FLUSHALL and the rebuild, a console that reconnects with its old position (of the
  * lost generation) gets exactly the station's open jobs — the accepted one with its phone,
  * not the delivered one — then BacklogEnd with full set. */
@@ -126,7 +114,7 @@ static void backlog_after_rebuild(void)
     ist_close(k);
     itest_daemon_down(&d);
     irds_srv_kill();
-    shared_generation_forget();
+    irds_shared_generation_forget();
     PQfinish(pg);
 }
 
@@ -161,7 +149,7 @@ static void refused_entry_retried(void)
     ist_close(k2);
     itest_daemon_down(&d);
     irds_srv_kill();
-    shared_generation_forget();
+    irds_shared_generation_forget();
     PQfinish(pg);
 }
 

@@ -142,11 +142,12 @@ static void heartbeats(void)
     fix_area(pg, 38, &f);
     int64_t st = fix_station(pg, &f, &(FixStation){.meal = true, .cap_lunch = 10});
     Daemon d;
+    /* a console's heartbeat is looked at once a second (its slice of the station tick) */
     itest_daemon_up(
-        &d, (const char *const[]){"--heartbeat_interval_ms=300", "--idle_timeout_ms=1500", NULL});
+        &d, (const char *const[]){"--heartbeat_interval_ms=1000", "--idle_timeout_ms=2500", NULL});
     IstConsole *alive = ist_open(&d, pg, st), *silent = ist_open(&d, pg, st);
     /* the live console answers the daemon's Pings and stays; the silent one is dropped */
-    int64_t until = util_now_ms() + 3000;
+    int64_t until = util_now_ms() + 4500;
     while (util_now_ms() < until) {
         char err[64];
         ClEnvelope *e = cl_recv(alive->c, 100, err, sizeof(err));
@@ -157,7 +158,7 @@ static void heartbeats(void)
     char err[64];
     ClEnvelope *e;
     bool timed_out = false;
-    while ((e = cl_recv(silent->c, 1000, err, sizeof(err)))) {
+    while ((e = cl_recv(silent->c, 2000, err, sizeof(err)))) {
         if (e->body_case == BODY(ERROR) && e->error->code == S(ERROR_CODE__TIMEOUT))
             timed_out = true;
         cl_free(e);
@@ -243,18 +244,6 @@ static void private_args(char port[32], char pw[600], const char *args[8])
     snprintf(pw, 600, "--redis_password_file=%s", irds_srv_pwfile());
     const char *a[] = {port, pw, "--redis_user=" IRDS_SRV_USER, "--priority_reserve_pct=0", NULL};
     memcpy(args, a, sizeof(a));
-}
-
-/* The rebuilds on the private server numbered generations in the shared database: drop the
- * shared server's generation key so the next program's daemon rebuilds it (as test_rebuild
- * does). */
-static void shared_generation_forget(void)
-{
-    redisContext *r = fix_redis();
-    redisReply *rep = redisCommand(r, "DEL {c330281}:gen");
-    T_ASSERT(rep && rep->type == REDIS_REPLY_INTEGER);
-    freeReplyObject(rep);
-    redisFree(r);
 }
 
 static const char words_sql[] =
@@ -356,7 +345,7 @@ static void limits_survive_redis_loss(void)
         cl_free(keep[i]);
     itest_daemon_down(&d);
     irds_srv_kill();
-    shared_generation_forget();
+    irds_shared_generation_forget();
     PQfinish(pg);
 }
 

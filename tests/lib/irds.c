@@ -255,3 +255,12 @@ bool irds_msg2(void *arg)
 {
     return ((IrdsSub *)arg)->msgs >= 2;
 }
+
+void irds_shared_generation_forget(void)
+{
+    redisContext *r = fix_redis();
+    redisReply *rep = redisCommand(r, "DEL {c330281}:gen");
+    T_ASSERT(rep && rep->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(rep);
+    redisFree(r);
+}

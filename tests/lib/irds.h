@@ -43,6 +43,10 @@ int irds_srv_port(void);
 /* The private server's password file (the right password unless a case rewrites it;
  * static). */
 const char *irds_srv_pwfile(void);
+/* Rebuilds on the private server number generations in the shared database, leaving the
+ * shared server's generation key behind it: dropping the key ({c330281}:gen) makes the next
+ * daemon on the shared server rebuild it from PostgreSQL, as after a loss. */
+void irds_shared_generation_forget(void);
 /* A client of the private server that authenticates with irds_srv_pwfile(). */
 Rds *irds_srv_rds(struct event_base *b, int op_timeout_ms, int max_inflight);
 /* A blocking connection to host:port as the private server's user; NULL when it fails. */
