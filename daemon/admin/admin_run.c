@@ -14,6 +14,7 @@
 #include "base/auth.h"
 #include "common/log.h"
 #include "net/http.h"
+#include "reports/bureau.h"
 #include "store/pg.h"
 
 #define ERRC(x) CARELINE__V1__ERROR_CODE__##x
@@ -73,28 +74,6 @@ static void req_free(AdminReq *r)
     free(r);
 }
 
-static int http_status_of(int code)
-{
-    switch (code) {
-    case ERRC(INVALID_ARGUMENT):
-        return 400;
-    case ERRC(NOT_AUTHENTICATED):
-    case ERRC(AUTH_FAILED):
-        return 401;
-    case ERRC(FORBIDDEN):
-        return 403;
-    case ERRC(NOT_FOUND):
-        return 404;
-    case ERRC(CONFLICT):
-        return 409;
-    case ERRC(OVERLOADED):
-    case ERRC(UNAVAILABLE):
-        return 503;
-    default:
-        return 500;
-    }
-}
-
 static const char *code_name(int code)
 {
     const ProtobufCEnumValue *v =
@@ -143,7 +122,7 @@ void admin_req_fail(AdminReq *r, int code, const char *field, const char *msg)
         if (field)
             json_object_set_new(e, "field", json_string(field));
         json_t *o = json_pack("{s:o}", "error", e);
-        http_json(r, http_status_of(code), o);
+        http_json(r, bureau_http_status(code), o);
         json_decref(o);
     }
     req_free(r);
@@ -224,7 +203,7 @@ static void reply_http(AdminReq *r, json_t *res, int code)
         if (json_array_size(errs) > 0)
             json_object_set(e, "field", json_object_get(json_array_get(errs, 0), "field"));
         o = json_pack("{s:o}", "error", e);
-        http_json(r, http_status_of(code), o);
+        http_json(r, bureau_http_status(code), o);
         json_decref(o);
         return;
     }
