@@ -6,6 +6,7 @@
  * attempt: the next tick starts over (the lock is the same owner's to take again).
  */
 #include "core/rebuild.h"
+#include "core/rebuild_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,67 +18,6 @@
 #include "store/pgcols.h"
 #include "store/scripts.h"
 
-#define TICK_MS     100   /* while not verified: check this often */
-#define CHECK_MS    1000  /* once verified */
-#define LOCK_TTL_MS 10000 /* refreshed by every chunk */
-#define FILL_CHUNK  200   /* jobs per genfill.lua call */
-#define GEN_VALUE   96
-
-typedef struct {
-    int64_t station, request, job;
-    int attempt;
-    char day[11], slot[8];
-    uint8_t *entry; /* its console-safe JobOffer, packed for the stream (NULL: a marker) */
-    size_t entry_len;
-} LiveJob;
-
-/* A station's recorded limit (careline_station_limits), written back by gendone.lua. */
-typedef struct {
-    int64_t station;
-    int limit;
-    char day[11], slot[8];
-} Limit;
-
-typedef struct {
-    RebuildWaitCb cb;
-    void *arg;
-    int64_t deadline; /* util_now_ms() */
-} Waiter;
-
-struct Rebuild {
-    const Env *env;
-    RebuildResumedCb resumed;
-    void *arg;
-    RdsScript *lock, *fill, *done;
-    struct event *tick;
-    int refs;              /* callbacks in flight, +1 while not freed */
-    bool freed;            /* rebuild_free was called: callbacks do nothing */
-    char value[GEN_VALUE]; /* the verified "GEN RUN_ID"; "" = none */
-    int64_t gen;           /* its GEN */
-    uint64_t epoch;        /* rds_link_epoch when it was verified */
-    int64_t next_check;    /* util_now_ms() of the next periodic check */
-    bool checking;         /* GET + INFO in flight */
-    uint64_t check_epoch;  /* the link they were sent on */
-    char seen[GEN_VALUE];  /* what GET returned ("" = nil) */
-    bool seen_ok;          /* GET answered */
-    char run_id[48];       /* Redis' run_id, from INFO */
-    bool rebuilding;       /* this daemon holds the lock and is writing */
-    bool waiting_logged;   /* "another daemon rebuilds" was logged for this loss */
-    bool check_warned;     /* a refused check was logged since the last good one */
-    bool pg_due;           /* compare with PostgreSQL's generation on the next check */
-    bool lost;             /* the state is known lost: a rebuild is due or running */
-    Waiter *waiters;       /* rebuild_wait callers parked until the check of a new link */
-    size_t nwaiters, capwaiters;
-    LiveJob *jobs; /* the snapshot being written */
-    size_t njobs, written;
-    Limit *limits; /* the stations' recorded limits, from today on */
-    size_t nlimits;
-    int64_t new_gen;
-    int64_t started_ms;
-    bool probing; /* the write probe is in flight */
-    int64_t next_probe;
-};
-
 static void jobs_free(Rebuild *rb)
 {
     for (size_t i = 0; i < rb->njobs; i++)
@@ -86,7 +26,7 @@ static void jobs_free(Rebuild *rb)
     rb->jobs = NULL;
 }
 
-static void unref(Rebuild *rb)
+void rebuild_unref(Rebuild *rb)
 {
     if (--rb->refs > 0)
         return;
@@ -213,7 +153,7 @@ static void adopt(Rebuild *rb, const char *value, uint64_t epoch)
         rb->resumed(rb->arg);
 }
 
-static void rebuild_failed(Rebuild *rb, const char *what, const char *err)
+void rebuild_failed(Rebuild *rb, const char *what, const char *err)
 {
     log_warn("rebuilding Redis state failed at %s: %s (retried)", what, err);
     rb->rebuilding = false;
@@ -230,7 +170,7 @@ static void done_cb(redisReply *r, const char *err, void *arg)
 {
     Rebuild *rb = arg;
     if (rb->freed) {
-        unref(rb);
+        rebuild_unref(rb);
         return;
     }
     if (!r || r->type == REDIS_REPLY_ERROR) {
@@ -250,7 +190,7 @@ static void done_cb(redisReply *r, const char *err, void *arg)
         rb->nlimits = 0;
         adopt(rb, value, rb->check_epoch);
     }
-    unref(rb);
+    rebuild_unref(rb);
 }
 
 static long long expire_at(const char *day);
@@ -287,13 +227,11 @@ static bool send_done(Rebuild *rb)
     return ok;
 }
 
-static bool send_chunk(Rebuild *rb);
-
 static void fill_cb(redisReply *r, const char *err, void *arg)
 {
     Rebuild *rb = arg;
     if (rb->freed) {
-        unref(rb);
+        rebuild_unref(rb);
         return;
     }
     if (!r || r->type != REDIS_REPLY_INTEGER) {
@@ -301,11 +239,11 @@ static void fill_cb(redisReply *r, const char *err, void *arg)
         rebuild_failed(rb, "writing live jobs", r ? (r->str ? r->str : "bad reply") : err);
     } else {
         rb->written += (size_t)r->integer;
-        bool sent = rb->written < rb->njobs ? send_chunk(rb) : send_done(rb);
+        bool sent = rb->written < rb->njobs ? rebuild_send_chunk(rb) : send_done(rb);
         if (!sent)
             rebuild_failed(rb, "writing live jobs", "Redis is unavailable or overloaded");
     }
-    unref(rb);
+    rebuild_unref(rb);
 }
 
 /* Day-end of the service date plus one day, as reserve.c expires its keys. */
@@ -317,7 +255,7 @@ static long long expire_at(const char *day)
     return (long long)(cal_unix_ms(d + 2, 0) / 1000);
 }
 
-static bool send_chunk(Rebuild *rb)
+bool rebuild_send_chunk(Rebuild *rb)
 {
     const Keys *k = &rb->env->keys;
     size_t n = rb->njobs - rb->written;
@@ -362,155 +300,6 @@ static bool send_chunk(Rebuild *rb)
 
 /* ---- the snapshot from PostgreSQL --------------------------------------------------------- */
 
-/* ---- the stream entries: what the stations' consoles are served from ----------------------- */
-
-/* careline_station_jobs_many's columns (sql/functions/station.sql), read by name. */
-enum {
-    SJ_JOB_ID,
-    SJ_REQUEST_ID,
-    SJ_STATE,
-    SJ_ATTEMPT,
-    SJ_KIND,
-    SJ_MEAL_SLOT,
-    SJ_SERVICE_DATE,
-    SJ_CARE_SUBTYPE,
-    SJ_RESIDENT_NAME,
-    SJ_ADDRESS,
-    SJ_VILLAGE_NAME,
-    SJ_LAT,
-    SJ_LON,
-    SJ_PRIORITY,
-    SJ_NOTE,
-    SJ_WINDOW_START_MS,
-    SJ_WINDOW_END_MS,
-    SJ_EXPIRES_MS,
-    SJ_TRAVEL_MINUTES,
-    SJ_PHONE,
-    SJ_N
-};
-static const char *const sj_cols[SJ_N] = {
-    "job_id",          "request_id",    "state",        "attempt",        "kind",
-    "meal_slot",       "service_date",  "care_subtype", "resident_name",  "address",
-    "village_name",    "lat",           "lon",          "priority",       "note",
-    "window_start_ms", "window_end_ms", "expires_ms",   "travel_minutes", "phone"};
-
-static int job_state_of(const char *db)
-{
-    if (strcmp(db, "offered") == 0)
-        return CARELINE__V1__JOB_STATE__OFFERED;
-    char name[40];
-    snprintf(name, sizeof(name), "job_%s", db);
-    return dispatch_enum_from_db(&careline__v1__job_state__descriptor, name);
-}
-
-/* One row as the packed console-safe JobOffer a new job's stream entry holds (the phone
- * only for an accepted job: the function gives it only then). */
-static void entry_pack(LiveJob *j, const PgCols *pc, int i)
-{
-    Careline__V1__JobOffer o = CARELINE__V1__JOB_OFFER__INIT;
-    o.job_id = pgcols_ll(pc, i, SJ_JOB_ID);
-    o.request_id = pgcols_ll(pc, i, SJ_REQUEST_ID);
-    o.state = (Careline__V1__JobState)job_state_of(pgcols_str(pc, i, SJ_STATE));
-    o.attempt = (uint32_t)pgcols_int(pc, i, SJ_ATTEMPT);
-    o.kind =
-        dispatch_enum_from_db(&careline__v1__service_kind__descriptor, pgcols_str(pc, i, SJ_KIND));
-    const char *slot = pgcols_str(pc, i, SJ_MEAL_SLOT);
-    o.meal_slot = slot[0] ? dispatch_enum_from_db(&careline__v1__meal_slot__descriptor, slot) : 0;
-    o.service_date = (char *)pgcols_str(pc, i, SJ_SERVICE_DATE);
-    const char *care = pgcols_str(pc, i, SJ_CARE_SUBTYPE);
-    o.care_subtype =
-        care[0] ? dispatch_enum_from_db(&careline__v1__care_subtype__descriptor, care) : 0;
-    char masked[LOG_MASK_BUF];
-    o.resident_name_masked = (char *)log_mask_name(pgcols_str(pc, i, SJ_RESIDENT_NAME), masked);
-    o.address = (char *)pgcols_str(pc, i, SJ_ADDRESS);
-    o.village_name = (char *)pgcols_str(pc, i, SJ_VILLAGE_NAME);
-    o.lat = pgcols_double(pc, i, SJ_LAT);
-    o.lon = pgcols_double(pc, i, SJ_LON);
-    Careline__V1__PriorityFlag flags[3];
-    const char *prio = pgcols_str(pc, i, SJ_PRIORITY);
-    o.priority = flags;
-    if (strstr(prio, "lives_alone"))
-        flags[o.n_priority++] = CARELINE__V1__PRIORITY_FLAG__LIVES_ALONE;
-    if (strstr(prio, "disabled"))
-        flags[o.n_priority++] = CARELINE__V1__PRIORITY_FLAG__DISABLED;
-    if (strstr(prio, "aged_80_plus"))
-        flags[o.n_priority++] = CARELINE__V1__PRIORITY_FLAG__AGED_80_PLUS;
-    o.note = (char *)pgcols_str(pc, i, SJ_NOTE);
-    o.window_start_ms = pgcols_ll(pc, i, SJ_WINDOW_START_MS);
-    o.window_end_ms = pgcols_ll(pc, i, SJ_WINDOW_END_MS);
-    o.offer_expires_at_ms = pgcols_ll(pc, i, SJ_EXPIRES_MS);
-    o.travel_minutes = (uint32_t)pgcols_int(pc, i, SJ_TRAVEL_MINUTES);
-    o.resident_phone = (char *)pgcols_str(pc, i, SJ_PHONE);
-    free(j->entry);
-    j->entry_len = careline__v1__job_offer__get_packed_size(&o);
-    j->entry = xmalloc(j->entry_len ? j->entry_len : 1);
-    careline__v1__job_offer__pack(&o, j->entry);
-}
-
-static int job_cmp(const void *a, const void *b)
-{
-    int64_t x = ((const LiveJob *)a)->job, y = ((const LiveJob *)b)->job;
-    return (x > y) - (x < y);
-}
-
-static void entries_cb(PGresult *res, const char *err, void *arg)
-{
-    Rebuild *rb = arg;
-    PgCols pc = {0};
-    if (rb->freed) {
-        unref(rb);
-        return;
-    }
-    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || !pgcols_bind(&pc, res, sj_cols, SJ_N)) {
-        rebuild_failed(rb, "reading the live jobs' console entries", PG_ERRLINE(res, err));
-        unref(rb);
-        return;
-    }
-    /* rb->jobs is sorted by job id (entries_read) */
-    for (int i = 0; i < PQntuples(res); i++) {
-        LiveJob key = {.job = pgcols_ll(&pc, i, SJ_JOB_ID)};
-        LiveJob *j = bsearch(&key, rb->jobs, rb->njobs, sizeof(LiveJob), job_cmp);
-        if (j)
-            entry_pack(j, &pc, i);
-    }
-    if (!send_chunk(rb))
-        rebuild_failed(rb, "writing live jobs", "Redis is unavailable or overloaded");
-    unref(rb);
-}
-
-/* Reads the console-safe fields of the snapshot's jobs (one statement for every station
- * with live jobs), so the rebuilt streams serve consoles as reserve + commit would have. A
- * job that ended between the two reads keeps a reservation marker only. */
-static bool entries_read(Rebuild *rb)
-{
-    qsort(rb->jobs, rb->njobs, sizeof(LiveJob), job_cmp);
-    size_t cap = 3 + rb->njobs * 21, o = 0;
-    char *stations = xmalloc(cap);
-    stations[o++] = '{';
-    int64_t *seen = xcalloc(rb->njobs, sizeof(int64_t));
-    size_t nseen = 0;
-    for (size_t i = 0; i < rb->njobs; i++) {
-        bool dup = false;
-        for (size_t k = 0; k < nseen && !dup; k++)
-            dup = seen[k] == rb->jobs[i].station;
-        if (dup)
-            continue;
-        seen[nseen++] = rb->jobs[i].station;
-        o += (size_t)snprintf(stations + o, cap - o, "%s%lld", nseen > 1 ? "," : "",
-                              (long long)rb->jobs[i].station);
-    }
-    snprintf(stations + o, cap - o, "}");
-    free(seen);
-    const char *params[] = {stations, "{}"};
-    bool ok = pg_query(rb->env->pg,
-                       "SELECT * FROM careline_station_jobs_many($1::bigint[], $2::bigint[])", 2,
-                       params, entries_cb, rb);
-    free(stations);
-    if (ok)
-        rb->refs++;
-    return ok;
-}
-
 enum { LJ_GEN, LJ_STATION, LJ_DAY, LJ_SLOT, LJ_REQUEST, LJ_ATTEMPT, LJ_JOB, LJ_N };
 static const char *const live_cols[LJ_N] = {"gen",        "station_id", "service_date", "slot",
                                             "request_id", "attempt",    "job_id"};
@@ -520,13 +309,13 @@ static void snapshot_cb(PGresult *res, const char *err, void *arg)
     Rebuild *rb = arg;
     PgCols pc = {0};
     if (rb->freed) {
-        unref(rb);
+        rebuild_unref(rb);
         return;
     }
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) < 1 ||
         !pgcols_bind(&pc, res, live_cols, LJ_N)) {
         rebuild_failed(rb, "reading live jobs", PG_ERRLINE(res, err));
-        unref(rb);
+        rebuild_unref(rb);
         return;
     }
     int rows = PQntuples(res);
@@ -543,9 +332,9 @@ static void snapshot_cb(PGresult *res, const char *err, void *arg)
         snprintf(j->slot, sizeof(j->slot), "%s", pgcols_str(&pc, i, LJ_SLOT));
     }
     rb->written = 0;
-    if (rb->njobs ? !entries_read(rb) : !send_done(rb))
+    if (rb->njobs ? !rebuild_entries_read(rb) : !send_done(rb))
         rebuild_failed(rb, "writing live jobs", "Redis is unavailable or the database queue full");
-    unref(rb);
+    rebuild_unref(rb);
 }
 
 /* ---- the stations' limits ------------------------------------------------------------------ */
@@ -562,13 +351,13 @@ static void limits_cb(PGresult *res, const char *err, void *arg)
     Rebuild *rb = arg;
     PgCols pc = {0};
     if (rb->freed) {
-        unref(rb);
+        rebuild_unref(rb);
         return;
     }
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK ||
         !pgcols_bind(&pc, res, limit_cols, LM_N)) {
         rebuild_failed(rb, "reading the stations' limits", PG_ERRLINE(res, err));
-        unref(rb);
+        rebuild_unref(rb);
         return;
     }
     int rows = PQntuples(res);
@@ -588,7 +377,7 @@ static void limits_cb(PGresult *res, const char *err, void *arg)
         rb->refs++;
     else
         rebuild_failed(rb, "reading live jobs", "the database queue is full");
-    unref(rb);
+    rebuild_unref(rb);
 }
 
 /* ---- the lock ----------------------------------------------------------------------------- */
@@ -597,7 +386,7 @@ static void lock_cb(redisReply *r, const char *err, void *arg)
 {
     Rebuild *rb = arg;
     if (rb->freed) {
-        unref(rb);
+        rebuild_unref(rb);
         return;
     }
     if (!r || r->type != REDIS_REPLY_INTEGER) {
@@ -620,7 +409,7 @@ static void lock_cb(redisReply *r, const char *err, void *arg)
         else
             rebuild_failed(rb, "reading the stations' limits", "the database queue is full");
     }
-    unref(rb);
+    rebuild_unref(rb);
 }
 
 /* force: rebuild even though Redis' generation is current for its run_id (PostgreSQL's is
@@ -660,13 +449,13 @@ static void pg_gen_cb(PGresult *res, const char *err, void *arg)
     Rebuild *rb = arg;
     PgCols pc = {0};
     if (rb->freed || rb->rebuilding || rb->check_epoch != rds_link_epoch(rb->env->rds)) {
-        unref(rb);
+        rebuild_unref(rb);
         return;
     }
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || !pgcols_bind(&pc, res, pg_gen_cols, 1)) {
         log_warn("reading the Redis generation from PostgreSQL failed: %s", PG_ERRLINE(res, err));
         rb->pg_due = true; /* the next check asks again */
-        unref(rb);
+        rebuild_unref(rb);
         return;
     }
     rb->pg_due = false;
@@ -677,7 +466,7 @@ static void pg_gen_cb(PGresult *res, const char *err, void *arg)
         lost(rb, "Redis' generation is not PostgreSQL's");
         take_lock(rb, true);
     }
-    unref(rb);
+    rebuild_unref(rb);
 }
 
 static void gen_cb(redisReply *r, const char *err, void *arg)
@@ -688,7 +477,7 @@ static void gen_cb(redisReply *r, const char *err, void *arg)
     rb->seen[0] = '\0';
     if (rb->seen_ok && r->type == REDIS_REPLY_STRING && r->len < sizeof(rb->seen))
         snprintf(rb->seen, sizeof(rb->seen), "%.*s", (int)r->len, r->str);
-    unref(rb);
+    rebuild_unref(rb);
 }
 
 /* The run_id line of INFO server. */
@@ -717,12 +506,12 @@ static void info_cb(redisReply *r, const char *err, void *arg)
     }
     if (rb->freed || !rb->seen_ok || !r || r->type != REDIS_REPLY_STRING ||
         rb->check_epoch != rds_link_epoch(rb->env->rds) || rb->rebuilding) {
-        unref(rb);
+        rebuild_unref(rb);
         return; /* the next tick checks again */
     }
     if (!parse_run_id(r->str, rb->run_id, sizeof(rb->run_id))) {
         log_warn("Redis INFO server has no run_id: cannot verify its state");
-        unref(rb);
+        rebuild_unref(rb);
         return;
     }
     rb->check_warned = false;
@@ -739,7 +528,7 @@ static void info_cb(redisReply *r, const char *err, void *arg)
                               : "Redis restarted or failed over since the last rebuild");
         take_lock(rb, false);
     }
-    unref(rb);
+    rebuild_unref(rb);
 }
 
 static void check_send(Rebuild *rb)
@@ -776,7 +565,7 @@ static void probe_cb(redisReply *r, const char *err, void *arg)
             ready_set(rb->env->ready, READY_REDIS_WRITES_FAILING, false);
         }
     }
-    unref(rb);
+    rebuild_unref(rb);
 }
 
 static void probe_send(Rebuild *rb)
@@ -841,5 +630,5 @@ void rebuild_free(Rebuild *rb)
     rb->freed = true;
     event_del(rb->tick);
     waiters_fire(rb, true, false);
-    unref(rb);
+    rebuild_unref(rb);
 }

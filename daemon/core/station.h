@@ -61,4 +61,9 @@ void station_withdrawn(Stations *st, int64_t station_id, int64_t request_id, int
  * this daemon's consoles; fire and forget. */
 void station_wake(Stations *st, int64_t station_id);
 
+/* A job state as PostgreSQL writes it ("offered", "accepted", ...) and back (JobState names
+ * carry a JOB_ prefix but for OFFERED). */
+int station_job_state_from_db(const char *db);
+void station_job_state_to_db(int state, char out[32]);
+
 #endif

@@ -101,8 +101,6 @@ struct Stations {
 /* ---- station.c --------------------------------------------------------------------------- */
 
 /* JobState from the database's name ("offered", "accepted", ...) and back (out: "accepted"). */
-int station_job_state_from_db(const char *db);
-void station_job_state_to_db(int state, char out[32]);
 
 /* ---- console.c ---------------------------------------------------------------------------- */
 
