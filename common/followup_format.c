@@ -62,17 +62,7 @@ char *followup_json(Careline__V1__Followup **fs, size_t n, bool more, bool one, 
         json_object_set_new(o, "followups", a);
         json_object_set_new(o, "more", json_boolean(more));
     }
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    ASSERT(s);
-    size_t k = strlen(s);
-    char *out = xmalloc(k + 2);
-    memcpy(out, s, k);
-    out[k] = '\n';
-    out[k + 1] = '\0';
-    free(s);
-    *len = k + 1;
-    return out;
+    return report_json_line(o, JSON_COMPACT | JSON_PRESERVE_ORDER, len);
 }
 
 char *followup_csv(Careline__V1__Followup **fs, size_t n, size_t *len)

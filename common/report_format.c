@@ -186,18 +186,7 @@ char *report_json(const Careline__V1__CoverageReport *r, Careline__V1__CoverageS
         }
         json_object_set_new(o, "unmet", a);
     }
-    char *s = json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
-    json_decref(o);
-    ASSERT(s);
-    size_t n = strlen(s);
-    char *out = xmalloc(n + 2);
-    memcpy(out, s, n);
-    out[n] = '\n';
-    out[n + 1] = '\0';
-    free(s);
-    if (len)
-        *len = n + 1;
-    return out;
+    return report_json_line(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15), len);
 }
 
 void report_csv_field(FILE *f, const char *s)
@@ -350,4 +339,20 @@ char *report_csv(const Careline__V1__CoverageReport *r, Careline__V1__CoverageSc
     if (len)
         *len = n;
     return buf;
+}
+
+char *report_json_line(json_t *o, size_t flags, size_t *len)
+{
+    char *s = json_dumps(o, flags);
+    json_decref(o);
+    ASSERT(s);
+    size_t n = strlen(s);
+    char *out = xmalloc(n + 2);
+    memcpy(out, s, n);
+    out[n] = '\n';
+    out[n + 1] = '\0';
+    free(s);
+    if (len)
+        *len = n + 1;
+    return out;
 }

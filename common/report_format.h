@@ -5,6 +5,7 @@
 #define CARELINE_REPORT_FORMAT_H
 
 #include <stddef.h>
+#include <jansson.h>
 #include <stdio.h>
 
 #include "careline.pb-c.h"
@@ -22,5 +23,8 @@ char *report_csv(const Careline__V1__CoverageReport *r, Careline__V1__CoverageSc
 
 /* Appends s to f as one CSV field (quoted when it holds a comma, quote, CR or LF). */
 void report_csv_field(FILE *f, const char *s);
+/* json_dumps(o, flags) with a trailing newline, as the JSON answers end; takes o (decref'd).
+ * *len (if len) gets the length. Never NULL. */
+char *report_json_line(json_t *o, size_t flags, size_t *len);
 
 #endif
