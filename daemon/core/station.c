@@ -66,6 +66,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     /* Consoles that connected together would be pinged and read together. Each slice does
      * at most twice its share; the rest wait, and the bursts spread out. */
     size_t n = st->nsessions;
+    /* a console is visited once per ST_TICK_MS: ping up to one visit early rather than up to
+     * one visit late (a quiet console hears from us within heartbeat_interval_ms) */
+    int64_t ping_due = cfg->heartbeat_interval_ms - ST_TICK_MS;
     size_t pings = n * 2 * ST_TICK_MS / (size_t)cfg->heartbeat_interval_ms / ST_SLICES + 8;
     size_t reads = n * 2 * ST_TICK_MS / (size_t)cfg->console_refresh_ms / ST_SLICES + 50;
     size_t from = (size_t)st->slice * ST_BUCKETS / ST_SLICES;
@@ -74,8 +77,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         for (StSession *ss = st->bucket[b]; ss; ss = ss->next) {
             /* heartbeats both ways: a console that answers our Ping stays active; one that
              * vanished without closing is dropped by the idle timeout */
-            if (pings > 0 && now - ss->c->last_active_ms >= cfg->heartbeat_interval_ms &&
-                now - ss->last_ping_ms >= cfg->heartbeat_interval_ms) {
+            if (pings > 0 && now - ss->c->last_active_ms >= ping_due &&
+                now - ss->last_ping_ms >= ping_due) {
                 ss->last_ping_ms = now;
                 console_ping(ss);
                 pings--;
